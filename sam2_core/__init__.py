@@ -1,0 +1,6 @@
+"""sam2_core: the engine of sam2roto. Knows SAM 2, footage, caches and mattes; no host, no UI."""
+
+from .image_predictor import ImagePredictor
+from .model.loading import load_model
+
+__all__ = ["ImagePredictor", "load_model"]

@@ -1,0 +1,80 @@
+"""load_model: an official configuration with its weights, on a device, in a precision."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from . import weights
+from .checkpoint import check_matches, read_state_dict
+from .configs import DEFAULT_MODEL, get_config
+from .sam2 import SAM2
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" picks CUDA, then Apple MPS, then the CPU; an explicit device must exist."""
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"Device {device!r} was asked for, but this machine has no usable CUDA GPU "
+                         "(or this torch build has no CUDA). Use device='auto' or 'cpu'.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"Device {device!r} was asked for, but Apple MPS is not available here. "
+                         "Use device='auto' or 'cpu'.")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"Unsupported device {device!r}: use 'auto', 'cpu', 'cuda' or 'mps'.")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        dt = dtype
+    elif dtype in DTYPES:
+        dt = DTYPES[dtype]
+    else:
+        raise ValueError(f"Unsupported dtype {dtype!r}: use one of {', '.join(DTYPES)}.")
+    if dt not in DTYPES.values():
+        raise ValueError(f"Unsupported dtype {dtype}: use one of {', '.join(DTYPES)}.")
+    if dt == torch.bfloat16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("This GPU has no bfloat16 support: use dtype='float16' or 'float32'.")
+    return dt
+
+
+def load_model(name: str = DEFAULT_MODEL, checkpoint: str | Path | None = None,
+               device: str | torch.device = "auto", dtype: str | torch.dtype = "float32") -> SAM2:
+    """An official SAM 2 / 2.1 model with its weights, ready for inference.
+
+    checkpoint: a file in the official format; None takes the official file for `name`
+    from the weights cache, downloading (and verifying) it on first use.
+    dtype: the working precision. Weights stay float32; the network runs under autocast,
+    as the official code does for reduced precisions."""
+    cfg = get_config(name)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    if checkpoint is None:
+        path = weights.official_checkpoint(name)
+    else:
+        path = Path(checkpoint)
+        log.info("Loading %s from %s: a file named by the user has no pinned checksum; its "
+                 "configuration is checked from its parameter names and shapes.", name, path)
+    state = read_state_dict(path)
+    check_matches(state, cfg, path)
+
+    model = SAM2(cfg)
+    model.load_state_dict(state, strict=True)
+    model.requires_grad_(False)
+    model.eval().to(dev)
+    model.dtype = dt
+    model.checkpoint_path = path
+    return model
