@@ -31,7 +31,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "weights only" in str(e).lower():
+        if "unsupported global" in str(e).lower():  # a reference to a function or class
             raise CheckpointError(
                 f"Refused to load {path}: it holds Python objects other than tensors, and loading it "
                 "could run code. Official SAM 2 checkpoints hold only tensors; use an official file."

@@ -25,15 +25,18 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"Unsupported device {device!r}: use 'auto', 'cpu', 'cuda' or 'mps'.")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"Device {device!r} was asked for, but this machine has no usable CUDA GPU "
                          "(or this torch build has no CUDA). Use device='auto' or 'cpu'.")
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"Device {device!r} was asked for, but Apple MPS is not available here. "
                          "Use device='auto' or 'cpu'.")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"Unsupported device {device!r}: use 'auto', 'cpu', 'cuda' or 'mps'.")
     return dev
 
 

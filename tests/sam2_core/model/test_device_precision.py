@@ -1,0 +1,65 @@
+"""Devices and precisions: what exists is used, what does not is a clear error, and
+bfloat16 agrees with the float32 reference."""
+
+import numpy as np
+import pytest
+import torch
+
+from sam2_core import ImagePredictor, load_model
+from sam2_core.model.loading import resolve_device, resolve_dtype
+from tests.conftest import make_image
+
+NAME = "sam2.1_hiera_tiny"
+
+
+def test_auto_picks_an_available_device():
+    dev = resolve_device("auto")
+    if torch.cuda.is_available():
+        assert dev.type == "cuda"
+    elif torch.backends.mps.is_available():
+        assert dev.type == "mps"
+    else:
+        assert dev.type == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_missing_cuda_is_a_clear_error(official_checkpoint):
+    with pytest.raises(ValueError, match="no usable CUDA"):
+        load_model(NAME, checkpoint=official_checkpoint(NAME), device="cuda")
+
+
+def test_bad_device_and_dtype_names():
+    with pytest.raises(ValueError, match="Unsupported device"):
+        resolve_device("tpu")
+    with pytest.raises(ValueError, match="float32, bfloat16, float16"):
+        resolve_dtype("float8", torch.device("cpu"))
+    assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+
+
+def test_bfloat16_agrees_with_float32_where_float32_is_decided(official_checkpoint, record_property):
+    path = official_checkpoint(NAME)
+    ref = ImagePredictor(load_model(NAME, checkpoint=path, device="cpu", dtype="float32"))
+    low = ImagePredictor(load_model(NAME, checkpoint=path, device="cpu", dtype="bfloat16"))
+    img = make_image(480, 640, seed=5)
+    ref.set_image(img)
+    low.set_image(img)
+    assert low._features.levels[0].dtype == torch.bfloat16  # it really ran in bfloat16
+
+    decided_agree = decided_total = all_agree = all_total = 0
+    prompts = [dict(points=[(200, 150)], labels=[1]), dict(box=(50, 40, 400, 350), multimask=False),
+               dict(points=[(300, 300), (100, 100)], labels=[1, 0], multimask=False)]
+    for kw in prompts:
+        a = ref.predict(**kw, return_logits=True)[0]
+        b = low.predict(**kw, return_logits=True)[0]
+        decided = np.abs(a) >= 1
+        decided_agree += int(((a > 0) == (b > 0))[decided].sum())
+        decided_total += int(decided.sum())
+        all_agree += int(((a > 0) == (b > 0)).sum())
+        all_total += a.size
+    decided_rate, all_rate = decided_agree / decided_total, all_agree / all_total
+    record_property("bf16_agreement_decided", decided_rate)
+    record_property("bf16_agreement_all_pixels", all_rate)
+    print(f"bfloat16 vs float32 mask agreement: {decided_rate:.4%} where |logit| >= 1 "
+          f"({decided_total} px), {all_rate:.4%} of all pixels")
+    assert decided_total > 0.05 * all_total  # enough decided pixels to mean something
+    assert decided_rate >= 0.995
