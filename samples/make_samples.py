@@ -1,0 +1,35 @@
+"""Makes the sample footage the README's quick start uses (run once; the output is
+committed so that the quick start needs nothing but this repository).
+
+    python samples/make_samples.py
+"""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def shapes(width: int = 640, height: int = 360) -> np.ndarray:
+    """A shaded red ball in front of a blue box on a graded backdrop (RGB, uint8)."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    img = np.empty((height, width, 3), np.float32)
+    img[..., 0] = 60 + 50 * yy / height  # warm-to-dark backdrop
+    img[..., 1] = 70 + 40 * xx / width
+    img[..., 2] = 90
+    img[200:320, 330:560] = (40, 70, 190)  # the box
+    cx, cy, r = 250.0, 190.0, 95.0
+    d2 = (xx - cx) ** 2 + (yy - cy) ** 2
+    ball = d2 < r * r
+    # lit from the top-left: brighter towards (cx - r/2, cy - r/2)
+    light = 1.0 - np.sqrt((xx - cx + r / 2) ** 2 + (yy - cy + r / 2) ** 2) / (2 * r)
+    img[ball] = np.stack([210 * light + 40, 40 * light + 10, 30 * light + 10], -1)[ball]
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+if __name__ == "__main__":
+    out = HERE / "shapes.png"
+    cv2.imwrite(str(out), shapes()[:, :, ::-1])
+    print(out)

@@ -1,0 +1,75 @@
+"""The command line: `sam2roto segment` on the project's sample image, and its errors."""
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from sam2roto.cli import main
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "shapes.png"
+NAME = "sam2.1_hiera_tiny"
+
+
+def test_segment_writes_a_matte_the_size_of_the_image(official_checkpoint, tmp_path, capsys):
+    out = tmp_path / "sub" / "ball.png"
+    rc = main(["segment", str(SAMPLE), "--point", "250,190", "--out", str(out),
+               "--checkpoint", str(official_checkpoint(NAME)), "--device", "cpu"])
+    assert rc == 0
+    matte = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    assert matte.shape == (360, 640) and matte.dtype == np.uint8
+    assert set(np.unique(matte)) <= {0, 255}
+    assert str(out) in capsys.readouterr().out
+
+
+def test_segment_with_box_and_negative_click(official_checkpoint, tmp_path):
+    out = tmp_path / "box.png"
+    rc = main(["segment", str(SAMPLE), "--box", "330,200,560,320", "--neg-point", "250,190",
+               "--out", str(out), "--checkpoint", str(official_checkpoint(NAME)), "--device", "cpu",
+               "--dtype", "bfloat16"])
+    assert rc == 0 and out.is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--point", "700,10"], "outside"),
+    (["--point", "10,10", "--checkpoint", "/nonexistent/file.pt"], "not found"),
+])
+def test_segment_errors_name_the_problem(args, message, tmp_path, capsys, official_checkpoint):
+    argv = ["segment", str(SAMPLE), "--out", str(tmp_path / "m.png"), "--device", "cpu"] + args
+    if "--checkpoint" not in args:
+        argv += ["--checkpoint", str(official_checkpoint(NAME))]
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_unreadable_image(tmp_path, capsys):
+    bad = tmp_path / "not-an-image.png"
+    bad.write_bytes(b"hello")
+    assert main(["segment", str(bad), "--point", "1,1", "--out", str(tmp_path / "m.png")]) == 1
+    assert "Cannot read image" in capsys.readouterr().err
+
+
+def test_bad_point_syntax_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["segment", str(SAMPLE), "--point", "10;20", "--out", str(tmp_path / "m.png")])
+    assert info.value.code == 2
+    assert "expected X,Y" in capsys.readouterr().err
+
+
+def test_weights_list_and_offline_verify(tmp_path, monkeypatch, capsys, official_checkpoint):
+    monkeypatch.setenv("SAM2ROTO_WEIGHTS_DIR", str(tmp_path))
+    assert main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path) in out and out.count("not installed") == 8
+    # verify never downloads: a missing file says where to put it
+    assert main(["weights", "verify", NAME]) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / f"{NAME}.pt") in err
+    # a file that is not the official one is refused and moved aside
+    shutil.copy(official_checkpoint(NAME), tmp_path / f"{NAME}.pt")
+    assert main(["weights", "verify", NAME]) == 1
+    assert "moved aside" in capsys.readouterr().err
+    assert (tmp_path / f"{NAME}.pt.bad").exists()
