@@ -2,5 +2,6 @@
 
 from .image_predictor import ImagePredictor
 from .model.loading import load_model
+from .tracking.tracker import VideoTracker
 
-__all__ = ["ImagePredictor", "load_model"]
+__all__ = ["ImagePredictor", "VideoTracker", "load_model"]

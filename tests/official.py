@@ -104,3 +104,77 @@ def official_image_predictor(model: nn.Module):
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     return SAM2ImagePredictor(model)
+
+
+# -- the official video predictor --------------------------------------------------------
+
+def connected_components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the official CUDA kernel computes, on the CPU: for (N, 1, H, W) binary masks,
+    8-connected component labels of the foreground pixels and each pixel's component area
+    (0 on background)."""
+    import cv2
+    import numpy as np
+
+    arr = mask.to(torch.uint8).cpu().numpy()
+    labels = np.zeros(arr.shape, np.int32)
+    areas = np.zeros(arr.shape, np.int32)
+    for i in range(arr.shape[0]):
+        _, lab, stats, _ = cv2.connectedComponentsWithStats(arr[i, 0], connectivity=8)
+        labels[i, 0] = lab
+        areas[i, 0] = np.where(lab > 0, stats[:, cv2.CC_STAT_AREA][lab], 0)
+    return torch.from_numpy(labels).to(mask.device), torch.from_numpy(areas).to(mask.device)
+
+
+def build_official_video(name: str, checkpoint: Path):
+    """SAM2VideoPredictor as build_sam2_video_predictor builds it (post-processing on) with
+    add_all_frames_to_correct_as_cond, loading the given official-format checkpoint.
+
+    Two facts of the reference on a CPU are adjusted so that it behaves as on a GPU:
+    hole filling gets a CPU connected-components function instead of its CUDA kernel, and
+    memories stored in bfloat16 are promoted to float32 before the memory attention even
+    on frames without object pointers (elsewhere torch.cat with the float32 pointers
+    promotes them; without pointers it fails on the CPU)."""
+    import sam2.utils.misc as misc
+    from sam2.build_sam import build_sam2_video_predictor
+
+    misc.get_connected_components = connected_components
+    predictor = build_sam2_video_predictor(
+        OFFICIAL_CONFIG_FILES[name], str(checkpoint), device="cpu",
+        hydra_overrides_extra=["++model.add_all_frames_to_correct_as_cond=true"])
+    attention = predictor.memory_attention
+    forward = attention.forward
+
+    def forward_float(curr, memory, curr_pos=None, memory_pos=None, num_obj_ptr_tokens=0):
+        return forward(curr, memory.float(), curr_pos, memory_pos, num_obj_ptr_tokens)
+
+    attention.forward = forward_float
+    return predictor
+
+
+def official_video_state(predictor, model_inputs: torch.Tensor, plate_hw: tuple[int, int], features):
+    """An inference state over frames given as the model's (N, 3, S, S) normalised inputs,
+    so that both implementations see exactly the same pixels.
+
+    The official predictor keeps the image features of the last frame it visited only,
+    and would encode a frame again on every visit. To save test time it is handed every
+    frame's features up front: `features(i)` returns (levels, pos) as the official
+    `forward_image` would (the image encoders' equality is tested on its own)."""
+    import sam2.sam2_video_predictor as svp
+
+    def load_video_frames(video_path, image_size, **_):
+        return model_inputs, plate_hw[0], plate_hw[1]
+
+    def backbone_out(i):
+        levels, pos = features(i)
+        return {"vision_features": levels[-1], "vision_pos_enc": list(pos), "backbone_fpn": list(levels)}
+
+    cached = {i: (model_inputs[i: i + 1], backbone_out(i)) for i in range(len(model_inputs))}
+    original_loader, original_forward = svp.load_video_frames, predictor.forward_image
+    svp.load_video_frames = load_video_frames
+    predictor.forward_image = lambda images: cached[0][1]  # init_state warms up on frame 0
+    try:
+        state = predictor.init_state(video_path="(frames in memory)")
+    finally:
+        svp.load_video_frames, predictor.forward_image = original_loader, original_forward
+    state["cached_features"] = cached  # hits never replace it
+    return state

@@ -132,15 +132,36 @@ class SAM2(nn.Module):
         ptr = self.obj_ptr_proj(token)
         return visible * ptr + (1 - visible) * self.no_obj_ptr
 
-    def pointer_time_encoding(self, frame_distances: torch.Tensor) -> torch.Tensor:
-        """Object pointers' temporal encoding: (N,) signed frame distances -> (N, mem_dim).
-        SAM 2 does not encode time on pointers (zeros)."""
+    def pointer_time_encoding(self, frame_distances: torch.Tensor, max_distance: int) -> torch.Tensor:
+        """Object pointers' temporal encoding: (N,) signed frame distances -> (N, mem_dim),
+        distances normalised by the furthest a pointer can be. SAM 2 encodes no time on
+        pointers (zeros)."""
         m = self.cfg.mem_dim
         if not self.cfg.sam2_1:
-            return frame_distances.new_zeros(len(frame_distances), m, dtype=torch.float32)
-        # distances are normalised by the furthest pointer the bank can hold
-        normed = frame_distances.float() / (self.cfg.max_obj_ptrs - 1)
+            return torch.zeros(len(frame_distances), m, device=frame_distances.device)
+        normed = frame_distances.float() / max_distance
         return self.obj_ptr_tpos_proj(time_encoding(normed, self.cfg.d_model))
+
+    def mask_as_output(self, embedding: torch.Tensor, high_res: list[torch.Tensor],
+                       mask: torch.Tensor) -> SamHeadsOutput:
+        """A user's mask taken as the frame's answer (SAM 2.1 does this for mask prompts):
+        mask (B, 1, 1024, 1024) in {0, 1} becomes +-10 logits; the decoder only supplies
+        the object pointer. embedding is the frame's raw (memory-free) embedding."""
+        logits_high_res = mask.float() * 20.0 - 10.0
+        low = F.interpolate(logits_high_res, size=self.sam_prompt_encoder.mask_input_hw,
+                            mode="bilinear", align_corners=False, antialias=True)
+        heads = self.sam_heads(embedding, high_res, mask_logits=self.mask_downsample(mask.float()))
+        # presence comes from the mask itself, not from the decoder's opinion
+        visible = (mask.flatten(1) > 0).any(dim=1, keepdim=True).float()
+        obj_ptr = visible * heads.obj_ptr + (1 - visible) * self.no_obj_ptr
+        return SamHeadsOutput(
+            multi_logits=low,
+            iou=torch.ones(mask.shape[0], 1, device=mask.device),
+            logits=low,
+            logits_high_res=logits_high_res,
+            obj_ptr=obj_ptr,
+            object_score=visible * 20.0 - 10.0,
+        )
 
     # -- memory --------------------------------------------------------------------------
 

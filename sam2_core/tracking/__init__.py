@@ -1,0 +1,1 @@
+"""Objects, prompts, propagation, corrections and the memory bank policy."""

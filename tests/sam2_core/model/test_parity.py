@@ -159,7 +159,7 @@ def test_pointer_time_encoding_equals_official(pair):
     name, official, ours = pair
     dist = torch.tensor([0, 1, -3, 7, 15])
     with torch.no_grad():
-        got = ours.pointer_time_encoding(dist)
+        got = ours.pointer_time_encoding(dist, 15)
         if name.startswith("sam2.1"):
             ref = official.obj_ptr_tpos_proj(get_1d_sine_pe(dist / 15, dim=256))
         else:

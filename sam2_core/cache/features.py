@@ -1,0 +1,198 @@
+"""FrameFeatureCache: each frame's model input and image features, computed once.
+
+Per shot, two TensorStores under the cache folder:
+- inputs/<source key>/: the frame resized to the model's square input, uint8 (3 MiB a
+  frame at 1024x1024). Keyed by the footage and the colour settings.
+- features/<source key>-<model key>/: the image encoder's output in the model's working
+  precision (8 MiB a frame for bfloat16, 16 MiB for float32). Keyed additionally by the
+  model configuration, its weights and the precision.
+A later process opening the same shot finds both. Features are always used as stored
+(cast to the working precision), so results do not depend on whether a frame was cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..model import SAM2
+from ..model.image_encoder import ImageFeatures
+from ..model.transforms import MEAN, STD
+from .store import TensorStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FEATURE_DISK_BUDGET = 20 << 30  # 20 GiB: ~1,200 frames of tiny in float32
+DEFAULT_RAM_BUDGET = 768 << 20
+
+
+def _key(*parts: str) -> str:
+    return hashlib.blake2b("\x00".join(parts).encode(), digest_size=10).hexdigest()
+
+
+def resize_to_input(rgb: np.ndarray, size: int) -> torch.Tensor:
+    """H x W x 3 uint8 -> (size, size, 3) uint8: antialiased bilinear, then rounded, as
+    the official video predictor's frame loader does with an 8-bit image."""
+    h, w = rgb.shape[:2]
+    x = torch.from_numpy(np.ascontiguousarray(rgb))
+    if (h, w) == (size, size):
+        return x.clone()
+    x = x.permute(2, 0, 1)[None].float()
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
+
+
+def normalise(frame: torch.Tensor, device) -> torch.Tensor:
+    """(S, S, 3) uint8 -> (1, 3, S, S) float32, ImageNet-normalised."""
+    x = frame.to(device).permute(2, 0, 1)[None].float() / 255.0
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+class FrameFeatureCache:
+    def __init__(self, model: SAM2, source, cache_dir: str | Path, colour_key: str = "",
+                 ram_budget: int = DEFAULT_RAM_BUDGET, disk_budget: int | None = DEFAULT_FEATURE_DISK_BUDGET):
+        self.model = model
+        self.source = source
+        self.size = model.cfg.image_size
+        source_key = _key(source.identity, colour_key, str(self.size))
+        model_key = _key(model.cfg.name, getattr(model, "weights_id", ""), str(model.dtype))
+        root = Path(cache_dir)
+        self.input_store = TensorStore(root / "inputs" / source_key, ram_budget=ram_budget // 4)
+        self.feature_store = TensorStore(root / "features" / f"{source_key}-{model_key}",
+                                    ram_budget=ram_budget, disk_budget=disk_budget)
+        self.encoder_calls = 0  # how many frames this process encoded (tests count them)
+        self._pos: list[torch.Tensor] | None = None
+        # the network runs in one thread at a time; the foreground goes first
+        self.model_lock = threading.RLock()
+        self._foreground = 0
+        self._quiet = threading.Condition()
+        self._background: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- frames --------------------------------------------------------------------------
+
+    def input_frame(self, index: int) -> torch.Tensor:
+        key = f"{index:07d}"
+        hit = self.input_store.get(key)
+        if hit is not None:
+            return hit["rgb"]
+        frame = resize_to_input(self.source.read(index), self.size)
+        self.input_store.put(key, {"rgb": frame})
+        return frame
+
+    # -- features ------------------------------------------------------------------------
+
+    def features(self, index: int) -> ImageFeatures:
+        """The frame's image features (computing and caching them if needed)."""
+        stored = self.features_if_cached(index)
+        if stored is not None:
+            return stored
+        with self.foreground():
+            stored = self.features_if_cached(index)  # the background may have just done it
+            return stored if stored is not None else self._encode(index)
+
+    def features_if_cached(self, index: int) -> ImageFeatures | None:
+        hit = self.feature_store.get(f"{index:07d}")
+        return None if hit is None else self._as_features(hit)
+
+    def pin(self, index: int) -> None:
+        """Keep this frame's features however full the disk budget gets."""
+        self.feature_store.pin(f"{index:07d}")
+
+    def clear(self) -> None:
+        self.stop_background()
+        self.feature_store.clear()
+        self.input_store.clear()
+
+    def _encode(self, index: int) -> ImageFeatures:
+        m = self.model
+        x = normalise(self.input_frame(index), m.device)
+        with torch.inference_mode(), m.precision():
+            feats = m.encode_image(x)
+        self.encoder_calls += 1
+        if self._pos is None:
+            self._pos = [p.float() for p in feats.pos]
+        stored = {f"level{i}": lvl.to(m.dtype) for i, lvl in enumerate(feats.levels)}
+        self.feature_store.put(f"{index:07d}", stored)
+        return self._as_features(stored)
+
+    def _as_features(self, stored: dict) -> ImageFeatures:
+        dev = self.model.device
+        levels = [stored[f"level{i}"].to(dev) for i in range(3)]
+        return ImageFeatures(levels, self.positions(levels))
+
+    def positions(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The (constant) position encodings of the three feature maps."""
+        if self._pos is None:
+            pe = self.model.image_encoder.neck.position_encoding
+            self._pos = [pe(lvl[:, :1]).float() for lvl in levels]
+        return self._pos
+
+    # -- background encoding -------------------------------------------------------------
+
+    def foreground(self):
+        """Context for interactive work: the background encoder yields to it."""
+        cache = self
+
+        class _Foreground:
+            def __enter__(self):
+                with cache._quiet:
+                    cache._foreground += 1
+                cache.model_lock.acquire()
+
+            def __exit__(self, *exc):
+                cache.model_lock.release()
+                with cache._quiet:
+                    cache._foreground -= 1
+                    cache._quiet.notify_all()
+
+        return _Foreground()
+
+    def encode_in_background(self, around: int = 0) -> None:
+        """Start encoding every frame not yet cached, nearest `around` first."""
+        self.stop_background()
+        order = sorted(range(len(self.source)), key=lambda i: (abs(i - around), i))
+        self._stop.clear()
+        self._background = threading.Thread(target=self._run_background, args=(order,),
+                                            name="sam2roto-encoder", daemon=True)
+        self._background.start()
+
+    def stop_background(self) -> None:
+        if self._background is not None:
+            self._stop.set()
+            self._background.join()
+            self._background = None
+
+    def background_done(self, timeout: float | None = None) -> bool:
+        if self._background is None:
+            return True
+        self._background.join(timeout)
+        return not self._background.is_alive()
+
+    def _run_background(self, order: list[int]) -> None:
+        for index in order:
+            if self._stop.is_set():
+                return
+            if f"{index:07d}" in self.feature_store:
+                continue
+            with self._quiet:
+                while self._foreground and not self._stop.is_set():
+                    self._quiet.wait(0.1)
+            if self._stop.is_set():
+                return
+            with self.model_lock:
+                if f"{index:07d}" in self.feature_store:
+                    continue
+                try:
+                    self._encode(index)
+                except Exception as e:  # a bad frame: the foreground will report it when it gets there
+                    log.warning("Background encoding stopped at frame index %d: %s", index, e)
+                    return

@@ -1,0 +1,128 @@
+"""One object's memory bank and the policy that picks, for a frame being tracked, which
+memories it attends to (SAM 2's evaluation policy):
+
+- every conditioning frame (frames the user prompted), at the "conditioning" time slot;
+- the num_maskmem - 1 frames just before the current one in tracking order, each at its
+  own time slot (t - 1 nearest);
+- object pointers of the conditioning frames up to the current one (in tracking order)
+  and of up to 15 frames before it, each tagged with its signed distance in frames.
+
+Spatial memories are large (64x64x64 a frame); they live in a TensorStore that keeps a
+bounded window in RAM and the rest on disk, rounded to bfloat16 as the official
+predictor stores them. Pointers and object scores are small and stay in RAM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..cache.store import TensorStore
+from ..model import SAM2
+
+
+@dataclass
+class FrameMemory:
+    """What later frames need of one object's result on one frame."""
+
+    obj_ptr: torch.Tensor  # (1, C) float32
+    object_score: torch.Tensor  # (1, 1)
+    has_spatial: bool = False  # a spatial memory is in the store
+
+
+@dataclass
+class ObjectMemory:
+    obj_id: int
+    cond: dict[int, FrameMemory] = field(default_factory=dict)  # frames the user prompted
+    tracked: dict[int, FrameMemory] = field(default_factory=dict)  # frames tracked from memory
+    # tracking direction of every frame with a result: True = backward
+    reverse: dict[int, bool] = field(default_factory=dict)
+
+    def get(self, frame: int) -> FrameMemory | None:
+        return self.cond.get(frame) or self.tracked.get(frame)
+
+
+class MemoryBank:
+    def __init__(self, model: SAM2, store: TensorStore, num_frames: int):
+        self.model = model
+        self.store = store
+        self.num_frames = num_frames
+        self._memory_pos: torch.Tensor | None = None  # the same for every frame
+
+    @staticmethod
+    def key(obj_id: int, frame: int) -> str:
+        return f"mem-{obj_id}-{frame:07d}"
+
+    def put_spatial(self, obj: ObjectMemory, frame: int, memory: torch.Tensor, pos: torch.Tensor) -> None:
+        self.store.put(self.key(obj.obj_id, frame), {"memory": memory.to(torch.bfloat16)})
+        if self._memory_pos is None:
+            self._memory_pos = pos.float()
+
+    def spatial(self, obj: ObjectMemory, frame: int) -> torch.Tensor:
+        got = self.store.get(self.key(obj.obj_id, frame))
+        if got is None:
+            raise RuntimeError(f"The memory of object {obj.obj_id} on frame index {frame} was lost from the "
+                               f"cache folder {self.store.folder}; track that frame again.")
+        return got["memory"].to(self.model.device)
+
+    def forget(self, obj: ObjectMemory) -> None:
+        for frame in set(obj.cond) | set(obj.tracked):
+            self.store.delete(self.key(obj.obj_id, frame))
+
+    def gather(self, obj: ObjectMemory, frame: int, reverse: bool):
+        """Memory tokens for `obj` at `frame`: (memory, memory_pos, num_pointer_tokens),
+        memory and memory_pos (1, N, mem_dim), the spatial memories first."""
+        cfg, dev = self.model.cfg, self.model.device
+        step = -1 if reverse else 1
+        memories, positions = [], []
+
+        # conditioning frames first, then the previous frames, oldest slot first
+        slots = [(0, f) for f in sorted(obj.cond)]
+        for t_pos in range(1, cfg.num_maskmem):
+            prev = frame - step * (cfg.num_maskmem - t_pos)
+            if prev in obj.tracked:
+                slots.append((t_pos, prev))
+        for t_pos, f in slots:
+            fm = obj.get(f)
+            if fm is None or not fm.has_spatial:
+                continue
+            memories.append(self.spatial(obj, f).float().flatten(2).transpose(1, 2))  # (1, HW, m)
+            tpos = self.model.maskmem_tpos_enc[cfg.num_maskmem - t_pos - 1].reshape(1, 1, -1)
+            positions.append(self._memory_pos.flatten(2).transpose(1, 2) + tpos)
+
+        ptr_distances, ptrs = self._pointers(obj, frame, reverse)
+        num_ptr_tokens = 0
+        if ptrs:
+            max_ptrs = min(self.num_frames, cfg.max_obj_ptrs)
+            distances = torch.tensor(ptr_distances, device=dev)
+            ptr_pos = self.model.pointer_time_encoding(distances, max_ptrs - 1)  # (N, m)
+            # each C-wide pointer becomes C / mem_dim tokens of mem_dim
+            split = cfg.d_model // cfg.mem_dim
+            tokens = torch.cat(ptrs, dim=0).reshape(-1, split, cfg.mem_dim).reshape(1, -1, cfg.mem_dim)
+            memories.append(tokens.float())
+            positions.append(ptr_pos.float().repeat_interleave(split, dim=0)[None])
+            num_ptr_tokens = tokens.shape[1]
+        return torch.cat(memories, dim=1), torch.cat(positions, dim=1), num_ptr_tokens
+
+    def _pointers(self, obj: ObjectMemory, frame: int, reverse: bool):
+        cfg = self.model.cfg
+        step = -1 if reverse else 1
+        signed = cfg.sam2_1
+        distances, ptrs = [], []
+        # conditioning frames up to this one, in tracking order
+        for f in sorted(obj.cond):
+            if (f >= frame) if reverse else (f <= frame):
+                d = (frame - f) * step
+                distances.append(d if signed else abs(frame - f))
+                ptrs.append(obj.cond[f].obj_ptr)
+        max_ptrs = min(self.num_frames, cfg.max_obj_ptrs)
+        for t_diff in range(1, max_ptrs):
+            f = frame - step * t_diff
+            if f < 0 or f >= self.num_frames:
+                break
+            fm = obj.tracked.get(f)
+            if fm is not None:
+                distances.append(t_diff)
+                ptrs.append(fm.obj_ptr)
+        return distances, ptrs

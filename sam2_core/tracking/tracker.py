@@ -1,0 +1,386 @@
+"""VideoTracker: objects prompted on any frames, tracked through a whole shot.
+
+The same results as the official SAM 2 video predictor (built by
+build_sam2_video_predictor, post-processing on), with the official option
+add_all_frames_to_correct_as_cond: a frame that receives a correction becomes a
+conditioning frame, so corrections stick. What differs is where things live: frames
+and image features in a disk cache shared by every run on the shot, spatial memories
+and per-frame results on disk behind small RAM windows, so memory stays flat however
+long the shot is.
+
+Conventions (DESIGN.md): frame *indices* (0 = the source's first frame), plate pixel
+coordinates (x right, y down), float32 logits at plate resolution (object = logits > 0).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..cache.features import FrameFeatureCache
+from ..cache.store import TensorStore
+from ..media.frame_source import as_source, check_index
+from ..model import SAM2
+from ..model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
+from ..model.transforms import points_to_input
+from .memory_bank import FrameMemory, MemoryBank, ObjectMemory
+from .postprocess import fill_small_holes, keep_top_object
+
+LOGIT_CLAMP = 32.0  # a previous mask fed back with new clicks is clipped to this, as officially
+
+
+@dataclass
+class Prompt:
+    """What the user gave one object on one frame: clicks and/or a box, or a mask."""
+
+    coords: torch.Tensor | None = None  # (1, N, 2) model-input pixels, box corners first
+    labels: torch.Tensor | None = None  # (1, N) int32
+    mask: torch.Tensor | None = None  # (1, 1, S, S) float {0, 1} at model-input size
+
+    @property
+    def num_points(self) -> int:
+        return 0 if self.labels is None else self.labels.shape[1]
+
+
+@dataclass
+class TrackedObject:
+    memory: ObjectMemory
+    prompts: dict[int, Prompt] = field(default_factory=dict)
+    # results of prompts not yet committed to the memory bank (the next propagate does it)
+    pending: dict[int, FrameMemory] = field(default_factory=dict)
+
+
+class TrackingCancelled(Exception):
+    pass
+
+
+class VideoTracker:
+    def __init__(self, model: SAM2, source, cache_dir: str | Path | None = None, *,
+                 non_overlap: bool = False, fill_hole_area: int = 8, colour_key: str = "",
+                 feature_disk_budget: int | None = None, encode_in_background: bool = False):
+        """source: a FrameSource, a folder of numbered JPEG/PNG frames, or frames in memory.
+        cache_dir: where frames, features and session data live (a temporary folder if None;
+        give the shot's cache folder so that features are reused by later runs)."""
+        self.model = model
+        self.source = as_source(source)
+        self.num_frames = len(self.source)
+        self.non_overlap = non_overlap
+        self.fill_hole_area = fill_hole_area
+        self._own_dir = cache_dir is None
+        self.cache_dir = Path(tempfile.mkdtemp(prefix="sam2roto-")) if cache_dir is None else Path(cache_dir)
+        kwargs = {} if feature_disk_budget is None else {"disk_budget": feature_disk_budget}
+        self.frames = FrameFeatureCache(model, self.source, self.cache_dir, colour_key=colour_key, **kwargs)
+        # this tracker's own working data: spatial memories and per-frame results
+        self.session_dir = self.cache_dir / "sessions" / uuid.uuid4().hex[:12]
+        self.bank = MemoryBank(model, TensorStore(self.session_dir / "memory", ram_budget=192 << 20),
+                               self.num_frames)
+        self.results = TensorStore(self.session_dir / "results", ram_budget=64 << 20)
+        self._objects: dict[int, TrackedObject] = {}
+        self._lock = threading.RLock()
+        if encode_in_background:
+            self.frames.encode_in_background(0)
+
+    # -- objects -------------------------------------------------------------------------
+
+    @property
+    def object_ids(self) -> list[int]:
+        return list(self._objects)
+
+    def remove_object(self, obj_id: int) -> None:
+        with self._lock:
+            obj = self._object(obj_id)
+            self.bank.forget(obj.memory)
+            for frame in list(obj.memory.reverse) + list(obj.pending) + list(obj.prompts):
+                self.results.delete(self._result_key(obj_id, frame))
+            del self._objects[obj_id]
+
+    def _object(self, obj_id: int) -> TrackedObject:
+        try:
+            return self._objects[obj_id]
+        except KeyError:
+            known = ", ".join(map(str, self._objects)) or "none yet"
+            raise KeyError(f"Unknown object {obj_id!r} (objects: {known}); "
+                           "add_prompt creates an object") from None
+
+    # -- prompts -------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def add_prompt(self, frame: int, obj_id: int, points=None, labels=None, box=None, mask=None) -> np.ndarray:
+        """Prompt `obj_id` on `frame` (creating the object if new) and return its logits
+        on that frame, (H, W) float32 at plate resolution.
+
+        points: N (x, y) plate pixels with labels (1 = object, 0 = not the object; all 1
+        if left out); box: (x0, y0, x1, y1); or mask: an H x W plate-sized mask (nonzero =
+        object). Points and box replace the frame's earlier clicks for this object; the
+        previous answer on the frame is fed back to the model with them."""
+        with self._lock:
+            frame = check_index(self.source, frame)
+            prompt = self._make_prompt(points, labels, box, mask, frame)
+            obj = self._objects.get(obj_id)
+            if obj is None:
+                obj = self._objects[obj_id] = TrackedObject(ObjectMemory(obj_id))
+            obj.prompts[frame] = prompt
+            self.frames.pin(frame)
+
+            tracked_before = frame in obj.memory.reverse
+            reverse = obj.memory.reverse.get(frame, False)
+            prev_logits = None
+            if prompt.mask is None:
+                prev = self.results.get(self._result_key(obj_id, frame))
+                if prev is not None:
+                    prev_logits = prev["logits"].to(self.model.device).clamp(-LOGIT_CLAMP, LOGIT_CLAMP)
+            with self.frames.foreground():
+                out, logits = self._track_frame(obj, frame, prompt, is_init=not tracked_before,
+                                                reverse=reverse, prev_logits=prev_logits, encode_memory=False)
+            obj.pending[frame] = out
+            self._save_result(obj_id, frame, logits, out.object_score)
+            return self._to_plate(logits)[0, 0].cpu().numpy()
+
+    def _make_prompt(self, points, labels, box, mask, frame: int) -> Prompt:
+        w, h = self.source.size
+        size, dev = self.model.cfg.image_size, self.model.device
+        if mask is not None:
+            if points is not None or box is not None:
+                raise ValueError("Give a mask, or points and/or a box, not both in one prompt")
+            m = np.asarray(mask)
+            if m.shape != (h, w):
+                raise ValueError(f"The mask must be the plate's size, {w}x{h} (width x height); got "
+                                 f"{m.shape[1] if m.ndim > 1 else '?'}x{m.shape[0]}")
+            t = torch.from_numpy(m != 0).to(dev)[None, None].float()
+            if (h, w) != (size, size):
+                t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+                t = (t >= 0.5).float()
+            return Prompt(mask=t)
+
+        coords, labs = [], []
+        if box is not None:
+            b = np.asarray(box, dtype=np.float32)
+            if b.shape != (4,):
+                raise ValueError(f"box must be (x0, y0, x1, y1) in plate pixels; got {b.tolist()}")
+            if not (b[2] > b[0] and b[3] > b[1]):
+                raise ValueError(f"box {b.tolist()}: x1 must be right of x0 and y1 below y0")
+            self._check_inside(b.reshape(2, 2), frame, "box corner")
+            coords.append(b.reshape(2, 2))
+            labs.append(np.array([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], np.int32))
+        if points is not None and len(points) > 0:
+            p = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+            lp = np.ones(len(p), np.int32) if labels is None else np.asarray(labels, dtype=np.int32).reshape(-1)
+            if len(lp) != len(p):
+                raise ValueError(f"{len(p)} points but {len(lp)} labels: give one label per point")
+            if not np.isin(lp, (0, 1)).all():
+                raise ValueError(f"point labels must be 1 (object) or 0 (not the object); got {lp.tolist()}")
+            self._check_inside(p, frame, "point")
+            coords.append(p)
+            labs.append(lp)
+        if not coords:
+            raise ValueError("Empty prompt: give at least one point, a box or a mask")
+        xy = torch.from_numpy(np.concatenate(coords)).to(dev)[None]
+        return Prompt(coords=points_to_input(xy, (h, w), size),
+                      labels=torch.from_numpy(np.concatenate(labs)).to(dev)[None])
+
+    def _check_inside(self, xy: np.ndarray, frame: int, what: str) -> None:
+        w, h = self.source.size
+        for x, y in xy:
+            if not (0 <= x <= w and 0 <= y <= h) or not np.isfinite([x, y]).all():
+                raise ValueError(f"{what} ({x:g}, {y:g}) on frame index {frame} is outside the plate "
+                                 f"({w}x{h} pixels; x from 0 to {w}, y from 0 to {h})")
+
+    # -- propagation ---------------------------------------------------------------------
+
+    def propagate(self, start: int | None = None, direction: str = "forward", end: int | None = None,
+                  objects: list[int] | None = None, cancel: threading.Event | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
+        """Track from `start` (default: the earliest prompted frame) towards `end`
+        (inclusive; default: the end of the shot in that direction). direction:
+        "forward", "backward" or "both" (forward, then backward from start).
+
+        A generator: yields (frame index, {object id: logits H x W}) as each frame is
+        done, so a caller can show progress, stop early (close the generator, or set
+        `cancel`) and keep everything finished so far."""
+        if direction not in ("forward", "backward", "both"):
+            raise ValueError(f"direction must be 'forward', 'backward' or 'both'; got {direction!r}")
+        if direction == "both" and end is not None:
+            raise ValueError("end cannot be given with direction='both'")
+        with self._lock:
+            ids = self._tracking_objects(objects)
+            self._commit_pending()
+            if start is None:
+                start = min(f for i in ids for f in self._objects[i].memory.cond)
+            start = check_index(self.source, start)
+            if end is not None:
+                end = check_index(self.source, end)
+            spans = []
+            if direction in ("forward", "both"):
+                spans.append((range(start, (self.num_frames - 1 if end is None else end) + 1), False))
+            if direction in ("backward", "both"):
+                stop = 0 if end is None else end
+                spans.append((range(start, stop - 1, -1) if start > 0 else range(0), True))
+        return self._run_spans(spans, ids, cancel, progress)
+
+    def _run_spans(self, spans, ids, cancel, progress):
+        total = sum(len(r) for r, _ in spans)
+        done = 0
+        for frames, reverse in spans:
+            for frame in frames:
+                if cancel is not None and cancel.is_set():
+                    return
+                yield frame, self._propagate_frame(frame, ids, reverse)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+
+    def retrack(self, frame: int, cancel: threading.Event | None = None,
+                progress: Callable[[int, int], None] | None = None):
+        """After corrections on `frame`: re-track from it in the direction it was tracked,
+        up to the next prompted frame of the corrected objects (or the shot's end). Only
+        the corrected objects run; frames on the other side keep their results."""
+        with self._lock:
+            frame = check_index(self.source, frame)
+            ids = [i for i, o in self._objects.items() if frame in o.pending]
+            if not ids:
+                raise ValueError(f"No new prompt on frame index {frame} to re-track from")
+            reverse = self._objects[ids[0]].memory.reverse.get(frame, False)
+            later = [f for i in ids for f in list(self._objects[i].memory.cond) + list(self._objects[i].pending)
+                     if (f < frame if reverse else f > frame)]
+            end = (max(later) if reverse else min(later)) if later else (0 if reverse else self.num_frames - 1)
+        return self.propagate(frame, "backward" if reverse else "forward", end, ids, cancel, progress)
+
+    def _tracking_objects(self, objects: list[int] | None) -> list[int]:
+        ids = list(self._objects) if objects is None else list(objects)
+        if not ids:
+            raise ValueError("No objects to track: prompt an object first (add_prompt)")
+        for i in ids:
+            obj = self._object(i)
+            if not obj.memory.cond and not obj.pending:
+                raise ValueError(f"Object {i} has no prompt on any frame: prompt it first")
+        return ids
+
+    @torch.inference_mode()
+    def _commit_pending(self) -> None:
+        """Prompted frames' answers enter the memory bank as conditioning frames, their
+        memory encoded from exactly the mask the user saw."""
+        for obj in self._objects.values():
+            for frame, out in sorted(obj.pending.items()):
+                logits = self.results.get(self._result_key(obj.memory.obj_id, frame))["logits"]
+                high_res = self.model.upscale_to_input(logits.to(self.model.device))
+                with self.frames.foreground():
+                    feats = self.frames.features(frame)
+                    with self.model.precision():
+                        memory, pos = self.model.encode_memory(feats.embedding, high_res, out.object_score,
+                                                               binarize=True)
+                self.bank.put_spatial(obj.memory, frame, memory, pos)
+                out.has_spatial = True
+                obj.memory.cond[frame] = out
+                obj.memory.tracked.pop(frame, None)
+            obj.pending.clear()
+
+    @torch.inference_mode()
+    def _propagate_frame(self, frame: int, ids: list[int], reverse: bool) -> dict[int, np.ndarray]:
+        with self._lock:
+            per_object = {}
+            for obj_id in ids:
+                obj = self._objects[obj_id]
+                if frame in obj.memory.cond:
+                    logits = self.results.get(self._result_key(obj_id, frame))["logits"].to(self.model.device)
+                else:
+                    with self.frames.foreground():
+                        out, logits = self._track_frame(obj, frame, None, is_init=False, reverse=reverse,
+                                                        prev_logits=None, encode_memory=True)
+                    obj.memory.tracked[frame] = out
+                    self._save_result(obj_id, frame, logits, out.object_score)
+                obj.memory.reverse[frame] = reverse
+                per_object[obj_id] = logits
+            return self._plate_logits(per_object)
+
+    # -- one frame, one object -----------------------------------------------------------
+
+    def _track_frame(self, obj: TrackedObject, frame: int, prompt: Prompt | None, *, is_init: bool,
+                     reverse: bool, prev_logits, encode_memory: bool) -> tuple[FrameMemory, torch.Tensor]:
+        """Run the network for one object on one frame; returns its memory record and its
+        low-res logits (1, 1, 256, 256) after hole filling."""
+        m = self.model
+        feats = self.frames.features(frame)
+        with m.precision():
+            if prompt is not None and prompt.mask is not None:
+                heads = m.mask_as_output(feats.embedding, feats.high_res, prompt.mask)
+            else:
+                pix = self._condition(obj, frame, feats, is_init, reverse)
+                num_points = 0 if prompt is None else prompt.num_points
+                heads = m.sam_heads(pix, feats.high_res,
+                                    None if prompt is None else prompt.coords,
+                                    None if prompt is None else prompt.labels,
+                                    prev_logits, multimask=num_points <= 1)
+            record = FrameMemory(obj_ptr=heads.obj_ptr.float(), object_score=heads.object_score.float())
+            if encode_memory:
+                memory, pos = m.encode_memory(feats.embedding, heads.logits_high_res, heads.object_score,
+                                              binarize=prompt is not None and prompt.mask is None)
+                self.bank.put_spatial(obj.memory, frame, memory, pos)
+                record.has_spatial = True
+        return record, fill_small_holes(heads.logits.float(), self.fill_hole_area)
+
+    def _condition(self, obj: TrackedObject, frame: int, feats, is_init: bool, reverse: bool) -> torch.Tensor:
+        """The frame's embedding conditioned on the object's memory bank."""
+        m = self.model
+        if is_init:
+            # a first prompt stands alone: the "no memory" embedding takes memory's place
+            return feats.embedding + m.no_mem_embed.reshape(1, -1, 1, 1)
+        memory, memory_pos, num_ptr = self.bank.gather(obj.memory, frame, reverse)
+        return m.memory_attention(feats.embedding, feats.pos[-1], memory, memory_pos, num_ptr)
+
+    # -- results -------------------------------------------------------------------------
+
+    @staticmethod
+    def _result_key(obj_id: int, frame: int) -> str:
+        return f"res-{obj_id}-{frame:07d}"
+
+    def _save_result(self, obj_id: int, frame: int, logits: torch.Tensor, score: torch.Tensor) -> None:
+        self.results.put(self._result_key(obj_id, frame), {"logits": logits.float(), "score": score.float()})
+
+    def logits(self, frame: int, obj_id: int) -> np.ndarray | None:
+        """The latest result for an object on a frame (H x W float32), or None if the
+        frame has not been tracked for it."""
+        self._object(obj_id)
+        got = self.results.get(self._result_key(obj_id, check_index(self.source, frame)))
+        return None if got is None else self._to_plate(got["logits"])[0, 0].cpu().numpy()
+
+    def object_score(self, frame: int, obj_id: int) -> float | None:
+        """The model's logit that the object is visible on the frame (> 0: visible)."""
+        self._object(obj_id)
+        got = self.results.get(self._result_key(obj_id, check_index(self.source, frame)))
+        return None if got is None else float(got["score"].reshape(-1)[0])
+
+    def _to_plate(self, low_res: torch.Tensor) -> torch.Tensor:
+        w, h = self.source.size
+        return F.interpolate(low_res.float(), size=(h, w), mode="bilinear", align_corners=False)
+
+    def _plate_logits(self, per_object: dict[int, torch.Tensor]) -> dict[int, np.ndarray]:
+        ids = list(per_object)
+        plate = self._to_plate(torch.cat([per_object[i] for i in ids]))
+        if self.non_overlap:
+            plate = keep_top_object(plate)
+        return {i: plate[k, 0].cpu().numpy() for k, i in enumerate(ids)}
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop background work and delete this tracker's session data (the frame and
+        feature cache stays for the next run on the shot)."""
+        self.frames.stop_background()
+        shutil.rmtree(self.session_dir, ignore_errors=True)
+        if self._own_dir:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

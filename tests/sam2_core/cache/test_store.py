@@ -1,0 +1,116 @@
+"""TensorStore: atomic, checked entries; bounded RAM; a disk budget that keeps pinned keys."""
+
+import errno
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from sam2_core.cache.store import CacheError, TensorStore
+
+
+def entry(i: int, n: int = 1000) -> dict:
+    return {"x": torch.full((n,), float(i)), "i": torch.tensor([i])}
+
+
+def test_round_trip_and_reopen(tmp_path):
+    store = TensorStore(tmp_path / "s")
+    store.put("a", entry(1))
+    assert torch.equal(store.get("a")["x"], entry(1)["x"])
+    again = TensorStore(tmp_path / "s")  # another process would see the same
+    assert "a" in again and torch.equal(again.get("a")["x"], entry(1)["x"])
+    assert again.get("missing") is None
+
+
+def test_ram_window_is_bounded(tmp_path):
+    store = TensorStore(tmp_path / "s", ram_budget=10_000)
+    for i in range(20):
+        store.put(f"k{i}", entry(i))  # 4 KB each
+    assert store._ram_bytes <= 10_000 and len(store._ram) <= 2
+    assert all(torch.equal(store.get(f"k{i}")["x"], entry(i)["x"]) for i in range(20))  # from disk
+
+
+def test_disk_budget_evicts_least_recent_but_never_pinned(tmp_path):
+    size = len(__import__("sam2_core.cache.store", fromlist=["x"]).encode_entry(entry(0)))
+    store = TensorStore(tmp_path / "s", ram_budget=0, disk_budget=3 * size)
+    store.put("pinned", entry(0))
+    store.pin("pinned")
+    for i in range(1, 6):
+        store.put(f"k{i}", entry(i))
+    assert store.disk_bytes <= 3 * size
+    assert "pinned" in store and "k5" in store and "k4" in store
+    assert "k1" not in store and not store.path("k1").exists()
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "empty"])
+def test_damaged_entry_reads_as_missing_and_is_removed(tmp_path, damage, caplog):
+    store = TensorStore(tmp_path / "s", ram_budget=0)
+    store.put("a", entry(7))
+    path = store.path("a")
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+    elif damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data = b""
+    path.write_bytes(bytes(data))
+    fresh = TensorStore(tmp_path / "s")
+    assert fresh.get("a") is None
+    assert not path.exists() and "damaged" in caplog.text
+
+
+def test_kill_during_write_leaves_no_damaged_entry(tmp_path):
+    """A process killed (SIGKILL) in the middle of writing an entry: what reads back is
+    either a whole earlier entry or nothing."""
+    folder = tmp_path / "s"
+    child = textwrap.dedent(f"""
+        import os, sys, time, torch
+        from sam2_core.cache import store as st
+        s = st.TensorStore({str(folder)!r})
+        real_fsync = os.fsync
+        def slow_fsync(fd):
+            if s._disk:  # the first entry is whole; stall inside the second write
+                print("writing", flush=True)
+                time.sleep(60)
+            real_fsync(fd)
+        st.os.fsync = slow_fsync
+        s.put("first", {{"x": torch.arange(500_000.0)}})
+        s.put("second", {{"x": torch.arange(500_000.0) * 2}})
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True,
+                            cwd=os.getcwd(), env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert proc.stdout.readline().strip() == "writing"
+    proc.kill()
+    proc.wait()
+    store = TensorStore(folder)
+    assert torch.equal(store.get("first")["x"], torch.arange(500_000.0))
+    assert store.get("second") is None
+    store.put("second", {"x": torch.arange(3.0)})  # and the store goes on working
+    assert torch.equal(TensorStore(folder).get("second")["x"], torch.arange(3.0))
+
+
+@pytest.mark.parametrize("code, words", [(errno.ENOSPC, "disk is full"), (errno.EROFS, "read-only")])
+def test_full_or_read_only_disk_is_a_clear_error_and_keeps_what_was_there(tmp_path, monkeypatch, code, words):
+    store = TensorStore(tmp_path / "s")
+    store.put("kept", entry(1))
+
+    def failing_fsync(fd):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr("sam2_core.cache.store.os.fsync", failing_fsync)
+    with pytest.raises(CacheError, match=words) as info:
+        store.put("new", entry(2))
+    assert str(tmp_path / "s") in str(info.value)
+    assert torch.equal(TensorStore(tmp_path / "s").get("kept")["x"], entry(1)["x"])
+    assert "new" not in store and not list((tmp_path / "s").glob(".tmp-*"))
+
+
+def test_cache_folder_that_cannot_be_created(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CacheError, match="Cannot create the cache folder"):
+        TensorStore(blocker / "cache")

@@ -1,0 +1,217 @@
+"""VideoTracker behaviour beyond parity: the feature cache across processes and crashes,
+the disk budget, cancellation, bad input, options."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from sam2_core import VideoTracker
+from sam2_core.cache.features import FrameFeatureCache
+from sam2_core.cache.store import CacheError
+from sam2_core.media.frame_source import ArraySource
+from sam2_core.tracking.postprocess import fill_small_holes, keep_top_object
+from tests.official import connected_components
+from tests.sam2_core.tracking.conftest import NAME, moving_disc_frames
+
+CLICK = dict(points=[(60, 120)], labels=[1])
+
+
+def assert_same_masks(a, b):
+    """Equal masks, logits equal up to the rounding of parallel reductions."""
+    assert np.array_equal(a > 0, b > 0)
+    assert np.abs(a - b).max() < 1e-4
+
+
+def track(tracker, n_frames=None):
+    tracker.add_prompt(0, 1, **CLICK)
+    return {f: out[1] for f, out in tracker.propagate(end=n_frames)}
+
+
+def test_second_process_reuses_features(tiny, shared_cache, official_checkpoint):
+    frames = moving_disc_frames(10)
+    FrameFeatureCache(tiny, ArraySource(frames), shared_cache).features(2)  # cached by now or here
+    np.save(shared_cache / "frames.npy", frames)
+    child = textwrap.dedent(f"""
+        import numpy as np, torch
+        from sam2_core import load_model
+        from sam2_core.cache.features import FrameFeatureCache
+        from sam2_core.media.frame_source import ArraySource
+        model = load_model({NAME!r}, checkpoint={str(official_checkpoint(NAME))!r}, device="cpu")
+        frames = np.load({str(shared_cache / "frames.npy")!r})
+        cache = FrameFeatureCache(model, ArraySource(frames), {str(shared_cache)!r})
+        f = cache.features(2)
+        print(cache.encoder_calls, float(f.embedding.double().sum()))
+    """)
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.getcwd()}).stdout.split()
+    here = FrameFeatureCache(tiny, ArraySource(frames), shared_cache).features(2)
+    assert int(out[0]) == 0  # the image encoder did not run in the second process
+    assert float(out[1]) == pytest.approx(float(here.embedding.double().sum()), rel=0, abs=0)
+
+
+def test_killed_while_encoding_then_same_masks(tiny, tmp_path, official_checkpoint):
+    """SIGKILL while a frame's features are being written; the next run finds no damaged
+    entry and gives the masks of an undisturbed run."""
+    frames = moving_disc_frames(10)[:2]
+    np.save(tmp_path / "frames.npy", frames)
+    child = textwrap.dedent(f"""
+        import os, time, numpy as np
+        from sam2_core import load_model
+        from sam2_core.cache import store as st
+        from sam2_core.cache.features import FrameFeatureCache
+        from sam2_core.media.frame_source import ArraySource
+        model = load_model({NAME!r}, checkpoint={str(official_checkpoint(NAME))!r}, device="cpu")
+        cache = FrameFeatureCache(model, ArraySource(np.load({str(tmp_path / "frames.npy")!r})),
+                                  {str(tmp_path / "cache")!r})
+        real_fsync = os.fsync
+        def stall_on_second_feature(fd):
+            if len(cache.feature_store.keys()) == 1 and cache.encoder_calls == 1:
+                print("writing", flush=True)
+                time.sleep(60)
+            real_fsync(fd)
+        st.os.fsync = stall_on_second_feature
+        cache.features(0)
+        cache.features(1)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert proc.stdout.readline().strip() == "writing"
+    proc.kill()
+    proc.wait()
+
+    resumed = VideoTracker(tiny, frames, cache_dir=tmp_path / "cache")
+    assert resumed.frames.features_if_cached(0) is not None  # whole, kept
+    assert resumed.frames.features_if_cached(1) is None  # never completed
+    got = track(resumed)
+    assert resumed.frames.encoder_calls == 1  # frame 1 only
+    clean = track(VideoTracker(tiny, frames, cache_dir=tmp_path / "clean"))
+    for f in clean:
+        assert_same_masks(clean[f], got[f])
+
+
+def test_disk_budget_evicts_and_results_stay_equal(tiny, shared_cache, tmp_path):
+    frames = moving_disc_frames(10)
+    reference = track(VideoTracker(tiny, frames, cache_dir=shared_cache), 4)
+    one_frame = 16 << 20  # tiny features in float32 are 16 MiB a frame
+    tight = VideoTracker(tiny, frames, cache_dir=tmp_path, feature_disk_budget=2 * one_frame + (1 << 20))
+    got = track(tight, 4)
+    store = tight.frames.feature_store
+    assert store.disk_bytes <= 2 * one_frame + (1 << 20)
+    assert "0000000" in store  # the prompted frame is pinned
+    assert tight.frames.encoder_calls == 5
+    for f in reference:
+        assert_same_masks(reference[f], got[f])
+
+
+def test_cancel_keeps_what_was_done_and_tracking_resumes(tiny, shared_cache):
+    tracker = VideoTracker(tiny, moving_disc_frames(10), cache_dir=shared_cache)
+    tracker.add_prompt(0, 1, **CLICK)
+    cancel = threading.Event()
+    seen, progress = [], []
+    for frame, _ in tracker.propagate(cancel=cancel, progress=lambda d, t: progress.append((d, t))):
+        seen.append(frame)
+        if frame == 2:
+            cancel.set()
+    assert seen == [0, 1, 2] and progress[-1] == (3, 10)
+    assert tracker.logits(2, 1) is not None and tracker.logits(3, 1) is None
+    # closing the generator early is the other way to stop
+    gen = tracker.propagate(start=3, end=5)
+    assert next(gen)[0] == 3
+    gen.close()
+    assert tracker.logits(3, 1) is not None and tracker.logits(4, 1) is None
+
+
+def test_bad_input_is_a_clear_error_and_loses_nothing(tiny, shared_cache):
+    tracker = VideoTracker(tiny, moving_disc_frames(10), cache_dir=shared_cache)
+    first = tracker.add_prompt(0, 1, **CLICK)
+    bad = [
+        (ValueError, "outside the plate", dict(frame=0, obj_id=1, points=[(400, 10)])),
+        (ValueError, "outside the plate", dict(frame=0, obj_id=1, points=[(-1, 10)])),
+        (ValueError, "Empty prompt", dict(frame=0, obj_id=1)),
+        (ValueError, "Empty prompt", dict(frame=0, obj_id=1, points=[])),
+        (IndexError, "outside the source", dict(frame=10, obj_id=1, points=[(5, 5)])),
+        (IndexError, "outside the source", dict(frame=-1, obj_id=1, points=[(5, 5)])),
+        (ValueError, "one label per point", dict(frame=0, obj_id=1, points=[(5, 5)], labels=[1, 0])),
+        (ValueError, "x1 must be right of x0", dict(frame=0, obj_id=1, box=(50, 50, 10, 60))),
+        (ValueError, "plate's size", dict(frame=0, obj_id=1, mask=np.ones((10, 10)))),
+        (ValueError, "not both", dict(frame=0, obj_id=1, mask=np.ones((240, 320)), points=[(1, 1)])),
+    ]
+    for error, words, kwargs in bad:
+        with pytest.raises(error, match=words):
+            tracker.add_prompt(**kwargs)
+    with pytest.raises(KeyError, match="Unknown object 7"):
+        tracker.logits(0, 7)
+    with pytest.raises(KeyError, match="Unknown object 7"):
+        tracker.remove_object(7)
+    with pytest.raises(ValueError, match="direction"):
+        tracker.propagate(direction="sideways")
+    assert tracker.object_ids == [1]
+    assert np.array_equal(tracker.logits(0, 1), first)  # nothing lost
+    empty = VideoTracker(tiny, moving_disc_frames(10), cache_dir=shared_cache)
+    with pytest.raises(ValueError, match="No objects"):
+        empty.propagate()
+
+
+def test_unwritable_cache_folder_is_a_clear_error(tiny, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(CacheError, match="Cannot create the cache folder"):
+        VideoTracker(tiny, moving_disc_frames(2), cache_dir=blocker)
+
+
+def test_remove_object_and_add_one_after_tracking(tiny, shared_cache):
+    tracker = VideoTracker(tiny, moving_disc_frames(10), cache_dir=shared_cache)
+    tracker.add_prompt(0, 1, **CLICK)
+    tracker.add_prompt(0, 2, box=(205, 15, 275, 85))
+    list(tracker.propagate(end=2))
+    tracker.remove_object(1)
+    assert tracker.object_ids == [2]
+    assert not [k for k in tracker.bank.store.keys() if k.startswith("mem-1-")]
+    tracker.add_prompt(1, 5, points=[(80, 120)])
+    outs = dict(tracker.propagate(start=1, end=2))
+    assert set(outs[2]) == {2, 5}
+
+
+def test_background_encoding_fills_the_cache(tiny, tmp_path):
+    frames = moving_disc_frames(10)[:3]
+    tracker = VideoTracker(tiny, frames, cache_dir=tmp_path, encode_in_background=True)
+    tracker.add_prompt(1, 1, points=[(80, 120)])  # the foreground goes first
+    assert tracker.frames.background_done(timeout=120)
+    assert all(tracker.frames.features_if_cached(i) is not None for i in range(3))
+    assert tracker.frames.encoder_calls == 3  # each frame once, whoever got there first
+
+
+def test_non_overlap_option(tiny, shared_cache):
+    tracker = VideoTracker(tiny, moving_disc_frames(10), cache_dir=shared_cache, non_overlap=True)
+    tracker.add_prompt(0, 1, points=[(60, 120)])
+    tracker.add_prompt(0, 2, points=[(70, 125)])  # the same object: heavy overlap
+    frame, outs = next(iter(tracker.propagate(end=0)))
+    both = (outs[1] > 0) & (outs[2] > 0)
+    assert not both.any()
+    assert ((outs[1] > 0) | (outs[2] > 0)).any()
+
+
+def test_hole_filling_matches_the_official_rule():
+    from sam2.utils import misc
+
+    misc.get_connected_components = connected_components
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 1, 64, 64, generator=g) + 1.5  # foreground with scattered holes
+    logits[1, 0, 10:20, 10:20] = -3  # one large hole that stays
+    ref = misc.fill_holes_in_mask_scores(logits.clone(), 8)
+    got = fill_small_holes(logits, 8)
+    assert torch.equal(ref, got)
+    assert (got != logits).any() and (got[1, 0, 12:18, 12:18] < 0).all()
+
+
+def test_keep_top_object():
+    logits = torch.tensor([[[[3.0, -1.0]]], [[[1.0, 2.0]]]])
+    out = keep_top_object(logits)
+    assert out[0, 0, 0, 0] == 3.0 and out[1, 0, 0, 0] == -10.0
+    assert out[0, 0, 0, 1] == -10.0 and out[1, 0, 0, 1] == 2.0
