@@ -64,8 +64,12 @@ def nbytes(tensors: dict[str, torch.Tensor]) -> int:
 
 
 class TensorStore:
-    def __init__(self, folder: str | Path, ram_budget: int = 512 << 20, disk_budget: int | None = None):
+    def __init__(self, folder: str | Path, ram_budget: int = 512 << 20, disk_budget: int | None = None,
+                 durable: bool = True):
+        """durable: flush each entry to the disk before it counts as written (a power cut
+        cannot lose it). Working data that a crash makes worthless anyway can skip that."""
         self.folder = Path(folder)
+        self.durable = durable
         self.ram_budget = ram_budget
         self.disk_budget = disk_budget
         self._ram: OrderedDict[str, tuple[dict, int]] = OrderedDict()
@@ -168,8 +172,9 @@ class TensorStore:
         try:
             with open(tmp, "wb") as f:
                 f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+                if self.durable:
+                    f.flush()
+                    os.fsync(f.fileno())
             os.replace(tmp, path)
         except OSError as e:
             tmp.unlink(missing_ok=True)

@@ -14,12 +14,15 @@ predictor stores them. Pointers and object scores are small and stay in RAM.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import torch
 
 from ..cache.store import TensorStore
 from ..model import SAM2
+
+_versions = itertools.count(1)
 
 
 @dataclass
@@ -29,6 +32,23 @@ class FrameMemory:
     obj_ptr: torch.Tensor  # (1, C) float32
     object_score: torch.Tensor  # (1, 1)
     has_spatial: bool = False  # a spatial memory is in the store
+    # tells this result apart from any other result on the same frame, earlier or later
+    version: int = field(default_factory=lambda: next(_versions))
+
+
+@dataclass
+class Selection:
+    """Which memories a frame attends to: (time slot, frame, record) for spatial memories,
+    (signed distance, record) for object pointers."""
+
+    spatial: list[tuple[int, int, FrameMemory]]
+    pointers: list[tuple[int, FrameMemory]]
+
+    @property
+    def signature(self) -> tuple:
+        """Identifies the memory content exactly: equal signatures, equal conditioning."""
+        return (tuple((t, f, fm.version) for t, f, fm in self.spatial),
+                tuple((d, fm.version) for d, fm in self.pointers))
 
 
 @dataclass
@@ -70,59 +90,52 @@ class MemoryBank:
         for frame in set(obj.cond) | set(obj.tracked):
             self.store.delete(self.key(obj.obj_id, frame))
 
-    def gather(self, obj: ObjectMemory, frame: int, reverse: bool):
-        """Memory tokens for `obj` at `frame`: (memory, memory_pos, num_pointer_tokens),
-        memory and memory_pos (1, N, mem_dim), the spatial memories first."""
-        cfg, dev = self.model.cfg, self.model.device
+    def select(self, obj: ObjectMemory, frame: int, reverse: bool) -> Selection:
+        """The memories `obj` attends to at `frame` (no tensors are read)."""
+        cfg = self.model.cfg
         step = -1 if reverse else 1
-        memories, positions = [], []
-
-        # conditioning frames first, then the previous frames, oldest slot first
-        slots = [(0, f) for f in sorted(obj.cond)]
+        # conditioning frames at slot 0, then the previous frames, oldest slot first
+        spatial = [(0, f, obj.cond[f]) for f in sorted(obj.cond)]
         for t_pos in range(1, cfg.num_maskmem):
             prev = frame - step * (cfg.num_maskmem - t_pos)
             if prev in obj.tracked:
-                slots.append((t_pos, prev))
-        for t_pos, f in slots:
-            fm = obj.get(f)
-            if fm is None or not fm.has_spatial:
-                continue
+                spatial.append((t_pos, prev, obj.tracked[prev]))
+        spatial = [s for s in spatial if s[2].has_spatial]
+
+        pointers = []
+        # pointers of the conditioning frames up to this one, in tracking order
+        for f in sorted(obj.cond):
+            if (f >= frame) if reverse else (f <= frame):
+                distance = (frame - f) * step if cfg.sam2_1 else abs(frame - f)
+                pointers.append((distance, obj.cond[f]))
+        for t_diff in range(1, min(self.num_frames, cfg.max_obj_ptrs)):
+            f = frame - step * t_diff
+            if f < 0 or f >= self.num_frames:
+                break
+            if f in obj.tracked:
+                pointers.append((t_diff, obj.tracked[f]))
+        return Selection(spatial, pointers)
+
+    def assemble(self, obj: ObjectMemory, selection: Selection):
+        """Memory tokens: (memory, memory_pos, num_pointer_tokens), memory and memory_pos
+        (1, N, mem_dim), the spatial memories first."""
+        cfg, dev = self.model.cfg, self.model.device
+        memories, positions = [], []
+        for t_pos, f, _ in selection.spatial:
             memories.append(self.spatial(obj, f).float().flatten(2).transpose(1, 2))  # (1, HW, m)
             tpos = self.model.maskmem_tpos_enc[cfg.num_maskmem - t_pos - 1].reshape(1, 1, -1)
             positions.append(self._memory_pos.flatten(2).transpose(1, 2) + tpos)
 
-        ptr_distances, ptrs = self._pointers(obj, frame, reverse)
         num_ptr_tokens = 0
-        if ptrs:
+        if selection.pointers:
             max_ptrs = min(self.num_frames, cfg.max_obj_ptrs)
-            distances = torch.tensor(ptr_distances, device=dev)
+            distances = torch.tensor([d for d, _ in selection.pointers], device=dev)
             ptr_pos = self.model.pointer_time_encoding(distances, max_ptrs - 1)  # (N, m)
             # each C-wide pointer becomes C / mem_dim tokens of mem_dim
             split = cfg.d_model // cfg.mem_dim
-            tokens = torch.cat(ptrs, dim=0).reshape(-1, split, cfg.mem_dim).reshape(1, -1, cfg.mem_dim)
+            ptrs = torch.cat([fm.obj_ptr for _, fm in selection.pointers], dim=0)
+            tokens = ptrs.reshape(-1, split, cfg.mem_dim).reshape(1, -1, cfg.mem_dim)
             memories.append(tokens.float())
             positions.append(ptr_pos.float().repeat_interleave(split, dim=0)[None])
             num_ptr_tokens = tokens.shape[1]
         return torch.cat(memories, dim=1), torch.cat(positions, dim=1), num_ptr_tokens
-
-    def _pointers(self, obj: ObjectMemory, frame: int, reverse: bool):
-        cfg = self.model.cfg
-        step = -1 if reverse else 1
-        signed = cfg.sam2_1
-        distances, ptrs = [], []
-        # conditioning frames up to this one, in tracking order
-        for f in sorted(obj.cond):
-            if (f >= frame) if reverse else (f <= frame):
-                d = (frame - f) * step
-                distances.append(d if signed else abs(frame - f))
-                ptrs.append(obj.cond[f].obj_ptr)
-        max_ptrs = min(self.num_frames, cfg.max_obj_ptrs)
-        for t_diff in range(1, max_ptrs):
-            f = frame - step * t_diff
-            if f < 0 or f >= self.num_frames:
-                break
-            fm = obj.tracked.get(f)
-            if fm is not None:
-                distances.append(t_diff)
-                ptrs.append(fm.obj_ptr)
-        return distances, ptrs

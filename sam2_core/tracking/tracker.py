@@ -59,8 +59,10 @@ class TrackedObject:
     pending: dict[int, FrameMemory] = field(default_factory=dict)
 
 
-class TrackingCancelled(Exception):
-    pass
+def _signature_tensor(signature: tuple, reverse: bool) -> torch.Tensor:
+    spatial, pointers = signature
+    flat = [int(reverse), len(spatial)] + [v for item in spatial for v in item] + [v for item in pointers for v in item]
+    return torch.tensor(flat, dtype=torch.int64)
 
 
 class VideoTracker:
@@ -81,9 +83,12 @@ class VideoTracker:
         self.frames = FrameFeatureCache(model, self.source, self.cache_dir, colour_key=colour_key, **kwargs)
         # this tracker's own working data: spatial memories and per-frame results
         self.session_dir = self.cache_dir / "sessions" / uuid.uuid4().hex[:12]
-        self.bank = MemoryBank(model, TensorStore(self.session_dir / "memory", ram_budget=192 << 20),
+        self.bank = MemoryBank(model, TensorStore(self.session_dir / "memory", ram_budget=192 << 20, durable=False),
                                self.num_frames)
-        self.results = TensorStore(self.session_dir / "results", ram_budget=64 << 20)
+        self.results = TensorStore(self.session_dir / "results", ram_budget=64 << 20, durable=False)
+        # each tracked frame's memory-conditioned embedding, so that a correction on it
+        # does not run the memory attention again while its memories are unchanged
+        self.conditioned = TensorStore(self.session_dir / "conditioned", ram_budget=64 << 20, durable=False)
         self._objects: dict[int, TrackedObject] = {}
         self._lock = threading.RLock()
         if encode_in_background:
@@ -101,6 +106,7 @@ class VideoTracker:
             self.bank.forget(obj.memory)
             for frame in list(obj.memory.reverse) + list(obj.pending) + list(obj.prompts):
                 self.results.delete(self._result_key(obj_id, frame))
+                self.conditioned.delete(f"cond-{obj_id}-{frame:07d}")
             del self._objects[obj_id]
 
     def _object(self, obj_id: int) -> TrackedObject:
@@ -333,8 +339,17 @@ class VideoTracker:
         if is_init:
             # a first prompt stands alone: the "no memory" embedding takes memory's place
             return feats.embedding + m.no_mem_embed.reshape(1, -1, 1, 1)
-        memory, memory_pos, num_ptr = self.bank.gather(obj.memory, frame, reverse)
-        return m.memory_attention(feats.embedding, feats.pos[-1], memory, memory_pos, num_ptr)
+        selection = self.bank.select(obj.memory, frame, reverse)
+        signature = _signature_tensor(selection.signature, reverse)
+        key = f"cond-{obj.memory.obj_id}-{frame:07d}"
+        stored = self.conditioned.get(key)
+        if stored is not None and torch.equal(stored["signature"], signature):
+            return stored["embedding"].to(m.device)
+        memory, memory_pos, num_ptr = self.bank.assemble(obj.memory, selection)
+        # kept (and used) in the working precision, so a reused one is the same as a new one
+        pix = m.memory_attention(feats.embedding, feats.pos[-1], memory, memory_pos, num_ptr).to(m.dtype)
+        self.conditioned.put(key, {"signature": signature, "embedding": pix})
+        return pix
 
     # -- results -------------------------------------------------------------------------
 

@@ -97,14 +97,14 @@ def test_killed_while_encoding_then_same_masks(tiny, tmp_path, official_checkpoi
 
 def test_disk_budget_evicts_and_results_stay_equal(tiny, shared_cache, tmp_path):
     frames = moving_disc_frames(10)
-    reference = track(VideoTracker(tiny, frames, cache_dir=shared_cache), 4)
+    reference = track(VideoTracker(tiny, frames, cache_dir=shared_cache), 3)
     one_frame = 16 << 20  # tiny features in float32 are 16 MiB a frame
     tight = VideoTracker(tiny, frames, cache_dir=tmp_path, feature_disk_budget=2 * one_frame + (1 << 20))
-    got = track(tight, 4)
+    got = track(tight, 3)
     store = tight.frames.feature_store
     assert store.disk_bytes <= 2 * one_frame + (1 << 20)
     assert "0000000" in store  # the prompted frame is pinned
-    assert tight.frames.encoder_calls == 5
+    assert tight.frames.encoder_calls == 4
     for f in reference:
         assert_same_masks(reference[f], got[f])
 
@@ -215,3 +215,24 @@ def test_keep_top_object():
     out = keep_top_object(logits)
     assert out[0, 0, 0, 0] == 3.0 and out[1, 0, 0, 0] == -10.0
     assert out[0, 0, 0, 1] == -10.0 and out[1, 0, 0, 1] == 2.0
+
+
+def test_correction_reuses_the_conditioned_embedding_while_memory_is_unchanged(tiny, shared_cache, monkeypatch):
+    tracker = VideoTracker(tiny, moving_disc_frames(10), cache_dir=shared_cache)
+    tracker.add_prompt(0, 1, **CLICK)
+    list(tracker.propagate(end=3))
+    calls = []
+    forward = tiny.memory_attention.forward
+    monkeypatch.setattr(tiny.memory_attention, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    tracker.add_prompt(3, 1, points=[(114, 120)])
+    assert calls == []  # frame 3's memories are those it was tracked with: no attention to run
+    tracker.add_prompt(1, 1, points=[(78, 120)])  # a new conditioning frame changes frame 2's memories
+    list(tracker.retrack(1))
+    calls.clear()
+    tracker.add_prompt(2, 1, points=[(96, 120)])
+    assert calls == []  # frame 2 was just re-tracked with the new memories: reused
+    tracker.add_prompt(0, 1, points=[(60, 120), (300, 200)], labels=[1, 0])  # frame 0 is a prompt frame again
+    list(tracker.propagate(start=0, end=0))
+    calls.clear()
+    tracker.add_prompt(2, 1, points=[(96, 120), (10, 10)], labels=[1, 0])
+    assert calls == [1]  # frame 0's new answer changed frame 2's memories: attention runs again

@@ -1,0 +1,206 @@
+"""Video tracking: sam2roto's VideoTracker against the official SAM2VideoPredictor
+(build_sam2_video_predictor, add_all_frames_to_correct_as_cond), same random weights
+in the official format, same frames (1920x1080, made on the fly), same prompts, one
+after the other in one run. Prints:
+
+- propagation seconds per frame, 1 and 3 objects: official float32 (its CPU default),
+  official under bfloat16 autocast, ours float32 and bfloat16; cold feature cache;
+- click-to-mask latency on a frame whose features are cached: a new object, a correction;
+- re-tracking after a correction in the middle of a shot, against the official
+  re-running the shot from its first prompt;
+- peak RSS of whole-shot tracking (ours, in a child process) for two shot lengths.
+
+    .venv/bin/python bench/bench_video.py --quick     # a few minutes
+    .venv/bin/python bench/bench_video.py             # the figures the issue asks for (~30 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.synthetic import MovingDiscSource  # noqa: E402
+from sam2_core import VideoTracker, load_model  # noqa: E402
+from sam2_core.cache.features import normalise, resize_to_input  # noqa: E402
+from tests.official import build_official, build_official_video, official_video_state, save_official_checkpoint  # noqa: E402
+
+
+def prompts(source: MovingDiscSource, n_objects: int) -> list[dict]:
+    """One click per object on the first frame: the disc, then the squares."""
+    centres = [source.disc_centre(0)] + [source.square_centre(k, 0) for k in range(2)]
+    return [dict(obj_id=i + 1, points=[centres[i]], labels=[1]) for i in range(n_objects)]
+
+
+def official_precision(dtype: str):
+    return contextlib.nullcontext() if dtype == "float32" else torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+class Official:
+    """The official predictor on a MovingDiscSource (frames preprocessed up front, not timed)."""
+
+    def __init__(self, name: str, ckpt: Path, source: MovingDiscSource):
+        self.predictor = build_official_video(name, ckpt)
+        inputs = torch.cat([normalise(resize_to_input(source.read(i), 1024), "cpu") for i in range(len(source))])
+        w, h = source.size
+        p = self.predictor
+
+        def features(i):  # its own encoder, as at init_state
+            with torch.inference_mode():
+                out = p.forward_image(inputs[i: i + 1])
+            return out["backbone_fpn"], out["vision_pos_enc"]
+
+        self.state = official_video_state(p, inputs, (h, w), features)
+        self.state["cached_features"] = {}  # cold: it encodes frames as it goes, as it would
+
+    def prompt(self, frame: int, obj_id: int, points, labels):
+        return self.predictor.add_new_points_or_box(self.state, frame, obj_id, points=points, labels=labels)
+
+    def propagate(self, start=None):
+        for _ in self.predictor.propagate_in_video(self.state, start_frame_idx=start):
+            pass
+
+
+def time_propagation(name, ckpt, n_frames, n_objects, who, dtype, tmp: Path) -> float:
+    source = MovingDiscSource(n_frames)
+    if who == "official":
+        off = Official(name, ckpt, source)
+        with official_precision(dtype):
+            for p in prompts(source, n_objects):
+                off.prompt(0, p["obj_id"], p["points"], p["labels"])
+            off.predictor.propagate_in_video_preflight(off.state)
+            t = time.perf_counter()
+            off.propagate()
+    else:
+        model = load_model(name, checkpoint=ckpt, device="cpu", dtype=dtype)
+        tracker = VideoTracker(model, source, cache_dir=tmp / f"prop-{dtype}-{n_objects}")
+        for p in prompts(source, n_objects):
+            tracker.add_prompt(0, **p)
+        tracker._commit_pending()
+        t = time.perf_counter()
+        for _ in tracker.propagate():
+            pass
+    return (time.perf_counter() - t) / (n_frames - 1)
+
+
+def time_clicks(name, ckpt, dtype, tmp: Path) -> tuple[float, float]:
+    source = MovingDiscSource(8)
+    model = load_model(name, checkpoint=ckpt, device="cpu", dtype=dtype)
+    tracker = VideoTracker(model, source, cache_dir=tmp / f"clicks-{dtype}")
+    tracker.add_prompt(0, obj_id=1, points=[source.disc_centre(0)])
+    list(tracker.propagate())
+    cx, cy = source.square_centre(0, 5)
+    t = time.perf_counter()
+    tracker.add_prompt(5, obj_id=2, points=[(cx, cy)])  # a new object on a cached frame
+    new_object = time.perf_counter() - t
+    dx, dy = source.disc_centre(5)
+    t = time.perf_counter()
+    tracker.add_prompt(5, obj_id=1, points=[(dx, dy), (dx + 300, dy)], labels=[1, 0])  # a correction
+    return new_object, time.perf_counter() - t
+
+
+def time_retrack(name, ckpt, n_frames, dtype, tmp: Path) -> tuple[float, float]:
+    """(ours: re-track after a correction at the middle, official: re-run from the first prompt)."""
+    source = MovingDiscSource(n_frames)
+    mid = n_frames // 2
+    model = load_model(name, checkpoint=ckpt, device="cpu", dtype=dtype)
+    tracker = VideoTracker(model, source, cache_dir=tmp / f"retrack-{dtype}")
+    tracker.add_prompt(0, obj_id=1, points=[source.disc_centre(0)])
+    list(tracker.propagate())
+    tracker.add_prompt(mid, obj_id=1, points=[source.disc_centre(mid)])
+    t = time.perf_counter()
+    list(tracker.retrack(mid))
+    ours = time.perf_counter() - t
+
+    off = Official(name, ckpt, source)
+    off.prompt(0, 1, [source.disc_centre(0)], [1])
+    off.propagate()
+    off.prompt(mid, 1, [source.disc_centre(mid)], [1])
+    t = time.perf_counter()
+    off.propagate()  # the official way to apply a correction: run the shot again
+    return ours, time.perf_counter() - t
+
+
+def peak_rss(name, ckpt, n_frames, dtype, tmp: Path) -> float:
+    """Peak RSS (GiB) of a child process tracking a whole shot of n_frames."""
+    code = f"""
+import resource, sys
+sys.path.insert(0, {str(ROOT)!r})
+from bench.synthetic import MovingDiscSource
+from sam2_core import VideoTracker, load_model
+src = MovingDiscSource({n_frames})
+tracker = VideoTracker(load_model({name!r}, checkpoint={str(ckpt)!r}, device="cpu", dtype={dtype!r}), src,
+                       cache_dir={str(tmp / f"rss-{n_frames}")!r})
+tracker.add_prompt(0, obj_id=1, points=[src.disc_centre(0)])
+for _ in tracker.propagate():
+    pass
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description="VideoTracker against the official video predictor")
+    ap.add_argument("--quick", action="store_true", help="small sizes: a few minutes")
+    ap.add_argument("--model", default="sam2.1_hiera_tiny")
+    ap.add_argument("--parts", default="propagation,clicks,retrack,rss")
+    args = ap.parse_args()
+    parts = set(args.parts.split(","))
+    n_prop, n_retrack, rss_lengths = (4, 12, (20, 80)) if args.quick else (10, 100, (100, 400))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; {args.model}, random weights; "
+          f"frames 1920x1080{' (quick)' if args.quick else ''}", flush=True)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        ckpt = save_official_checkpoint(build_official(args.model), tmp / "model.pt")
+        if "propagation" in parts:
+            print(f"\npropagation, s/frame over {n_prop - 1} frames (cold cache)")
+            for n_obj in (1, 3):
+                row = {}
+                for who, dtype in (("official", "float32"), ("official", "bfloat16"),
+                                   ("ours", "float32"), ("ours", "bfloat16")):
+                    row[f"{who} {dtype}"] = time_propagation(args.model, ckpt, n_prop, n_obj, who, dtype, tmp)
+                base = row["official float32"]
+                print(f"  {n_obj} object(s): " + ", ".join(
+                    f"{k} {v:.2f}" for k, v in row.items()) + f"; official fp32 / ours bf16 = "
+                    f"{base / row['ours bfloat16']:.2f}x, official bf16 / ours bf16 = "
+                    f"{row['official bfloat16'] / row['ours bfloat16']:.2f}x, official fp32 / ours fp32 = "
+                    f"{base / row['ours float32']:.2f}x", flush=True)
+                results[f"propagation_{n_obj}"] = row
+        if "clicks" in parts:
+            print("\nclick-to-mask on a cached frame, s")
+            for dtype in ("float32", "bfloat16"):
+                new, corr = time_clicks(args.model, ckpt, dtype, tmp)
+                print(f"  ours {dtype}: new object {new:.3f}, correction {corr:.3f}", flush=True)
+                results[f"clicks_{dtype}"] = (new, corr)
+        if "retrack" in parts:
+            print(f"\nre-track after a correction at frame {n_retrack // 2} of {n_retrack}, s")
+            for dtype in ("bfloat16", "float32") if not args.quick else ("bfloat16",):
+                ours, official = time_retrack(args.model, ckpt, n_retrack, dtype, tmp)
+                print(f"  ours {dtype} {ours:.1f}, official float32 re-running the shot {official:.1f}: "
+                      f"{official / ours:.1f}x", flush=True)
+                results[f"retrack_{dtype}"] = (ours, official)
+        if "rss" in parts:
+            print("\npeak RSS, whole shot, ours bfloat16, GiB")
+            rss = {n: peak_rss(args.model, ckpt, n, "bfloat16", tmp) for n in rss_lengths}
+            a, b = rss_lengths
+            print(f"  {a} frames {rss[a]:.2f}, {b} frames {rss[b]:.2f} ({100 * (rss[b] / rss[a] - 1):+.1f}%)")
+            results["rss"] = rss
+    print("\n" + json.dumps(results))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    main()
