@@ -67,10 +67,12 @@ def load_model(name: str = DEFAULT_MODEL, checkpoint: str | Path | None = None,
     dt = resolve_dtype(dtype, dev)
     if checkpoint is None:
         path = weights.official_checkpoint(name)
+        weights_id = weights.OFFICIAL_WEIGHTS[name].sha256
     else:
         path = Path(checkpoint)
         log.info("Loading %s from %s: a file named by the user has no pinned checksum; its "
                  "configuration is checked from its parameter names and shapes.", name, path)
+        weights_id = weights.sha256_of(path) if path.is_file() else ""
     state = read_state_dict(path)
     check_matches(state, cfg, path)
 
@@ -80,4 +82,6 @@ def load_model(name: str = DEFAULT_MODEL, checkpoint: str | Path | None = None,
     model.eval().to(dev)
     model.dtype = dt
     model.checkpoint_path = path
+    # which weights these are: caches of image features are keyed by it
+    model.weights_id = weights_id
     return model

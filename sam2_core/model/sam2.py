@@ -65,6 +65,7 @@ class SAM2(nn.Module):
             self.obj_ptr_tpos_proj = nn.Linear(c, m)
 
         self.dtype = torch.float32  # the working precision; load_model sets it
+        self.weights_id = ""  # the checkpoint's SHA-256; load_model sets it
 
     @property
     def device(self) -> torch.device:

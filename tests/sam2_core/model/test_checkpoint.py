@@ -125,3 +125,9 @@ def test_checksum_mismatch_is_never_loaded(official_table, monkeypatch):
     with pytest.raises(WeightsError, match="0" * 64):
         load_model(NAME, device="cpu")
     assert loaded == [] and not dest.exists()
+
+
+def test_weights_id_is_the_checkpoint_sha256(official_checkpoint):
+    path = official_checkpoint(NAME)
+    model = load_model(NAME, checkpoint=path, device="cpu")
+    assert model.weights_id == hashlib.sha256(path.read_bytes()).hexdigest()

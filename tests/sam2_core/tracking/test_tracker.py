@@ -236,3 +236,20 @@ def test_correction_reuses_the_conditioned_embedding_while_memory_is_unchanged(t
     calls.clear()
     tracker.add_prompt(2, 1, points=[(96, 120), (10, 10)], labels=[1, 0])
     assert calls == [1]  # frame 0's new answer changed frame 2's memories: attention runs again
+
+
+def test_features_are_keyed_by_weights_precision_and_footage(tiny, shared_cache):
+    frames = moving_disc_frames(10)
+    base = FrameFeatureCache(tiny, ArraySource(frames), shared_cache).feature_store.folder
+    other_frames = FrameFeatureCache(tiny, ArraySource(frames[::-1]), shared_cache).feature_store.folder
+    other_colour = FrameFeatureCache(tiny, ArraySource(frames), shared_cache, colour_key="ACEScg").feature_store.folder
+    old_id, old_dtype = tiny.weights_id, tiny.dtype
+    try:
+        tiny.weights_id = "another checkpoint"
+        other_weights = FrameFeatureCache(tiny, ArraySource(frames), shared_cache).feature_store.folder
+        tiny.weights_id, tiny.dtype = old_id, torch.bfloat16
+        other_dtype = FrameFeatureCache(tiny, ArraySource(frames), shared_cache).feature_store.folder
+    finally:
+        tiny.weights_id, tiny.dtype = old_id, old_dtype
+    folders = {base, other_frames, other_colour, other_weights, other_dtype}
+    assert len(folders) == 5
