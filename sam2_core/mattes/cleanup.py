@@ -1,0 +1,122 @@
+"""Matte clean-up an artist asks for, each step optional and set per object: temporal
+smoothing against flicker, hole filling, small-island removal, grow/shrink, feather."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    grow: float = 0.0  # pixels; negative shrinks
+    feather: float = 0.0  # pixels of soft edge (Gaussian blur radius)
+    fill_holes: int = 0  # fill enclosed gaps up to this many pixels
+    remove_islands: int = 0  # drop separate specks up to this many pixels
+    temporal: int = 0  # frames each side averaged against flicker (0: off)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Cleanup:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"Unknown clean-up settings: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def apply(self, alpha: np.ndarray) -> np.ndarray:
+        """The per-frame steps, in order: holes, islands, grow/shrink, feather."""
+        out = np.asarray(alpha, np.float32)
+        if self.fill_holes > 0:
+            out = fill_holes(out, self.fill_holes)
+        if self.remove_islands > 0:
+            out = remove_islands(out, self.remove_islands)
+        if self.grow:
+            out = grow(out, self.grow)
+        if self.feather > 0:
+            out = feather(out, self.feather)
+        return out
+
+    def run(self, frames: Iterable[tuple[int, np.ndarray]]) -> Iterator[tuple[int, np.ndarray]]:
+        """All steps over a shot's (frame number, alpha) in order."""
+        stream = temporal_smooth(frames, self.temporal) if self.temporal > 0 else frames
+        for number, alpha in stream:
+            yield number, self.apply(alpha)
+
+
+def _components(binary: np.ndarray):
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
+    return labels, stats[:, cv2.CC_STAT_AREA]
+
+
+def fill_holes(alpha: np.ndarray, max_area: int) -> np.ndarray:
+    """Background regions enclosed by the object (not touching the frame's border) of at
+    most max_area pixels become object."""
+    labels, areas = _components(alpha < 0.5)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    small = (areas <= max_area)
+    small[0] = False
+    small[border] = False
+    return np.where(small[labels], 1.0, alpha).astype(np.float32)
+
+
+def remove_islands(alpha: np.ndarray, max_area: int) -> np.ndarray:
+    """Object regions of at most max_area pixels, separate from the rest, are removed."""
+    labels, areas = _components(alpha >= 0.5)
+    small = areas <= max_area
+    small[0] = False
+    # the soft fringe around a removed speck goes too
+    gone = cv2.dilate(small[labels].astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    keep_fringe = cv2.dilate((~small[labels] & (labels > 0)).astype(np.uint8), np.ones((3, 3), np.uint8))
+    return np.where(gone & ~keep_fringe.astype(bool), 0.0, alpha).astype(np.float32)
+
+
+def _disc(radius: float) -> np.ndarray:
+    r = max(1, int(round(abs(radius))))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def grow(alpha: np.ndarray, pixels: float) -> np.ndarray:
+    """Dilate (pixels > 0) or erode (pixels < 0) the matte, soft edge included."""
+    op = cv2.dilate if pixels > 0 else cv2.erode
+    return op(alpha, _disc(pixels), borderType=cv2.BORDER_REPLICATE)
+
+
+def feather(alpha: np.ndarray, pixels: float) -> np.ndarray:
+    sigma = pixels / 2.0
+    return np.clip(cv2.GaussianBlur(alpha, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REPLICATE), 0, 1)
+
+
+def temporal_smooth(frames: Iterable[tuple[int, np.ndarray]], radius: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Each frame averaged with `radius` frames each side (triangular weights; fewer at the
+    ends of the shot), streaming: holds 2 * radius + 1 frames at a time."""
+    window: deque = deque()
+    pending: deque = deque()
+    weights = {d: radius + 1 - abs(d) for d in range(-radius, radius + 1)}
+
+    def smoothed(centre: int) -> np.ndarray:
+        total, acc = 0.0, None
+        for k, (_, a) in enumerate(window):
+            w = weights.get(k - centre)
+            if w is None:
+                continue
+            acc = a * w if acc is None else acc + a * w
+            total += w
+        return (acc / total).astype(np.float32)
+
+    for number, alpha in frames:
+        window.append((number, np.asarray(alpha, np.float32)))
+        pending.append(number)
+        if len(window) > 2 * radius + 1:
+            window.popleft()
+        if len(pending) > radius:  # the frame `radius` back has all its neighbours now
+            centre = len(window) - 1 - radius
+            yield pending.popleft(), smoothed(centre)
+    while pending:
+        centre = len(window) - len(pending)
+        yield pending.popleft(), smoothed(centre)

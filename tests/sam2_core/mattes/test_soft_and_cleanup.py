@@ -1,0 +1,95 @@
+"""Soft mattes follow the image; each clean-up step does what an artist expects."""
+
+import cv2
+import numpy as np
+import pytest
+
+from sam2_core.mattes import Cleanup, soft_matte
+from sam2_core.mattes.cleanup import feather, fill_holes, grow, remove_islands, temporal_smooth
+
+
+def disc(h, w, cx, cy, r):
+    yy, xx = np.mgrid[0:h, 0:w]
+    return ((xx + 0.5 - cx) ** 2 + (yy + 0.5 - cy) ** 2 < r * r)
+
+
+def iou(a, b):
+    return (a & b).sum() / (a | b).sum()
+
+
+def coarse_logits(mask: np.ndarray, factor: int) -> np.ndarray:
+    """What the model gives: logits on a grid `factor` times coarser, upsampled bilinearly."""
+    h, w = mask.shape
+    small = cv2.resize(mask.astype(np.float32), (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+    logits_small = (small - 0.5) * 12
+    return cv2.resize(logits_small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def test_soft_matte_edges_follow_the_image():
+    h, w = 480, 640
+    truth = disc(h, w, 300.3, 241.7, 123.4)
+    plate = np.where(truth[..., None], np.array([200, 60, 50], np.uint8), np.array([40, 90, 120], np.uint8))
+    logits = coarse_logits(truth, 8)
+    plain = soft_matte(logits)
+    guided = soft_matte(logits, plate)
+    assert plain.dtype == np.float32 and 0 <= guided.min() and guided.max() <= 1
+    edge = cv2.dilate(truth.astype(np.uint8), np.ones((9, 9))) != cv2.erode(truth.astype(np.uint8), np.ones((9, 9)))
+    err_plain = np.abs(plain - truth)[edge].mean()
+    err_guided = np.abs(guided - truth)[edge].mean()
+    assert err_guided < 0.95 * err_plain  # closer to the image's edge than the model grid's
+    assert iou(guided > 0.5, truth) > iou(plain > 0.5, truth)
+    assert iou(guided > 0.5, truth) > 0.999
+
+
+def test_soft_matte_is_sigmoid_of_logits_without_a_plate():
+    logits = np.array([[-100.0, 0.0, 100.0, 2.0]], np.float32)
+    out = soft_matte(logits)
+    assert out[0, 0] == 0.0 and out[0, 1] == 0.5 and out[0, 2] == 1.0
+    assert out[0, 3] == pytest.approx(1 / (1 + np.exp(-2)), abs=1e-6)
+
+
+def test_fill_holes_only_enclosed_and_small():
+    a = disc(100, 100, 50, 50, 30).astype(np.float32)
+    a[48:51, 48:51] = 0  # 9 px hole
+    a[20:40, 45:55] = 0  # 200 px gap that opens ... inside still
+    a[0:5, 0:5] = 0  # background touching the border: never a hole
+    out = fill_holes(a, 20)
+    assert out[49, 49] == 1.0 and out[30, 50] == 0.0 and out[0, 0] == 0.0
+
+
+def test_remove_islands_keeps_the_object():
+    a = disc(100, 100, 40, 40, 20).astype(np.float32)
+    a[85:88, 85:88] = 1.0  # 9 px speck
+    a[84, 84] = 0.3  # its soft fringe
+    out = remove_islands(a, 20)
+    assert out[86, 86] == 0 and out[84, 84] == 0
+    assert np.array_equal(out[:70, :70], a[:70, :70])
+
+
+def test_grow_shrink_and_feather():
+    a = disc(100, 100, 50, 50, 20).astype(np.float32)
+    area = a.sum()
+    assert grow(a, 3).sum() > area * 1.2 and grow(a, -3).sum() < area * 0.8
+    f = feather(a, 4)
+    assert 0 < f[50, 30] < 1 and f[50, 50] == pytest.approx(1, abs=1e-3) and f[0, 0] == pytest.approx(0, abs=1e-3)
+
+
+def test_temporal_smoothing_removes_a_one_frame_flicker_and_keeps_order():
+    frames = [(1001 + i, np.full((4, 4), 1.0, np.float32)) for i in range(7)]
+    frames[3] = (1004, np.zeros((4, 4), np.float32))  # the matte vanishes for one frame
+    out = list(temporal_smooth(frames, 1))
+    assert [n for n, _ in out] == [n for n, _ in frames]
+    assert out[3][1][0, 0] == pytest.approx(0.5)  # (1 + 2*0 + 1) / 4
+    assert out[0][1][0, 0] == 1.0 and out[6][1][0, 0] == 1.0
+    still = [(i, np.full((2, 2), 0.7, np.float32)) for i in range(5)]
+    assert all(np.allclose(a, 0.7) for _, a in temporal_smooth(still, 2))
+
+
+def test_cleanup_settings_round_trip_and_reject_unknown():
+    c = Cleanup(grow=2, feather=1.5, fill_holes=50, remove_islands=10, temporal=1)
+    assert Cleanup.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match="Unknown clean-up settings: blur"):
+        Cleanup.from_dict({"blur": 3})
+    a = disc(64, 64, 32, 32, 12).astype(np.float32)
+    out = list(c.run([(1, a), (2, a), (3, a)]))
+    assert len(out) == 3 and all(0 <= o.min() and o.max() <= 1 for _, o in out)
