@@ -25,6 +25,13 @@ from ..model import SAM2
 _versions = itertools.count(1)
 
 
+def versions_past(version: int) -> None:
+    """Make new versions larger than `version` (after loading results from disk)."""
+    global _versions
+    current = next(_versions)
+    _versions = itertools.count(max(current, version + 1))
+
+
 @dataclass
 class FrameMemory:
     """What later frames need of one object's result on one frame."""
@@ -69,6 +76,14 @@ class MemoryBank:
         self.store = store
         self.num_frames = num_frames
         self._memory_pos: torch.Tensor | None = None  # the same for every frame
+
+    def memory_pos(self) -> torch.Tensor:
+        """The spatial memories' position encoding (the same for every frame)."""
+        if self._memory_pos is None:
+            cfg = self.model.cfg
+            grid = torch.zeros(1, cfg.mem_dim, cfg.embedding_size, cfg.embedding_size, device=self.model.device)
+            self._memory_pos = self.model.memory_encoder.position_encoding(grid).float()
+        return self._memory_pos
 
     @staticmethod
     def key(obj_id: int, frame: int) -> str:
@@ -124,7 +139,7 @@ class MemoryBank:
         for t_pos, f, _ in selection.spatial:
             memories.append(self.spatial(obj, f).float().flatten(2).transpose(1, 2))  # (1, HW, m)
             tpos = self.model.maskmem_tpos_enc[cfg.num_maskmem - t_pos - 1].reshape(1, 1, -1)
-            positions.append(self._memory_pos.flatten(2).transpose(1, 2) + tpos)
+            positions.append(self.memory_pos().flatten(2).transpose(1, 2) + tpos)
 
         num_ptr_tokens = 0
         if selection.pointers:

@@ -32,10 +32,12 @@ from ..media.frame_source import as_source, check_index
 from ..model import SAM2
 from ..model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
 from ..model.transforms import points_to_input
-from .memory_bank import FrameMemory, MemoryBank, ObjectMemory
+from .memory_bank import FrameMemory, MemoryBank, ObjectMemory, versions_past
 from .postprocess import fill_small_holes, keep_top_object
 
 LOGIT_CLAMP = 32.0  # a previous mask fed back with new clicks is clipped to this, as officially
+# what a stored result is to the memory bank
+PENDING, CONDITIONING, TRACKED = 0, 1, 2
 
 
 @dataclass
@@ -59,6 +61,10 @@ class TrackedObject:
     pending: dict[int, FrameMemory] = field(default_factory=dict)
 
 
+def _on(t: torch.Tensor | None, device) -> torch.Tensor | None:
+    return None if t is None else t.to(device)
+
+
 def _signature_tensor(signature: tuple, reverse: bool) -> torch.Tensor:
     spatial, pointers = signature
     flat = [int(reverse), len(spatial)] + [v for item in spatial for v in item] + [v for item in pointers for v in item]
@@ -68,10 +74,14 @@ def _signature_tensor(signature: tuple, reverse: bool) -> torch.Tensor:
 class VideoTracker:
     def __init__(self, model: SAM2, source, cache_dir: str | Path | None = None, *,
                  non_overlap: bool = False, fill_hole_area: int = 8, colour_key: str = "",
-                 feature_disk_budget: int | None = None, encode_in_background: bool = False):
+                 feature_disk_budget: int | None = None, encode_in_background: bool = False,
+                 session_dir: str | Path | None = None):
         """source: a FrameSource, a folder of numbered JPEG/PNG frames, or frames in memory.
-        cache_dir: where frames, features and session data live (a temporary folder if None;
-        give the shot's cache folder so that features are reused by later runs)."""
+        cache_dir: where frames and features live (a temporary folder if None; give the
+        shot's cache folder so that features are reused by later runs).
+        session_dir: where prompts, memories and results are kept so that a later tracker
+        (after a crash, or in another process) resumes exactly where this one stopped;
+        without it they live in a temporary folder deleted on close()."""
         self.model = model
         self.source = as_source(source)
         self.num_frames = len(self.source)
@@ -81,16 +91,21 @@ class VideoTracker:
         self.cache_dir = Path(tempfile.mkdtemp(prefix="sam2roto-")) if cache_dir is None else Path(cache_dir)
         kwargs = {} if feature_disk_budget is None else {"disk_budget": feature_disk_budget}
         self.frames = FrameFeatureCache(model, self.source, self.cache_dir, colour_key=colour_key, **kwargs)
-        # this tracker's own working data: spatial memories and per-frame results
-        self.session_dir = self.cache_dir / "sessions" / uuid.uuid4().hex[:12]
-        self.bank = MemoryBank(model, TensorStore(self.session_dir / "memory", ram_budget=192 << 20, durable=False),
+        # this tracker's own working data: prompts, spatial memories, per-frame results
+        self.persistent = session_dir is not None
+        self.session_dir = Path(session_dir) if session_dir else self.cache_dir / "sessions" / uuid.uuid4().hex[:12]
+        durable = self.persistent
+        self.bank = MemoryBank(model, TensorStore(self.session_dir / "memory", ram_budget=192 << 20, durable=durable),
                                self.num_frames)
-        self.results = TensorStore(self.session_dir / "results", ram_budget=64 << 20, durable=False)
+        self.results = TensorStore(self.session_dir / "results", ram_budget=64 << 20, durable=durable)
+        self.prompt_store = TensorStore(self.session_dir / "prompts", ram_budget=16 << 20, durable=durable)
         # each tracked frame's memory-conditioned embedding, so that a correction on it
         # does not run the memory attention again while its memories are unchanged
         self.conditioned = TensorStore(self.session_dir / "conditioned", ram_budget=64 << 20, durable=False)
         self._objects: dict[int, TrackedObject] = {}
         self._lock = threading.RLock()
+        if self.persistent:
+            self._load_session()
         if encode_in_background:
             self.frames.encode_in_background(0)
 
@@ -107,6 +122,7 @@ class VideoTracker:
             for frame in list(obj.memory.reverse) + list(obj.pending) + list(obj.prompts):
                 self.results.delete(self._result_key(obj_id, frame))
                 self.conditioned.delete(f"cond-{obj_id}-{frame:07d}")
+                self.prompt_store.delete(f"prompt-{obj_id}-{frame:07d}")
             del self._objects[obj_id]
 
     def _object(self, obj_id: int) -> TrackedObject:
@@ -135,6 +151,7 @@ class VideoTracker:
             if obj is None:
                 obj = self._objects[obj_id] = TrackedObject(ObjectMemory(obj_id))
             obj.prompts[frame] = prompt
+            self._save_prompt(obj_id, frame, prompt)
             self.frames.pin(frame)
 
             tracked_before = frame in obj.memory.reverse
@@ -148,7 +165,7 @@ class VideoTracker:
                 out, logits = self._track_frame(obj, frame, prompt, is_init=not tracked_before,
                                                 reverse=reverse, prev_logits=prev_logits, encode_memory=False)
             obj.pending[frame] = out
-            self._save_result(obj_id, frame, logits, out.object_score)
+            self._save_result(obj, frame, logits, out, PENDING)
             return self._to_plate(logits)[0, 0].cpu().numpy()
 
     def _make_prompt(self, points, labels, box, mask, frame: int) -> Prompt:
@@ -287,6 +304,7 @@ class VideoTracker:
                 out.has_spatial = True
                 obj.memory.cond[frame] = out
                 obj.memory.tracked.pop(frame, None)
+                self._save_result(obj, frame, logits, out, CONDITIONING)
             obj.pending.clear()
 
     @torch.inference_mode()
@@ -297,13 +315,16 @@ class VideoTracker:
                 obj = self._objects[obj_id]
                 if frame in obj.memory.cond:
                     logits = self.results.get(self._result_key(obj_id, frame))["logits"].to(self.model.device)
+                    if obj.memory.reverse.get(frame) != reverse:
+                        obj.memory.reverse[frame] = reverse
+                        self._save_result(obj, frame, logits, obj.memory.cond[frame], CONDITIONING)
                 else:
                     with self.frames.foreground():
                         out, logits = self._track_frame(obj, frame, None, is_init=False, reverse=reverse,
                                                         prev_logits=None, encode_memory=True)
                     obj.memory.tracked[frame] = out
-                    self._save_result(obj_id, frame, logits, out.object_score)
-                obj.memory.reverse[frame] = reverse
+                    obj.memory.reverse[frame] = reverse
+                    self._save_result(obj, frame, logits, out, TRACKED)
                 per_object[obj_id] = logits
             return self._plate_logits(per_object)
 
@@ -357,8 +378,50 @@ class VideoTracker:
     def _result_key(obj_id: int, frame: int) -> str:
         return f"res-{obj_id}-{frame:07d}"
 
-    def _save_result(self, obj_id: int, frame: int, logits: torch.Tensor, score: torch.Tensor) -> None:
-        self.results.put(self._result_key(obj_id, frame), {"logits": logits.float(), "score": score.float()})
+    def _save_result(self, obj: TrackedObject, frame: int, logits: torch.Tensor, record: FrameMemory,
+                     kind: int) -> None:
+        """A frame's result with what the memory bank needs of it, so a session reloads."""
+        reverse = obj.memory.reverse.get(frame)
+        meta = [kind, record.version, int(record.has_spatial), -1 if reverse is None else int(reverse)]
+        self.results.put(self._result_key(obj.memory.obj_id, frame), {
+            "logits": logits.float(), "score": record.object_score.float(), "obj_ptr": record.obj_ptr.float(),
+            "meta": torch.tensor(meta, dtype=torch.int64)})
+
+    def _save_prompt(self, obj_id: int, frame: int, prompt: Prompt) -> None:
+        if not self.persistent:
+            return
+        entry = {k: v for k, v in (("coords", prompt.coords), ("labels", prompt.labels),
+                                   ("mask", None if prompt.mask is None else prompt.mask.bool())) if v is not None}
+        self.prompt_store.put(f"prompt-{obj_id}-{frame:07d}", entry)
+
+    def _load_session(self) -> None:
+        """Rebuild objects, prompts and the memory bank from a session folder."""
+        dev, newest = self.model.device, 0
+        for key in sorted(self.results.keys()):
+            _, obj_id, frame = key.split("-")
+            obj_id, frame = int(obj_id), int(frame)
+            entry = self.results.get(key)
+            if entry is None or "meta" not in entry:
+                continue  # damaged: that frame is simply not tracked
+            kind, version, has_spatial, reverse = entry["meta"].tolist()
+            record = FrameMemory(obj_ptr=entry["obj_ptr"].to(dev), object_score=entry["score"].to(dev),
+                                 has_spatial=bool(has_spatial), version=version)
+            obj = self._objects.setdefault(obj_id, TrackedObject(ObjectMemory(obj_id)))
+            {PENDING: obj.pending, CONDITIONING: obj.memory.cond, TRACKED: obj.memory.tracked}[kind][frame] = record
+            if reverse >= 0:
+                obj.memory.reverse[frame] = bool(reverse)
+            newest = max(newest, version)
+        versions_past(newest)
+        for key in self.prompt_store.keys():
+            _, obj_id, frame = key.split("-")
+            entry = self.prompt_store.get(key)
+            obj = self._objects.get(int(obj_id))
+            if entry is None or obj is None:
+                continue
+            mask = entry.get("mask")
+            obj.prompts[int(frame)] = Prompt(coords=_on(entry.get("coords"), dev), labels=_on(entry.get("labels"), dev),
+                                             mask=None if mask is None else mask.float().to(dev))
+            self.frames.pin(int(frame))
 
     def logits(self, frame: int, obj_id: int) -> np.ndarray | None:
         """The latest result for an object on a frame (H x W float32), or None if the
@@ -390,7 +453,8 @@ class VideoTracker:
         """Stop background work and delete this tracker's session data (the frame and
         feature cache stays for the next run on the shot)."""
         self.frames.stop_background()
-        shutil.rmtree(self.session_dir, ignore_errors=True)
+        if not self.persistent:
+            shutil.rmtree(self.session_dir, ignore_errors=True)
         if self._own_dir:
             shutil.rmtree(self.cache_dir, ignore_errors=True)
 

@@ -23,9 +23,11 @@ CLICK = dict(points=[(60, 120)], labels=[1])
 
 
 def assert_same_masks(a, b):
-    """Equal masks, logits equal up to the rounding of parallel reductions."""
-    assert np.array_equal(a > 0, b > 0)
-    assert np.abs(a - b).max() < 1e-4
+    """Logits equal up to the rounding of parallel reductions (another process, another
+    thread split); masks equal wherever the logit is not within that rounding of 0."""
+    assert np.abs(a - b).max() < 1e-3
+    decided = np.abs(a) >= 1e-3
+    assert np.array_equal(a[decided] > 0, b[decided] > 0)
 
 
 def track(tracker, n_frames=None):
@@ -253,3 +255,48 @@ def test_features_are_keyed_by_weights_precision_and_footage(tiny, shared_cache)
         tiny.weights_id, tiny.dtype = old_id, old_dtype
     folders = {base, other_frames, other_colour, other_weights, other_dtype}
     assert len(folders) == 5
+
+
+def test_killed_while_tracking_then_resumed_gives_the_uninterrupted_result(tiny, shared_cache, tmp_path,
+                                                                            official_checkpoint):
+    """A persistent session survives SIGKILL mid-propagation: a new tracker on the same
+    session folder has every finished frame and continues to the same result."""
+    frames = moving_disc_frames(10)
+    np.save(tmp_path / "frames.npy", frames)
+    session = tmp_path / "session"
+    child = textwrap.dedent(f"""
+        import numpy as np
+        from sam2_core import VideoTracker, load_model
+        model = load_model({NAME!r}, checkpoint={str(official_checkpoint(NAME))!r}, device="cpu")
+        tracker = VideoTracker(model, np.load({str(tmp_path / "frames.npy")!r}), cache_dir={str(shared_cache)!r},
+                               session_dir={str(session)!r})
+        tracker.add_prompt(0, 1, points=[(60, 120)])
+        tracker.add_prompt(0, 2, box=(205, 15, 275, 85))
+        for frame, _ in tracker.propagate(end=5):
+            print(frame, flush=True)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    while proc.stdout.readline().strip() != "2":
+        pass
+    proc.kill()
+    proc.wait()
+
+    resumed = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=session)
+    assert sorted(resumed.object_ids) == [1, 2]
+    done = [f for f in range(6) if resumed.logits(f, 1) is not None and resumed.logits(f, 2) is not None]
+    assert done[:3] == [0, 1, 2] and done == list(range(len(done)))
+    rest = dict(resumed.propagate(start=done[-1] + 1, end=5))
+
+    uninterrupted = VideoTracker(tiny, frames, cache_dir=shared_cache)
+    uninterrupted.add_prompt(0, 1, points=[(60, 120)])
+    uninterrupted.add_prompt(0, 2, box=(205, 15, 275, 85))
+    reference = dict(uninterrupted.propagate(end=5))
+    for f in range(6):
+        for obj in (1, 2):
+            got = rest[f][obj] if f in rest else resumed.logits(f, obj)
+            assert_same_masks(reference[f][obj], got)
+    # and a correction after resuming behaves as in the uninterrupted session
+    a = resumed.add_prompt(4, 1, points=[(132, 120)])
+    b = uninterrupted.add_prompt(4, 1, points=[(132, 120)])
+    assert_same_masks(b, a)
