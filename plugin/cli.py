@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
+
+from sam2_core.shot.manifest import PromptRecord
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -61,6 +64,36 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--out", type=Path, required=True, metavar="MASK.png", help="where to write the matte")
     _model_args(seg)
 
+    tr = sub.add_parser(
+        "track", help="matte objects through a whole shot",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Track objects through a shot from a few clicks and write one matte per source frame\n"
+                    "(same size and frame numbers as the source).\n\n"
+                    "Prompts belong to the --object named before them (the first object is 'object' if\n"
+                    "none is named). X,Y are plate pixels from the top-left corner; FRAME is a frame number\n"
+                    "of the source (default: its first frame).\n\n"
+                    "example:\n"
+                    "  sam2roto track plate.%04d.exr --object car --point 640,360,1001 \\\n"
+                    "      --object rider --box 100,80,300,400,1001 --out mattes/")
+    tr.add_argument("source", help="a folder of numbered frames, an image sequence, or a video file")
+    prompt = PromptAction
+    tr.add_argument("--object", action=prompt, metavar="NAME", help="the object the following prompts belong to")
+    tr.add_argument("--point", action=prompt, metavar="X,Y[,FRAME]", help="a click on the object (repeatable)")
+    tr.add_argument("--neg-point", action=prompt, metavar="X,Y[,FRAME]", help="a click on what is NOT the object")
+    tr.add_argument("--box", action=prompt, metavar="X0,Y0,X1,Y1[,FRAME]", help="a box around the object")
+    tr.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the mattes")
+    tr.add_argument("--format", default="png16", choices=list(FORMATS),
+                    help="png16 (default), tiff16, exr (half), layered-exr (one EXR per frame, a layer per "
+                         "object), prores / ffv1 (alpha video), premult-exr / premult-prores (plate with alpha)")
+    tr.add_argument("--shapes", action="store_true", help="also write each object's outline as vector shapes (JSON)")
+    tr.add_argument("--colorspace", help="the footage's colour space (e.g. ACEScg, 'ARRI LogC3 (EI800)')")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue an interrupted run in DIR (its source and prompts are kept in DIR), "
+                         "or export a finished one again, e.g. in another --format, without tracking again")
+    tr.add_argument("--force", action="store_true", help="write into DIR even if it holds other files")
+    _model_args(tr)
+    tr.set_defaults(prompts=[])
+
     w = sub.add_parser("weights", help="list, fetch or verify the official checkpoints")
     wsub = w.add_subparsers(dest="action", required=True)
     wsub.add_parser("list", help="the official models and which are installed")
@@ -69,6 +102,215 @@ def build_parser() -> argparse.ArgumentParser:
         a = wsub.add_parser(action, help=text)
         a.add_argument("name", help="model name, e.g. sam2.1_hiera_tiny")
     return parser
+
+
+FORMATS = {
+    "png16": ("sequence", "png16"), "tiff16": ("sequence", "tiff16"), "exr": ("sequence", "exr"),
+    "layered-exr": ("layered", "exr"), "prores": ("video", "prores4444"), "ffv1": ("video", "ffv1"),
+    "premult-exr": ("premult", "exr"), "premult-prores": ("premult", "prores4444"),
+}
+
+
+class PromptAction(argparse.Action):
+    """Keeps --object/--point/--neg-point/--box in the order given, so prompts belong to
+    the object named before them."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        kind = option_string.lstrip("-")
+        if kind != "object":
+            numbers = value.split(",")
+            want = 4 if kind == "box" else 2
+            try:
+                floats = [float(v) for v in numbers[:want]]
+                frame = int(numbers[want]) if len(numbers) == want + 1 else None
+                if len(numbers) not in (want, want + 1):
+                    raise ValueError
+            except ValueError:
+                form = "X0,Y0,X1,Y1[,FRAME]" if kind == "box" else "X,Y[,FRAME]"
+                parser.error(f"{option_string} {value!r}: expected {form}")
+            value = (floats, frame)
+        namespace.prompts = [*namespace.prompts, (kind, value)]
+
+
+def _objects_from_prompts(prompts, default_frame: int) -> dict[str, dict[int, dict]]:
+    """{object name: {frame number: {"points": [...], "labels": [...], "box": ...}}}"""
+    objects: dict[str, dict[int, dict]] = {}
+    current = None
+    for kind, value in prompts:
+        if kind == "object":
+            current = value
+            objects.setdefault(current, {})
+            continue
+        if current is None:
+            current = "object"
+        coords, frame = value
+        frame = default_frame if frame is None else frame
+        p = objects.setdefault(current, {}).setdefault(frame, {"points": [], "labels": [], "box": None})
+        if kind == "box":
+            p["box"] = coords
+        else:
+            p["points"].append(coords)
+            p["labels"].append(1 if kind == "point" else 0)
+    empty = [name for name, frames in objects.items() if not frames]
+    if empty:
+        raise UserError(f"Object {empty[0]!r} has no --point or --box after it.")
+    return objects
+
+
+def _make_writer(fmt: str, out: Path, source):
+    from sam2_core.mattes import writers
+
+    kind, codec = FORMATS[fmt]
+    aspect = getattr(source, "pixel_aspect", 1.0)
+    rate = getattr(source, "rate", None) or 24
+    if kind == "sequence":
+        return writers.AlphaSequenceWriter(out, fmt=codec, pixel_aspect=aspect)
+    if kind == "layered":
+        return writers.LayeredExrWriter(out, pixel_aspect=aspect)
+    if kind == "premult":
+        return writers.PremultipliedWriter(out, fmt=codec, rate=rate, pixel_aspect=aspect)
+    return None  # videos: one writer per object, made by _VideoWriters
+
+
+class _VideoWriters:
+    """One alpha video per object, behind the MatteWriter interface."""
+
+    def __init__(self, out: Path, codec: str, source):
+        from sam2_core.mattes import writers
+
+        self._new = lambda name: writers.AlphaVideoWriter(
+            out / f"{writers.safe_name(name)}.{'mov' if codec == 'prores4444' else 'mkv'}",
+            rate=getattr(source, "rate", None) or 24, size=source.size, codec=codec,
+            pixel_aspect=getattr(source, "pixel_aspect", 1.0), object_name=name)
+        self._writers = {}
+
+    def write(self, frame_number, mattes, plate=None):
+        for name, alpha in mattes.items():
+            if name not in self._writers:
+                self._writers[name] = self._new(name)
+            self._writers[name].write(frame_number, {name: alpha})
+        return []
+
+    def close(self):
+        for w in self._writers.values():
+            w.close()
+
+
+class Progress:
+    """A one-line progress bar on stderr: frames done, frames per second, time left."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.start = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        elapsed = time.monotonic() - self.start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        left = (total - done) / rate if rate > 0 else 0.0
+        print(f"\r{self.what}: {done}/{total} frames, {rate:.2f} fps, {left:.0f} s left   ", end="",
+              file=sys.stderr, flush=True)
+        if done == total:
+            print(file=sys.stderr)
+
+
+def cmd_track(args) -> int:
+    import shutil
+
+    from sam2_core import load_model
+    from sam2_core.mattes.export import export
+    from sam2_core.mattes.writers import prepare_output_dir
+    from sam2_core.shot.shot import Shot
+
+    out = args.out
+    shot_dir = out / ".sam2roto"
+    if args.resume:
+        if not (shot_dir / "shot.json").exists():
+            raise UserError(f"Nothing to resume in {out}: run without --resume first.")
+        shot = Shot.open(shot_dir)
+    else:
+        if not Path(args.source).exists() and "%" not in str(args.source) and "#" not in str(args.source):
+            raise UserError(f"Source not found: {args.source}")
+        if not args.prompts:
+            raise UserError("Give at least one --point or --box.")
+        if shot_dir.exists():
+            if not args.force:
+                raise UserError(f"{out} already holds a sam2roto run: add --resume to continue it, "
+                                "or --force to start again.")
+            shutil.rmtree(shot_dir)
+        prepare_output_dir(out, force=args.force)
+        colour = {"colorspace": args.colorspace} if args.colorspace else {}
+        model_info = {"name": args.model, "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+                      "dtype": args.dtype}
+        shot = Shot.create(shot_dir, Path(args.source).resolve() if Path(args.source).exists() else args.source,
+                           colour=colour, model=model_info)
+    with shot:
+        source = shot.source
+        numbers = list(source.frame_numbers)
+        m = shot.manifest.model
+        checkpoint = m.get("checkpoint") or None
+        model = load_model(m.get("name", args.model), checkpoint=checkpoint, device=args.device,
+                           dtype=m.get("dtype", args.dtype))
+        tracker = shot.tracker(model)
+        if not args.resume:
+            for name, frames in _objects_from_prompts(args.prompts, numbers[0]).items():
+                record = shot.object(name)
+                for frame_number, p in frames.items():
+                    if frame_number not in numbers:
+                        raise UserError(f"Frame {frame_number} (object {name!r}) is not in the source "
+                                        f"(frames {numbers[0]}-{numbers[-1]}).")
+                    tracker.add_prompt(numbers.index(frame_number), record.id, points=p["points"] or None,
+                                       labels=p["labels"] or None, box=p["box"])
+                    record.prompts.append(PromptRecord(frame=frame_number, points=p["points"], labels=p["labels"],
+                                                       box=p["box"]))
+            shot.save()
+
+        objects = {o.id: o.name for o in shot.manifest.objects}
+        if not shot.manifest.tracked:
+            _track_whole_shot(tracker, Progress("tracking"))
+            shot.manifest.tracked = True
+            shot.save()
+
+        writer = _make_writer(args.format, out, source) or _VideoWriters(out, FORMATS[args.format][1], source)
+        frames = export(tracker, objects, writer, progress=Progress("writing mattes"))
+        if args.shapes:
+            _write_shapes(tracker, objects, out)
+        shot.manifest.exports.append({"folder": str(out.resolve()), "format": args.format, "frames": frames})
+        shot.save()
+    print(f"{out}: {frames} frames of mattes for {', '.join(objects.values())}")
+    return EXIT_OK
+
+
+def _track_whole_shot(tracker, progress) -> None:
+    """Forward from the earliest prompt to the end, then backward to the start. A resumed
+    run starts each way at the first frame an earlier (killed) run did not finish."""
+    ids = tracker.object_ids
+    first = min(tracker.prompted_frames())
+    fresh = tracker.has_pending()  # new prompts: everything is to be tracked
+
+    def todo(frames):
+        return [i for i in frames if fresh or any(tracker.logits(i, o) is None for o in ids)]
+
+    forward, backward = todo(range(first, tracker.num_frames)), todo(range(first - 1, -1, -1))
+    total, count = len(forward) + len(backward), 0
+    for frames, direction in ((forward, "forward"), (backward, "backward")):
+        if not frames:
+            continue
+        start = first if fresh else frames[0]
+        for _ in tracker.propagate(start=start, direction=direction):
+            count += 1
+            progress(min(count, total), total)
+    if 0 < count < total:
+        progress(total, total)
+
+
+def _write_shapes(tracker, objects, out: Path) -> None:
+    from sam2_core.mattes.export import mattes_of
+    from sam2_core.mattes.shapes import shapes_from_mattes, write_shapes_json
+    from sam2_core.mattes.writers import safe_name
+
+    for obj_id, name in objects.items():
+        per_frame = ((number, mattes[name]) for _, number, mattes, _ in mattes_of(tracker, {obj_id: name}))
+        write_shapes_json(out / f"{safe_name(name)}.shapes.json", shapes_from_mattes(per_frame), name)
 
 
 def cmd_segment(args) -> int:
@@ -126,18 +368,22 @@ class UserError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sam2_core.cache.store import CacheError
+    from sam2_core.mattes.writers import ExportError
     from sam2_core.model.checkpoint import CheckpointError
     from sam2_core.model.weights import WeightsError
+    from sam2_core.shot import ManifestError, ShotInUseError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
-        return {"segment": cmd_segment, "weights": cmd_weights}[args.command](args)
-    except (UserError, CheckpointError, WeightsError, ValueError) as e:
+        return {"segment": cmd_segment, "track": cmd_track, "weights": cmd_weights}[args.command](args)
+    except (UserError, CheckpointError, WeightsError, ValueError, CacheError, ExportError, ManifestError,
+            ShotInUseError, IndexError, KeyError, FileNotFoundError) as e:
         print(f"sam2roto: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("sam2roto: interrupted", file=sys.stderr)
+        print("\nsam2roto: interrupted; what was done is kept (track: run again with --resume)", file=sys.stderr)
         return 130
 
 

@@ -115,6 +115,14 @@ class VideoTracker:
     def object_ids(self) -> list[int]:
         return list(self._objects)
 
+    def prompted_frames(self) -> list[int]:
+        """Frame indices that carry a prompt for any object."""
+        return sorted({f for o in self._objects.values() for f in list(o.prompts) + list(o.memory.cond)})
+
+    def has_pending(self) -> bool:
+        """Prompts whose answers have not yet entered the memory bank (the next propagate does it)."""
+        return any(o.pending for o in self._objects.values())
+
     def remove_object(self, obj_id: int) -> None:
         with self._lock:
             obj = self._object(obj_id)

@@ -1,0 +1,96 @@
+"""The shot manifest: what a shot is (its footage, colour, model, objects and prompts)
+and what has been done with it, as versioned JSON written atomically.
+
+Paths inside the shot folder are stored relative to it, so a shot folder can move."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+SCHEMA = "sam2roto.shot"
+VERSION = 1
+
+
+class ManifestError(ValueError):
+    pass
+
+
+@dataclass
+class PromptRecord:
+    frame: int  # the source's frame number
+    points: list[list[float]] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    box: list[float] | None = None
+
+
+@dataclass
+class ObjectRecord:
+    id: int
+    name: str
+    colour: list[float] = field(default_factory=lambda: [1.0, 0.3, 0.2])
+    prompts: list[PromptRecord] = field(default_factory=list)
+    cleanup: dict = field(default_factory=dict)
+
+
+@dataclass
+class Manifest:
+    source: str  # path, relative to the shot folder where it lies inside it
+    colour: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    objects: list[ObjectRecord] = field(default_factory=list)
+    tracked: bool = False  # the whole requested span has been tracked
+    exports: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"schema": SCHEMA, "version": VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict, where: Path) -> Manifest:
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise ManifestError(f"{where} is not a sam2roto shot manifest (no schema {SCHEMA!r}).")
+        if data.get("version") != VERSION:
+            raise ManifestError(f"{where} has manifest version {data.get('version')!r}; this sam2roto reads "
+                                f"version {VERSION}. Update sam2roto, or re-create the shot.")
+        try:
+            objects = [ObjectRecord(id=int(o["id"]), name=str(o["name"]), colour=list(o.get("colour", [1, 0.3, 0.2])),
+                                    prompts=[PromptRecord(**p) for p in o.get("prompts", [])],
+                                    cleanup=dict(o.get("cleanup", {})))
+                       for o in data.get("objects", [])]
+            return cls(source=str(data["source"]), colour=dict(data.get("colour", {})),
+                       model=dict(data.get("model", {})), objects=objects, tracked=bool(data.get("tracked", False)),
+                       exports=list(data.get("exports", [])))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ManifestError(f"{where} is damaged or was edited into something sam2roto cannot read "
+                                f"({type(e).__name__}: {e}). Restore it or re-create the shot.") from None
+
+
+def relative_to(path: Path, folder: Path) -> str:
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    try:
+        return str(path.relative_to(folder))
+    except ValueError:
+        return str(path)
+
+
+def write_manifest(folder: Path, manifest: Manifest) -> None:
+    path = Path(folder) / "shot.json"
+    tmp = path.with_name(f".shot.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_manifest(folder: Path) -> Manifest:
+    path = Path(folder) / "shot.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"No shot in {folder} (no shot.json).") from None
+    except ValueError as e:
+        raise ManifestError(f"{path} is not valid JSON ({e}); it was damaged or edited by hand. "
+                            "Restore it or re-create the shot.") from None
+    return Manifest.from_dict(data, path)

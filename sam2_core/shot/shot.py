@@ -1,0 +1,110 @@
+"""Shot: one shot folder on disk and what lives in it.
+
+    SHOT/shot.json      the manifest (footage, colour, model, objects, prompts, exports)
+    SHOT/lock           held while a process works on the shot
+    SHOT/cache/         frames and image features (reused by every run)
+    SHOT/tracking/      prompts, memories and per-frame results: a killed run resumes here
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..media import frame_source
+from .lock import ShotLock
+from .manifest import Manifest, ObjectRecord, read_manifest, relative_to, write_manifest
+
+# distinct, readable colours for objects in hosts' viewers
+PALETTE = [[1.0, 0.3, 0.2], [0.2, 0.7, 1.0], [0.3, 0.9, 0.3], [1.0, 0.8, 0.1], [0.8, 0.4, 1.0], [1.0, 0.5, 0.8]]
+
+
+def open_footage(path: str | Path, colour: dict):
+    """The FrameSource for a shot's footage, with its colour settings."""
+    try:
+        from ..media import open_source  # video files and image sequences, colour-managed
+    except ImportError:
+        open_source = None
+    if open_source is not None and not Path(path).is_dir():
+        return open_source(str(path), **colour)
+    return frame_source.as_source(Path(path))
+
+
+class Shot:
+    def __init__(self, folder: Path, manifest: Manifest, lock: ShotLock):
+        self.folder = folder
+        self.manifest = manifest
+        self._lock = lock
+        self.source = open_footage(self.source_path, manifest.colour)
+
+    @classmethod
+    def create(cls, folder: str | Path, source: str | Path, *, colour: dict | None = None,
+               model: dict | None = None) -> Shot:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if (folder / "shot.json").exists():
+            raise FileExistsError(f"There is already a shot in {folder}; open it, or choose another folder.")
+        lock = ShotLock(folder)
+        lock.acquire()
+        try:
+            manifest = Manifest(source=relative_to(Path(source), folder), colour=dict(colour or {}),
+                                model=dict(model or {}))
+            shot = cls(folder, manifest, lock)
+            shot.save()
+            return shot
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def open(cls, folder: str | Path) -> Shot:
+        folder = Path(folder)
+        manifest = read_manifest(folder)
+        lock = ShotLock(folder)
+        lock.acquire()
+        try:
+            return cls(folder, manifest, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @property
+    def source_path(self) -> Path:
+        p = Path(self.manifest.source)
+        return p if p.is_absolute() else self.folder / p
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.folder / "cache"
+
+    @property
+    def session_dir(self) -> Path:
+        return self.folder / "tracking"
+
+    def object(self, name: str) -> ObjectRecord:
+        """The object called `name`, created if new."""
+        for o in self.manifest.objects:
+            if o.name == name:
+                return o
+        new_id = max((o.id for o in self.manifest.objects), default=0) + 1
+        obj = ObjectRecord(id=new_id, name=name, colour=PALETTE[(new_id - 1) % len(PALETTE)])
+        self.manifest.objects.append(obj)
+        return obj
+
+    def tracker(self, model, **kwargs):
+        from ..tracking.tracker import VideoTracker
+
+        colour_key = repr(sorted(self.manifest.colour.items()))
+        return VideoTracker(model, self.source, cache_dir=self.cache_dir, session_dir=self.session_dir,
+                            colour_key=colour_key, **kwargs)
+
+    def save(self) -> None:
+        write_manifest(self.folder, self.manifest)
+
+    def close(self) -> None:
+        self._lock.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,132 @@
+"""`sam2roto track` end to end with a random-weight tiny checkpoint on a generated clip."""
+
+import os
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from sam2roto.cli import main
+from tests.sam2_core.tracking.conftest import moving_disc_frames
+
+NAME = "sam2.1_hiera_tiny"
+FIRST = 1001
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clip")
+    for i, frame in enumerate(moving_disc_frames(10)[:4]):
+        cv2.imwrite(str(folder / f"plate.{FIRST + i:04d}.png"), frame[:, :, ::-1])
+    return folder
+
+
+def track_args(clip, out, ckpt, *extra):
+    return ["track", str(clip), "--object", "ball", "--point", "60,120", "--object", "square",
+            "--box", f"205,15,275,85,{FIRST}", "--out", str(out), "--checkpoint", str(ckpt), "--device", "cpu",
+            *extra]
+
+
+@pytest.fixture(scope="module")
+def tracked(clip, official_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "mattes"
+    assert main(track_args(clip, out, official_checkpoint(NAME), "--shapes")) == 0
+    return out
+
+
+def test_one_matte_per_frame_with_the_source_numbers_and_size(tracked):
+    for obj in ("ball", "square"):
+        files = sorted((tracked / obj).glob("*.png"))
+        assert [f.name for f in files] == [f"{obj}.{FIRST + i:04d}.png" for i in range(4)]
+        matte = cv2.imread(str(files[0]), cv2.IMREAD_UNCHANGED)
+        assert matte.shape == (240, 320) and matte.dtype == np.uint16
+    assert (tracked / "ball.shapes.json").is_file()
+
+
+@pytest.mark.parametrize("fmt, pattern", [
+    ("exr", "ball/ball.1001.exr"), ("tiff16", "ball/ball.1001.tif"), ("layered-exr", "mattes.1001.exr"),
+    ("ffv1", "ball.mkv"), ("premult-exr", "ball_premult/ball_premult.1001.exr"),
+])
+def test_exporting_again_in_each_format_runs_no_model(tracked, official_checkpoint, monkeypatch, fmt, pattern):
+    from sam2_core.model.memory_attention import MemoryAttention
+    from sam2_core.model.sam2 import SAM2
+
+    calls = []
+    monkeypatch.setattr(SAM2, "encode_image", lambda *a, **k: calls.append("encoder"))
+    monkeypatch.setattr(MemoryAttention, "forward", lambda *a, **k: calls.append("memory"))
+    out = tracked.parent / f"again-{fmt}"
+    import shutil
+
+    shutil.copytree(tracked / ".sam2roto", out / ".sam2roto")
+    assert main(["track", "--resume", str(tracked), "--out", str(out), "--format", fmt,
+                 "--checkpoint", str(official_checkpoint(NAME)), "--device", "cpu"]) == 0
+    assert calls == []
+    assert (out / pattern).is_file()
+    if fmt == "layered-exr":
+        import OpenImageIO as oiio
+
+        spec = oiio.ImageInput.open(str(out / pattern)).spec()
+        assert set(spec.channelnames) == {"ball.A", "square.A"}
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(clip, tracked, official_checkpoint, tmp_path):
+    out = tmp_path / "mattes"
+    argv = track_args(clip, out, official_checkpoint(NAME))
+    code = f"import sys; from sam2roto.cli import main; sys.exit(main({argv!r}))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    results = out / ".sam2roto" / "tracking" / "results"
+    deadline = time.monotonic() + 300
+    while len(list(results.glob("*.entry"))) < 5 and time.monotonic() < deadline:  # prompts + a tracked frame
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert not list(out.rglob("ball.1004.png"))  # it did not get that far
+    assert main(["track", "--resume", str(clip), "--out", str(out), "--checkpoint",
+                 str(official_checkpoint(NAME)), "--device", "cpu"]) == 0
+    for obj in ("ball", "square"):
+        for i in range(4):
+            name = f"{obj}/{obj}.{FIRST + i:04d}.png"
+            a = cv2.imread(str(tracked / name), cv2.IMREAD_UNCHANGED).astype(int)
+            b = cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED).astype(int)
+            assert np.abs(a - b).max() <= 2, name  # equal up to another process's float rounding
+    assert not list(out.rglob("*.partial*"))
+
+
+def test_bad_input(clip, official_checkpoint, tmp_path, capsys):
+    ckpt = official_checkpoint(NAME)
+    base = ["--checkpoint", str(ckpt), "--device", "cpu"]
+    cases = [
+        (["track", str(tmp_path / "missing"), "--point", "1,1", "--out", str(tmp_path / "a")], "Source not found"),
+        (["track", str(clip), "--point", "400,10", "--out", str(tmp_path / "b")], "outside the plate"),
+        (["track", str(clip), "--point", "10,10,2000", "--out", str(tmp_path / "c")], "not in the source"),
+        (["track", str(clip), "--out", str(tmp_path / "d")], "at least one --point"),
+        (["track", str(clip), "--resume", "--out", str(tmp_path / "e")], "Nothing to resume"),
+    ]
+    for argv, words in cases:
+        assert main(argv + base) == 1, argv
+        assert words in capsys.readouterr().err
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "precious.exr").write_text("keep me")
+    assert main(["track", str(clip), "--point", "60,120", "--out", str(busy)] + base) == 1
+    assert "precious.exr" in capsys.readouterr().err and (busy / "precious.exr").read_text() == "keep me"
+    with pytest.raises(SystemExit):
+        main(["track", str(clip), "--point", "60;120", "--out", str(tmp_path / "f")])
+
+
+def test_a_manifest_edited_into_nonsense_is_a_clear_error(tracked, official_checkpoint, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "edited"
+    shutil.copytree(tracked / ".sam2roto", out / ".sam2roto")
+    (out / ".sam2roto" / "shot.json").write_text('{"schema": "sam2roto.shot", "version": 1, "objects": 7}')
+    assert main(["track", "--resume", "x", "--out", str(out), "--checkpoint", str(official_checkpoint(NAME)),
+                 "--device", "cpu"]) == 1
+    assert "damaged or was edited" in capsys.readouterr().err
+    (out / ".sam2roto" / "shot.json").write_text("{ not json")
+    assert main(["track", "--resume", "x", "--out", str(out)]) == 1
+    assert "not valid JSON" in capsys.readouterr().err
