@@ -44,6 +44,8 @@ def check_index(source, index: int) -> int:
 class ArraySource:
     """Frames already in memory: an (N, H, W, 3) uint8 array or a list of H x W x 3 arrays."""
 
+    pixel_aspect = 1.0
+
     def __init__(self, frames, frame_numbers: list[int] | None = None):
         frames = [np.asarray(f) for f in frames]
         if not frames:
@@ -78,6 +80,8 @@ class ArraySource:
 
 class FolderSource:
     """A folder of JPEG/PNG frames, ordered by the last number in each file name."""
+
+    pixel_aspect = 1.0
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -133,15 +137,19 @@ class FolderSource:
 
 
 def as_source(source) -> FrameSource:
-    """A FrameSource from what the user gave: a source, a folder of frames, or an array."""
+    """A FrameSource from what the user gave: a source, a folder of JPEG/PNG frames, a video file, an
+    image sequence (see sam2_core.media.open_source, which opens it with the file type's colour
+    defaults), or an array."""
     if isinstance(source, FrameSource):
         return source
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if path.is_dir():
+        if path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
             return FolderSource(path)
-        raise ValueError(f"{path}: give a folder of numbered JPEG/PNG frames "
-                         "(video files and image sequences arrive with sam2_core.media.open_source)")
+        # a video, an image sequence (a pattern or one of its files), or a folder of EXR/DPX/TIFF frames
+        from .open import open_source
+
+        return open_source(path)
     if isinstance(source, (np.ndarray, list, tuple)):
         return ArraySource(source)
     raise TypeError(f"Cannot read frames from a {type(source).__name__}")

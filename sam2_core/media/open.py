@@ -1,0 +1,58 @@
+"""`open_source`: footage as a FrameSource, whatever the user points at."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import FootageError
+from .images import IMAGE_SUFFIXES
+from .sequence import SequenceSource, find_sequence, is_pattern, sequences_in
+from .video import VideoSource
+
+MISSING_FRAMES = ("error", "hold")
+
+
+def open_source(path_or_pattern: str | os.PathLike, colorspace: str | None = None, *, mode: str | None = None,
+                config: str | os.PathLike | None = None, missing_frames: str = "error",
+                index_dir: str | os.PathLike | None = None, display: str | None = None, view: str | None = None):
+    """Opens footage: a video file, an image sequence (`plate.%04d.exr`, `plate.####.exr`, or one of its
+    files, `plate.1001.exr`), a single image, or a folder holding one image sequence.
+
+    colorspace: the footage's OCIO colour space (None: the file type's default, see below).
+    mode: "view" (the config's sRGB display rendering), "convert" (a plain conversion to sRGB-encoded
+        Rec.709), "passthrough" (the code values unchanged), or None for the default: "view" for
+        scene-linear and log colour spaces, "convert" for display-referred ones.
+    Defaults by file: video, PNG, JPEG and 8/16-bit TIFF pass through; OpenEXR (and float TIFF) is
+        the config's scene_linear role, through "view"; DPX follows its header's transfer
+        characteristic, and without one the colour space must be given.
+    config: an OCIO config file or ``ocio://`` URI; default $OCIO, else OCIO's built-in studio config.
+    display, view: override the display and view "view" uses (default: the config's sRGB display
+        and its default view).
+    missing_frames: "error" (a gap in a sequence raises, naming the missing frames) or "hold" (the
+        previous frame stands in).
+    index_dir: where video frame indexes are cached (default $SAM2ROTO_INDEX_DIR, else the user's
+        cache folder).
+
+    The source's `colour` records what was chosen (`colour.to_dict()` for the shot manifest).
+    """
+    if missing_frames not in MISSING_FRAMES:
+        raise ValueError(f"missing_frames must be 'error' or 'hold', not {missing_frames!r}")
+    path = Path(os.fspath(path_or_pattern)).expanduser()
+    colour = dict(colorspace=colorspace, mode=mode, config=config, display=display, view=view)
+    if path.is_dir():
+        found = sequences_in(path)
+        if not found:
+            raise FootageError(f"No image sequence in the folder {path} (looked for {', '.join(IMAGE_SUFFIXES)})")
+        if len(found) > 1:
+            listed = ", ".join(f"{p.name(min(f))} ({len(f)} frames)" for p, f in found[:6])
+            raise FootageError(f"The folder {path} holds several image sequences ({listed}): open one of them "
+                               "by a file name or a pattern such as plate.####.exr")
+        pattern, frames = found[0]
+        return SequenceSource(path, pattern=pattern, frames=frames, missing_frames=missing_frames, **colour)
+    if path.suffix.lower() in IMAGE_SUFFIXES or is_pattern(str(path)):
+        pattern, frames = find_sequence(path)
+        return SequenceSource(path, pattern=pattern, frames=frames, missing_frames=missing_frames, **colour)
+    if not path.exists():
+        raise FootageError(f"Footage not found: {path}")
+    return VideoSource(path, index_dir=index_dir, **colour)

@@ -1,0 +1,185 @@
+"""Image sequences: patterns, frame numbers as the files have them, gaps, and every format read back
+bit-exact (or within the format's precision)."""
+
+from fractions import Fraction
+
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+
+from sam2_core.media import FolderSource, FootageError, SequenceSource, as_source, open_source
+from tests.sam2_core.media.footage import H, W, burn, read_code, write_image
+
+FIRST = 1001
+
+
+def exr_picture(code: int) -> np.ndarray:
+    """The burnt-in picture as a half-float EXR holds it."""
+    return (burn(code).astype(np.float32) / 255).astype(np.float16).astype(np.float32)
+
+
+def exr_sequence(folder, numbers, name="plate"):
+    folder.mkdir(exist_ok=True)
+    for n in numbers:
+        write_image(folder / f"{name}.{n:04d}.exr", exr_picture(n - FIRST), "half")
+    return folder
+
+
+@pytest.mark.parametrize("spelling", ["plate.%04d.exr", "plate.####.exr", "plate.1003.exr", "plate.1001.exr", ""])
+def test_sequence_from_a_pattern_or_one_file(tmp_path, spelling):
+    folder = exr_sequence(tmp_path / "seq", range(FIRST, FIRST + 5))
+    src = open_source(folder / spelling if spelling else folder)
+    assert isinstance(src, SequenceSource)
+    assert src.frame_numbers == [1001, 1002, 1003, 1004, 1005]
+    assert src.size == (W, H) and src.pixel_aspect == 1.0
+    assert src.path == str(folder / "plate.%04d.exr")
+    for i in (4, 0, 2):
+        assert np.array_equal(src.read_raw(i), exr_picture(i))
+    linear = open_source(folder / spelling if spelling else folder, "Linear Rec.709 (sRGB)", mode="convert")
+    assert [read_code(linear.read(i)) for i in range(5)] == [0, 1, 2, 3, 4]
+
+
+def test_padding_and_unpadded_numbers(tmp_path):
+    for n in (998, 999, 1000, 1001):
+        write_image(tmp_path / f"p.{n:04d}.png", burn(n - 990), "uint8")
+    for spelling in ("p.1000.png", "p.0998.png", "p.####.png", "p.%04d.png"):
+        assert open_source(tmp_path / spelling).frame_numbers == [998, 999, 1000, 1001]
+    for n in (8, 9, 10, 11, 12):
+        write_image(tmp_path / f"u_{n}.png", burn(n), "uint8")
+    for spelling in ("u_10.png", "u_8.png", "u_%d.png", "u_#.png"):
+        src = open_source(tmp_path / spelling)
+        assert src.frame_numbers == [8, 9, 10, 11, 12]
+        assert read_code(src.read(2)) == 10
+    write_image(tmp_path / "still.png", burn(7), "uint8")
+    still = open_source(tmp_path / "still.png")
+    assert still.frame_numbers == [0] and read_code(still.read(0)) == 7
+
+
+def test_a_gap_is_an_error_naming_the_frames(tmp_path):
+    folder = exr_sequence(tmp_path / "seq", [1001, 1002, 1004, 1005, 1009])
+    with pytest.raises(FootageError, match=r"frames 1003, 1006-1008 are missing .*missing_frames='hold'") as e:
+        open_source(folder / "plate.####.exr")
+    assert str(folder / "plate.%04d.exr") in str(e.value)
+
+
+def test_a_gap_can_hold_the_previous_frame(tmp_path):
+    folder = exr_sequence(tmp_path / "seq", [1001, 1002, 1004, 1005])
+    src = open_source(folder / "plate.1001.exr", missing_frames="hold")
+    assert src.frame_numbers == [1001, 1002, 1003, 1004, 1005]
+    assert src.held == [1003]
+    assert np.array_equal(src.read_raw(2), src.read_raw(1))
+    assert src.file(2).name == "plate.1002.exr"
+    assert np.array_equal(src.read_raw(3), exr_picture(3))
+    assert src.identity != open_source(folder / "plate.1001.exr", missing_frames="hold", mode="passthrough").identity
+
+
+@pytest.mark.parametrize("ext,fmt,attrs", [("png", "uint8", {}), ("png", "uint16", {}), ("tif", "uint8", {}),
+                                           ("tif", "uint16", {}), ("tif", "float", {}), ("exr", "half", {}),
+                                           ("exr", "float", {}), ("dpx", "uint16", {"oiio:BitsPerSample": 10,
+                                                                                   "dpx:Transfer": "SMPTE 274M"})])
+def test_formats_read_back_exactly(tmp_path, ext, fmt, attrs):
+    rng = np.random.default_rng(1)
+    if fmt == "uint8":
+        data = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+        expected = data
+    elif fmt == "uint16" and ext != "dpx":
+        data = rng.integers(0, 65536, (H, W, 3), dtype=np.uint16)
+        expected = data
+    elif ext == "dpx":  # 10-bit codes, read back scaled to 16 bits
+        codes = rng.integers(0, 1024, (H, W, 3))
+        data = (codes / 1023).astype(np.float32)
+        expected = codes
+    else:
+        data = (rng.random((H, W, 3), dtype=np.float32) * 4 - 0.5).astype(np.float16 if fmt == "half" else np.float32)
+        expected = data.astype(np.float32)
+    for n in (FIRST, FIRST + 1):
+        write_image(tmp_path / f"f.{n}.{ext}", data, fmt, attrs=attrs)
+    src = open_source(tmp_path / f"f.####.{ext}")
+    raw = src.read_raw(1)
+    if ext == "dpx":
+        assert raw.dtype == np.uint16 and np.array_equal(np.round(raw / 65535 * 1023), expected)
+    else:
+        assert raw.dtype == expected.dtype and np.array_equal(raw, expected)
+    model = src.read(1)
+    assert model.shape == (H, W, 3) and model.dtype == np.uint8
+    if src.colour.mode == "passthrough":  # display-referred: rounded to 8 bits, nothing else
+        want = expected if fmt == "uint8" else np.round(raw.astype(np.float64) / 65535 * 255)
+        assert np.array_equal(model, want.astype(np.uint8))
+
+
+def test_jpeg_within_its_precision(tmp_path):
+    picture = burn(5)
+    for n in (1, 2):
+        write_image(tmp_path / f"j_{n:03d}.jpg", picture, "uint8", attrs={"Compression": "jpeg:98"})
+    src = open_source(tmp_path / "j_001.jpg")
+    assert src.frame_numbers == [1, 2] and src.colour.mode == "passthrough"
+    frame = src.read(0)
+    assert np.abs(frame.astype(int) - picture).mean() < 2 and read_code(frame) == 5
+
+
+def test_exr_data_window_inside_and_outside_the_display_window(tmp_path):
+    data = np.full((20, 30, 3), 0.5, np.float32)
+    write_image(tmp_path / "in.1.exr", data, "half", origin=(10, 5), display=(64, 48))
+    src = open_source(tmp_path / "in.1.exr")
+    assert src.size == (64, 48)
+    raw = src.read_raw(0)
+    assert raw.shape == (48, 64, 3)
+    assert np.all(raw[5:25, 10:40] == 0.5) and raw.sum() == 0.5 * 20 * 30 * 3
+    overscan = np.arange(80 * 60 * 3, dtype=np.float32).reshape(60, 80, 3) / 1e4
+    write_image(tmp_path / "over.1.exr", overscan, "float", origin=(-8, -6), display=(64, 48))
+    raw = open_source(tmp_path / "over.1.exr").read_raw(0)
+    assert raw.shape == (48, 64, 3) and np.array_equal(raw, overscan[6:54, 8:72])
+
+
+def test_exr_layers_alpha_and_pixel_aspect(tmp_path):
+    rgba = np.random.default_rng(2).random((H, W, 4), dtype=np.float32)
+    write_image(tmp_path / "rgba.1.exr", rgba, "float", attrs={"PixelAspectRatio": 2.0})
+    src = open_source(tmp_path / "rgba.1.exr")
+    assert np.array_equal(src.read_raw(0), rgba[..., :3]) and src.pixel_aspect == 2.0 and src.layer is None
+    layered = np.random.default_rng(3).random((H, W, 6), dtype=np.float32)
+    write_image(tmp_path / "layers.1.exr", layered, "float",
+                channels=("diffuse.R", "diffuse.G", "diffuse.B", "beauty.R", "beauty.G", "beauty.B"))
+    src = open_source(tmp_path / "layers.1.exr")
+    assert src.layer == "beauty" and np.array_equal(src.read_raw(0), layered[..., 3:])
+
+
+def test_grey_images_and_orientation(tmp_path):
+    grey = np.random.default_rng(4).integers(0, 256, (H, W), dtype=np.uint8)
+    write_image(tmp_path / "g.1.png", grey[..., None], "uint8")
+    assert np.array_equal(open_source(tmp_path / "g.1.png").read(0), np.repeat(grey[..., None], 3, axis=2))
+    picture = burn(9)
+    write_image(tmp_path / "turned.1.tif", picture, "uint8", attrs={"Orientation": 6})  # "turn 90 clockwise"
+    src = open_source(tmp_path / "turned.1.tif")
+    assert src.size == (H, W)
+    assert np.array_equal(src.read(0), np.rot90(picture, k=-1))
+
+
+def test_folders_and_as_source(tmp_path):
+    exr = exr_sequence(tmp_path / "exr", range(FIRST, FIRST + 3))
+    assert isinstance(as_source(exr), SequenceSource)
+    assert isinstance(as_source(str(exr / "plate.####.exr")), SequenceSource)
+    assert as_source(exr / "plate.1002.exr").frame_numbers == [1001, 1002, 1003]
+    pngs = tmp_path / "pngs"
+    pngs.mkdir()
+    for n in range(3):
+        write_image(pngs / f"{n:05d}.png", burn(n), "uint8")
+    assert isinstance(as_source(pngs), FolderSource)  # folders of JPEG/PNG frames read as before
+    exr_sequence(exr, range(FIRST, FIRST + 2), name="other")
+    with pytest.raises(FootageError, match=r"several image sequences \(plate\.1001\.exr \(3 frames\), other"):
+        open_source(exr)
+
+
+def test_rate_and_timecode_from_headers(tmp_path):
+    tc = (0x01000012, 0)  # 01:00:00:12 in SMPTE 12M binary-coded decimal
+    write_image(tmp_path / "a.1001.exr", np.zeros((4, 4, 3), np.float32), "half",
+                attrs={"FramesPerSecond": (oiio.TypeRational, (24000, 1001)),
+                       "smpte:TimeCode": (oiio.TypeTimeCode, tc)})
+    src = open_source(tmp_path / "a.1001.exr")
+    assert src.rate == Fraction(24000, 1001) and src.start_timecode == "01:00:00:12"
+    write_image(tmp_path / "b.1001.dpx", np.zeros((4, 4, 3), np.float32), "uint16",
+                attrs={"oiio:BitsPerSample": 10, "dpx:FrameRate": 25.0, "dpx:Transfer": "Linear",
+                       "smpte:TimeCode": (oiio.TypeTimeCode, (0x10203004, 0))})
+    src = open_source(tmp_path / "b.1001.dpx")
+    assert src.rate == 25 and src.start_timecode == "10:20:30:04"
+    write_image(tmp_path / "c.1.png", np.zeros((4, 4, 3), np.uint8), "uint8")
+    assert open_source(tmp_path / "c.1.png").rate is None and open_source(tmp_path / "c.1.png").start_timecode is None
