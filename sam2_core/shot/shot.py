@@ -24,9 +24,15 @@ def open_footage(path: str | Path, colour: dict):
         from ..media import open_source  # video files and image sequences, colour-managed
     except ImportError:
         open_source = None
-    if open_source is not None and not Path(path).is_dir():
-        return open_source(str(path), **colour)
-    return frame_source.as_source(Path(path))
+    if open_source is None:
+        return frame_source.as_source(Path(path))
+    if colour.get("config_id") is not None or "chosen_by" in colour:  # a recorded ColourSettings
+        from ..media import ColourSettings
+
+        return open_source(str(path), **ColourSettings.from_dict(colour).open_kwargs())
+    if Path(path).is_dir() and not colour:
+        return frame_source.as_source(Path(path))
+    return open_source(str(path), **colour)
 
 
 class Shot:
@@ -35,6 +41,9 @@ class Shot:
         self.manifest = manifest
         self._lock = lock
         self.source = open_footage(self.source_path, manifest.colour)
+        colour = getattr(self.source, "colour", None)
+        if colour is not None:  # record what was chosen (defaults included) with the shot
+            manifest.colour = colour.to_dict()
 
     @classmethod
     def create(cls, folder: str | Path, source: str | Path, *, colour: dict | None = None,

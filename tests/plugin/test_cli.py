@@ -73,3 +73,13 @@ def test_weights_list_and_offline_verify(tmp_path, monkeypatch, capsys, official
     assert main(["weights", "verify", NAME]) == 1
     assert "moved aside" in capsys.readouterr().err
     assert (tmp_path / f"{NAME}.pt.bad").exists()
+
+
+def test_the_quick_start_sample_clip_opens():
+    from sam2_core.media import open_source
+
+    clip = open_source(str(SAMPLE.parent / "ball.mp4"))
+    assert len(clip) == 24 and clip.size == (640, 360) and clip.frame_numbers[0] == 0
+    frame = clip.read(0)
+    assert frame.shape == (360, 640, 3)
+    assert frame[190, 150, 0] > 150 and frame[190, 150, 2] < 100  # the red ball is there
