@@ -136,7 +136,7 @@ def time_retrack(name, ckpt, n_frames, dtype, tmp: Path) -> tuple[float, float]:
 def peak_rss(name, ckpt, n_frames, dtype, tmp: Path) -> float:
     """Peak RSS (GiB) of a child process tracking a whole shot of n_frames."""
     code = f"""
-import resource, sys
+import sys
 sys.path.insert(0, {str(ROOT)!r})
 from bench.synthetic import MovingDiscSource
 from sam2_core import VideoTracker, load_model
@@ -146,7 +146,9 @@ tracker = VideoTracker(load_model({name!r}, checkpoint={str(ckpt)!r}, device="cp
 tracker.add_prompt(0, obj_id=1, points=[src.disc_centre(0)])
 for _ in tracker.propagate():
     pass
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(int(hwm.split()[1]) / 2**20)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.split()[-1])
