@@ -29,7 +29,7 @@ from .store import TensorStore
 log = logging.getLogger(__name__)
 
 DEFAULT_FEATURE_DISK_BUDGET = 20 << 30  # 20 GiB: ~1,200 frames of tiny in float32
-DEFAULT_RAM_BUDGET = 768 << 20
+DEFAULT_RAM_BUDGET = 256 << 20  # a few dozen frames of features; tracking reads each frame once
 
 
 def _key(*parts: str) -> str:
@@ -65,7 +65,7 @@ class FrameFeatureCache:
         source_key = _key(source.identity, colour_key, str(self.size))
         model_key = _key(model.cfg.name, getattr(model, "weights_id", ""), str(model.dtype))
         root = Path(cache_dir)
-        self.input_store = TensorStore(root / "inputs" / source_key, ram_budget=ram_budget // 4)
+        self.input_store = TensorStore(root / "inputs" / source_key, ram_budget=ram_budget // 8)
         self.feature_store = TensorStore(root / "features" / f"{source_key}-{model_key}",
                                     ram_budget=ram_budget, disk_budget=disk_budget)
         self.encoder_calls = 0  # how many frames this process encoded (tests count them)

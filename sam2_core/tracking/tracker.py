@@ -95,13 +95,13 @@ class VideoTracker:
         self.persistent = session_dir is not None
         self.session_dir = Path(session_dir) if session_dir else self.cache_dir / "sessions" / uuid.uuid4().hex[:12]
         durable = self.persistent
-        self.bank = MemoryBank(model, TensorStore(self.session_dir / "memory", ram_budget=192 << 20, durable=durable),
+        self.bank = MemoryBank(model, TensorStore(self.session_dir / "memory", ram_budget=64 << 20, durable=durable),
                                self.num_frames)
-        self.results = TensorStore(self.session_dir / "results", ram_budget=64 << 20, durable=durable)
+        self.results = TensorStore(self.session_dir / "results", ram_budget=16 << 20, durable=durable)
         self.prompt_store = TensorStore(self.session_dir / "prompts", ram_budget=16 << 20, durable=durable)
         # each tracked frame's memory-conditioned embedding, so that a correction on it
         # does not run the memory attention again while its memories are unchanged
-        self.conditioned = TensorStore(self.session_dir / "conditioned", ram_budget=64 << 20, durable=False)
+        self.conditioned = TensorStore(self.session_dir / "conditioned", ram_budget=32 << 20, durable=False)
         self._objects: dict[int, TrackedObject] = {}
         self._lock = threading.RLock()
         if self.persistent:
