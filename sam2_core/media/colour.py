@@ -210,14 +210,18 @@ def _find_srgb_target(cfg, spec: str) -> str:
                       f"(tried {', '.join(SRGB_TARGETS)}), which mode='convert' converts to: use mode='view'.")
 
 
+def _match_name(wanted: str, names: list[str]) -> str | None:
+    """`wanted` as the config spells it (exact, else ignoring case), or None."""
+    return next((n for n in names if n == wanted or n.lower() == wanted.lower()), None)
+
+
 def _pick_display(cfg, display: str | None, spec: str) -> str:
     displays = list(cfg.getDisplays())
     if not displays:
         raise ColourError(f"The OCIO config {_config_label(cfg, spec)} defines no display: use mode='convert'.")
     if display is not None:
-        for d in displays:
-            if d == display or d.lower() == display.lower():
-                return d
+        if (found := _match_name(display, displays)) is not None:
+            return found
         raise ColourError(f"Unknown display {display!r} in the OCIO config {_config_label(cfg, spec)}; "
                           f"it has: {', '.join(displays)}.")
     default = cfg.getDefaultDisplay()
@@ -229,9 +233,8 @@ def _pick_display(cfg, display: str | None, spec: str) -> str:
 def _pick_view(cfg, display: str, view: str | None, colorspace: str, spec: str) -> str:
     views = list(cfg.getViews(display))
     if view is not None:
-        for v in views:
-            if v == view or v.lower() == view.lower():
-                return v
+        if (found := _match_name(view, views)) is not None:
+            return found
         raise ColourError(f"Unknown view {view!r} for display {display!r} in the OCIO config "
                           f"{_config_label(cfg, spec)}; it has: {', '.join(views)}.")
     try:
