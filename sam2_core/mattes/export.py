@@ -21,6 +21,17 @@ def mattes_of(tracker, objects: dict[int, str], *, guided: bool = True,
     w, h = source.size
     cleanup = cleanup or {}
     per_object_streams = {}
+    # decoding (and colour-converting) a frame is costly: each is read once, kept while the
+    # per-object streams (which temporal smoothing runs ahead) may still ask for it
+    keep = 2 * max((c.temporal for c in cleanup.values()), default=0) + 2
+    plates: dict[int, np.ndarray] = {}
+
+    def plate(i: int) -> np.ndarray:
+        if i not in plates:
+            plates[i] = source.read(i)
+            for old in [k for k in plates if k < i - keep]:
+                del plates[old]
+        return plates[i]
 
     def raw(obj_id):
         for i in range(len(source)):
@@ -28,7 +39,7 @@ def mattes_of(tracker, objects: dict[int, str], *, guided: bool = True,
             if logits is None:
                 yield i, np.zeros((h, w), np.float32)
             else:
-                yield i, soft_matte(logits, source.read(i) if guided else None)
+                yield i, soft_matte(logits, plate(i) if guided else None)
 
     for obj_id in objects:
         stream = raw(obj_id)
@@ -41,7 +52,7 @@ def mattes_of(tracker, objects: dict[int, str], *, guided: bool = True,
             index, alpha = next(per_object_streams[obj_id])
             assert index == i
             mattes[name] = alpha
-        yield i, source.frame_numbers[i], mattes, source.read(i)
+        yield i, source.frame_numbers[i], mattes, plate(i)
 
 
 def export(tracker, objects: dict[int, str], writer, *, guided: bool = True,
