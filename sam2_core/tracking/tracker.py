@@ -133,6 +133,23 @@ class VideoTracker:
                 self.prompt_store.delete(f"prompt-{obj_id}-{frame:07d}")
             del self._objects[obj_id]
 
+    def clear_prompt(self, frame: int, obj_id: int) -> None:
+        """Take back everything `obj_id` was given on `frame`: the frame loses its prompt
+        and its result (it is no longer tracked for the object; the next propagate or
+        re-track over it fills it again). Other frames keep their results."""
+        with self._lock:
+            obj = self._object(obj_id)
+            frame = check_index(self.source, frame)
+            obj.prompts.pop(frame, None)
+            obj.pending.pop(frame, None)
+            if obj.memory.cond.pop(frame, None) is not None or obj.memory.tracked.pop(frame, None) is not None:
+                self.bank.store.delete(self.bank.key(obj_id, frame))
+            obj.memory.reverse.pop(frame, None)
+            for store, key in ((self.results, self._result_key(obj_id, frame)),
+                               (self.conditioned, f"cond-{obj_id}-{frame:07d}"),
+                               (self.prompt_store, f"prompt-{obj_id}-{frame:07d}")):
+                store.delete(key)
+
     def _object(self, obj_id: int) -> TrackedObject:
         try:
             return self._objects[obj_id]

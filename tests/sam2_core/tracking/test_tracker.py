@@ -297,3 +297,21 @@ def test_killed_while_tracking_then_resumed_gives_the_uninterrupted_result(tiny,
     a = resumed.add_prompt(4, 1, points=[(132, 120)])
     b = uninterrupted.add_prompt(4, 1, points=[(132, 120)])
     assert_same_masks(b, a)
+
+
+def test_clear_prompt_takes_back_a_correction_and_replay_gives_the_same_answer(tiny, shared_cache):
+    tracker = VideoTracker(tiny, moving_disc_frames(10), cache_dir=shared_cache)
+    first = tracker.add_prompt(0, 1, **CLICK)
+    tracked = dict(tracker.propagate(end=3))
+    tracker.add_prompt(2, 1, points=[(96, 120), (20, 20)], labels=[1, 0])  # a correction on a tracked frame
+    tracker.clear_prompt(2, 1)
+    assert tracker.logits(2, 1) is None and 2 not in tracker.prompted_frames()
+    assert tracker.logits(3, 1) is not None  # the other frames keep their results
+    # the frame is tracked again from memory as if it had never been corrected
+    again = dict(tracker.propagate(start=2, end=2))
+    assert_same_masks(again[2][1], tracked[2][1])
+    # clearing the only prompt, then giving it again, answers as the first time
+    tracker.clear_prompt(0, 1)
+    with pytest.raises(ValueError, match="no prompt"):
+        list(tracker.propagate(end=1))
+    assert_same_masks(tracker.add_prompt(0, 1, **CLICK), first)
