@@ -1,0 +1,37 @@
+"""Plate pixels (the core's space) and Blender's clip and mask spaces.
+
+Plate pixels: origin top-left, x right, y down, continuous (pixel (i, j) covers [i, i+1) x [j, j+1)).
+Clip space (markers, the clip editor's view): (0, 0) bottom-left, (1, 1) top-right of the frame.
+Mask space: like clip space, but both axes scaled by the frame's *longer* side, the shorter one
+centred (BKE_mask_coord_from_frame); measured: a mask point at (0.2, 0.3) on a 320x240 clip
+rasterises to the pixel edge x = 64, y = 184. With L = max(W, H):
+
+    mask_x = 0.5 + (x - W / 2) / L          x = W / 2 + (mask_x - 0.5) * L
+    mask_y = 0.5 - (y - H / 2) / L          y = H / 2 - (mask_y - 0.5) * L
+
+W is the displayed width: the pixel width times the clip's pixel aspect.
+"""
+
+from __future__ import annotations
+
+
+def plate_to_mask(x: float, y: float, width: float, height: float) -> tuple[float, float]:
+    side = max(width, height)
+    return 0.5 + (x - width / 2) / side, 0.5 - (y - height / 2) / side
+
+
+def mask_to_plate(mx: float, my: float, width: float, height: float) -> tuple[float, float]:
+    side = max(width, height)
+    return width / 2 + (mx - 0.5) * side, height / 2 - (my - 0.5) * side
+
+
+def clip_to_plate(u: float, v: float, width: float, height: float) -> tuple[float, float]:
+    return u * width, (1.0 - v) * height
+
+
+def plate_to_clip(x: float, y: float, width: float, height: float) -> tuple[float, float]:
+    return x / width, 1.0 - y / height
+
+
+def inside(x: float, y: float, width: float, height: float) -> bool:
+    return 0.0 <= x <= width and 0.0 <= y <= height

@@ -1,0 +1,497 @@
+"""Every action of the add-on as an operator with explicit arguments (scene frames, plate pixels),
+so it can be scripted and tested without a window. The panel's buttons and the click tool call
+these same operators.
+
+Quick bookkeeping (shot, objects) waits for the core's answer; anything that runs the model
+(prompts, tracking, export) is answered later through the session's timer.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, StringProperty
+
+from . import client as rpc
+from . import compositor, coordinates, footage, mask_prompt, overlay, preferences, properties, shapes_import
+from .session import SESSION, START_TIMEOUT, progress_begin, progress_end
+
+USER_ERRORS = (rpc.ServiceError, footage.FootageError, shapes_import.ShapesError, ValueError, OSError)
+
+
+class UserError(ValueError):
+    """Something the artist can fix; the message says what."""
+
+
+def _clip(context, name: str = "") -> bpy.types.MovieClip:
+    if name:
+        clip = bpy.data.movieclips.get(name)
+        if clip is None:
+            raise UserError(f"There is no clip named '{name}'.")
+        return clip
+    space = getattr(context, "space_data", None)
+    if space is not None and getattr(space, "type", "") == "CLIP_EDITOR" and space.clip is not None:
+        return space.clip
+    if len(bpy.data.movieclips) == 1:
+        return bpy.data.movieclips[0]
+    raise UserError("Open the clip to roto in the Movie Clip Editor first.")
+
+
+def _default_folder(clip: bpy.types.MovieClip) -> str:
+    """Beside the .blend when it is saved, else beside the footage: <folder>/sam2roto/<clip name>."""
+    base = os.path.dirname(bpy.data.filepath) if bpy.data.filepath else os.path.dirname(footage.clip_path(clip))
+    return os.path.join(base, "sam2roto", bpy.path.clean_name(clip.name))
+
+
+def _open_shot(context):
+    """The scene's shot, opened in the running core (starting the core if needed)."""
+    shot = context.scene.sam2roto
+    if not shot.folder or shot.clip is None:
+        raise UserError("This scene has no shot yet: open a clip in the Movie Clip Editor and press Create Shot "
+                        "(sidebar, SAM 2 tab).")
+    folder = bpy.path.abspath(shot.folder)
+    prefs = preferences.get(context)
+    SESSION.ensure_started(bpy.path.abspath(prefs.core_env))
+    if SESSION.shot is None or os.path.normpath(SESSION.shot["shot"]) != os.path.normpath(folder):
+        SESSION.shot = SESSION.call("shot/open", {"shot": folder, "device": prefs.device}, timeout=START_TIMEOUT)
+        SESSION.masks.clear()
+    return shot
+
+
+def _source_frame(shot, scene_frame: int) -> int:
+    source = footage.source_frame(shot.clip, scene_frame)
+    numbers = SESSION.shot.get("frame_numbers") or list(range(SESSION.shot["frames"][0],
+                                                              SESSION.shot["frames"][1] + 1))
+    if source not in numbers:
+        first, last = footage.scene_frame(shot.clip, numbers[0]), footage.scene_frame(shot.clip, numbers[-1])
+        raise UserError(f"Frame {scene_frame} is outside the shot of clip '{shot.clip.name}' (frames {first} to "
+                        f"{last}): go to a frame of the clip.")
+    return source
+
+
+def _object_name(shot, name: str) -> str:
+    if name:
+        if name not in shot.object_names():
+            raise UserError(f"The shot has no object '{name}' (it has: {', '.join(shot.object_names()) or 'none'}). "
+                            "Add it in the Objects list first.")
+        return name
+    active = shot.active()
+    if active is None:
+        raise UserError("Add an object to the shot first (Objects list, +), then prompt it.")
+    return active.name
+
+
+def _check_inside(x: float, y: float, what: str = "The point") -> None:
+    width, height = SESSION.shot["size"]
+    if not coordinates.inside(x, y, width, height):
+        raise UserError(f"{what} ({x:.0f}, {y:.0f}) is outside the {width}x{height} plate.")
+
+
+def _scene_frame_arg(op, context) -> int:
+    return op.frame if op.properties.is_property_set("frame") else context.scene.frame_current
+
+
+def _colour_to_service(colour) -> list[int]:
+    return [round(255 * c) for c in colour[:3]]
+
+
+class _Guarded:
+    """Operators whose errors the artist can act on are reported, not raised as tracebacks."""
+
+    def execute(self, context):
+        try:
+            return self.run(context)
+        except USER_ERRORS as e:
+            self.report({"ERROR"}, e.message if isinstance(e, rpc.ServiceError) else str(e))
+            return {"CANCELLED"}
+
+
+FRAME = IntProperty(name="Frame", description="Scene frame (default: the current frame)", options={"SKIP_SAVE"})
+OBJECT = StringProperty(name="Object", description="Object of the shot (default: the active one)", default="")
+
+
+class SAM2ROTO_OT_create_shot(_Guarded, bpy.types.Operator):
+    """Make a SAM 2 shot of the clip: its footage, frames and colour space"""
+
+    bl_idname = "sam2roto.create_shot"
+    bl_label = "Create Shot"
+    bl_options = {"REGISTER"}
+
+    clip: StringProperty(name="Clip", description="Clip name (default: the clip in the editor)", default="")
+    folder: StringProperty(name="Shot folder", subtype="DIR_PATH", default="",
+                           description="Where the core keeps the shot (default: sam2roto/<clip> beside the .blend)")
+    model: StringProperty(name="Model", default="", description="SAM 2 model (default: the preferences')")
+    checkpoint: StringProperty(name="Checkpoint", subtype="FILE_PATH", default="",
+                               description="Checkpoint file (default: the preferences', else the official one)")
+
+    def run(self, context):
+        clip = _clip(context, self.clip)
+        prefs = preferences.get(context)
+        folder = bpy.path.abspath(self.folder) if self.folder else _default_folder(clip)
+        params = {"shot": folder, "source": footage.source_path(clip), "device": prefs.device}
+        colorspace = footage.core_colorspace(clip)
+        if colorspace is not None:
+            params["colorspace"] = colorspace
+        if self.model or prefs.model:
+            params["model"] = self.model or prefs.model
+        if self.checkpoint or prefs.checkpoint:
+            params["checkpoint"] = bpy.path.abspath(self.checkpoint or prefs.checkpoint)
+        SESSION.ensure_started(bpy.path.abspath(prefs.core_env))
+        info = SESSION.call("shot/create", params, timeout=START_TIMEOUT)
+        SESSION.shot = info
+        SESSION.masks.clear()
+        overlay.forget()
+        shot = context.scene.sam2roto
+        shot.clip, shot.folder = clip, info["shot"]
+        shot.objects.clear()
+        shot.active_object = 0
+        first, last = info["frames"]
+        context.scene.frame_start = footage.scene_frame(clip, first)
+        context.scene.frame_end = footage.scene_frame(clip, last)
+        self.report({"INFO"}, f"Shot of '{clip.name}': frames {first}-{last}, {info['size'][0]}x{info['size'][1]}")
+        return {"FINISHED"}
+
+
+class SAM2ROTO_OT_add_object(_Guarded, bpy.types.Operator):
+    """Add an object to roto (it gets its own colour and mask layer)"""
+
+    bl_idname = "sam2roto.add_object"
+    bl_label = "Add Object"
+    bl_options = {"REGISTER"}
+
+    name: StringProperty(name="Name", default="", description="Unique name (default: object N)")
+    colour: FloatVectorProperty(name="Colour", subtype="COLOR", size=3, min=0.0, max=1.0,
+                                default=(-1.0, -1.0, -1.0), options={"SKIP_SAVE"})
+
+    def run(self, context):
+        shot = _open_shot(context)
+        names = shot.object_names()
+        name = self.name.strip() or next(f"object {i}" for i in range(1, len(names) + 2) if f"object {i}" not in names)
+        if name in names:
+            raise UserError(f"The shot already has an object '{name}': choose another name.")
+        colour = tuple(self.colour) if self.colour[0] >= 0 else properties.PALETTE[len(names) % len(properties.PALETTE)]
+        SESSION.call("object/add", {"object": name, "colour": _colour_to_service(colour)})
+        item = shot.objects.add()
+        item.name, item.colour = name, colour
+        shot.active_object = len(shot.objects) - 1
+        return {"FINISHED"}
+
+
+class SAM2ROTO_OT_remove_object(_Guarded, bpy.types.Operator):
+    """Remove the object and its prompts and tracking from the shot"""
+
+    bl_idname = "sam2roto.remove_object"
+    bl_label = "Remove Object"
+    bl_options = {"REGISTER"}
+
+    name: OBJECT
+
+    def run(self, context):
+        shot = _open_shot(context)
+        name = _object_name(shot, self.name)
+        SESSION.call("object/remove", {"object": name})
+        shot.objects.remove(shot.object_names().index(name))
+        shot.active_object = min(shot.active_object, len(shot.objects) - 1)
+        overlay.show(name, 0, None, (0, 0, 0))
+        return {"FINISHED"}
+
+
+def _on_frame_answer(answer: dict) -> None:
+    SESSION.frame_answer(answer)
+
+
+def _send_prompt(shot, name: str, source: int, **prompt) -> None:
+    SESSION.request("prompt/add", {"object": name, "frame": source, **prompt}, on_result=_on_frame_answer)
+
+
+class SAM2ROTO_OT_add_point(_Guarded, bpy.types.Operator):
+    """Click on the object (Ctrl: on what is not the object) on this frame"""
+
+    bl_idname = "sam2roto.add_point"
+    bl_label = "Add Point"
+    bl_options = {"REGISTER"}
+
+    x: FloatProperty(name="X", description="Plate pixels from the left")
+    y: FloatProperty(name="Y", description="Plate pixels from the top")
+    negative: BoolProperty(name="Negative", description="A point that is not the object", default=False)
+    frame: FRAME
+    object: OBJECT
+
+    def run(self, context):
+        shot = _open_shot(context)
+        name = _object_name(shot, self.object)
+        source = _source_frame(shot, _scene_frame_arg(self, context))
+        _check_inside(self.x, self.y)
+        _send_prompt(shot, name, source, points=[[self.x, self.y]], labels=[0 if self.negative else 1])
+        return {"FINISHED"}
+
+
+class SAM2ROTO_OT_add_box(_Guarded, bpy.types.Operator):
+    """A box around the object on this frame"""
+
+    bl_idname = "sam2roto.add_box"
+    bl_label = "Add Box"
+    bl_options = {"REGISTER"}
+
+    x0: FloatProperty(name="Left")
+    y0: FloatProperty(name="Top")
+    x1: FloatProperty(name="Right")
+    y1: FloatProperty(name="Bottom")
+    frame: FRAME
+    object: OBJECT
+
+    def run(self, context):
+        shot = _open_shot(context)
+        name = _object_name(shot, self.object)
+        source = _source_frame(shot, _scene_frame_arg(self, context))
+        x0, x1 = sorted((self.x0, self.x1))
+        y0, y1 = sorted((self.y0, self.y1))
+        if x1 - x0 < 1 or y1 - y0 < 1:
+            raise UserError("The box is empty: drag a box around the object.")
+        _check_inside(x0, y0, "The box corner")
+        _check_inside(x1, y1, "The box corner")
+        _send_prompt(shot, name, source, box=[x0, y0, x1, y1])
+        return {"FINISHED"}
+
+
+class SAM2ROTO_OT_add_mask_prompt(_Guarded, bpy.types.Operator):
+    """Use a mask you drew as the object's prompt on this frame (replaces that frame's clicks)"""
+
+    bl_idname = "sam2roto.add_mask_prompt"
+    bl_label = "Use Mask as Prompt"
+    bl_options = {"REGISTER"}
+
+    mask: StringProperty(name="Mask", description="Blender mask (default: the panel's prompt mask)", default="")
+    frame: FRAME
+    object: OBJECT
+
+    def run(self, context):
+        shot = _open_shot(context)
+        name = _object_name(shot, self.object)
+        scene_frame = _scene_frame_arg(self, context)
+        source = _source_frame(shot, scene_frame)
+        mask = bpy.data.masks.get(self.mask) if self.mask else shot.prompt_mask
+        if mask is None:
+            raise UserError(f"There is no mask '{self.mask}'." if self.mask else "Choose the mask to use as a prompt.")
+        width, height = SESSION.shot["size"]
+        path = os.path.join(tempfile.gettempdir(), f"sam2roto-prompt-{os.getpid()}-{bpy.path.clean_name(name)}.png")
+        path, area = mask_prompt.write_prompt(mask, context.scene, scene_frame, width, height, path)
+        if area == 0:
+            raise UserError(f"Mask '{mask.name}' covers nothing on frame {scene_frame}: draw the object's outline "
+                            "with closed, filled splines on this frame.")
+        _send_prompt(shot, name, source, mask=path)
+        return {"FINISHED"}
+
+
+class SAM2ROTO_OT_undo_prompt(_Guarded, bpy.types.Operator):
+    """Take back the last prompt (click, box or mask)"""
+
+    bl_idname = "sam2roto.undo_prompt"
+    bl_label = "Undo Prompt"
+    bl_options = {"REGISTER"}
+
+    def run(self, context):
+        _open_shot(context)
+        SESSION.request("prompt/undo", {}, on_result=_on_frame_answer)
+        return {"FINISHED"}
+
+
+DIRECTIONS = [("FORWARD", "Forward", "From this frame to the end of the shot"),
+              ("BACKWARD", "Backward", "From this frame to the start of the shot"),
+              ("WHOLE", "Whole Shot", "Forward from the first prompted frame, then backward to the start")]
+
+
+def _track_finished(result: dict) -> None:
+    SESSION.track_id, SESSION.progress = None, None
+    progress_end()
+    frames = int(result.get("frames", 0))
+    SESSION.status = (f"Tracking cancelled: {frames} frames kept" if result.get("cancelled")
+                      else f"Tracked {frames} frames")
+    refresh_masks(bpy.context.scene)
+
+
+def _track_failed(error) -> None:
+    SESSION.track_id, SESSION.progress = None, None
+    progress_end()
+    SESSION.status = "Tracking failed"
+    SESSION.report_error(error)
+
+
+class SAM2ROTO_OT_track(_Guarded, bpy.types.Operator):
+    """Track the objects through the shot (Esc cancels; tracked frames are kept)"""
+
+    bl_idname = "sam2roto.track"
+    bl_label = "Track"
+    bl_options = {"REGISTER"}
+
+    direction: EnumProperty(name="Direction", items=DIRECTIONS, default="WHOLE")
+    frame: FRAME
+
+    def run(self, context):
+        shot = _open_shot(context)
+        if SESSION.tracking:
+            raise UserError("Tracking is already running: wait for it, or press Esc to cancel it.")
+        if not shot.objects:
+            raise UserError("Add an object and prompt it before tracking.")
+        params = {"direction": {"FORWARD": "forward", "BACKWARD": "backward", "WHOLE": "both"}[self.direction]}
+        if self.direction != "WHOLE":
+            params["from"] = _source_frame(shot, _scene_frame_arg(self, context))
+        SESSION.status = "Tracking..."
+        SESSION.progress = (0, 0, 0)
+        progress_begin()
+        SESSION.track_id = SESSION.request("track", params, on_result=_track_finished, on_error=_track_failed)
+        return {"FINISHED"}
+
+    def invoke(self, context, _event):
+        if self.execute(context) != {"FINISHED"}:
+            return {"CANCELLED"}
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if not SESSION.tracking:
+            return {"FINISHED"}
+        if event.type == "ESC" and event.value == "PRESS":
+            bpy.ops.sam2roto.cancel_track()
+            return {"RUNNING_MODAL"}
+        return {"PASS_THROUGH"}  # Blender stays usable while the core tracks
+
+
+class SAM2ROTO_OT_cancel_track(bpy.types.Operator):
+    """Stop tracking; the frames tracked so far are kept"""
+
+    bl_idname = "sam2roto.cancel_track"
+    bl_label = "Cancel Tracking"
+    bl_options = {"REGISTER"}
+
+    def execute(self, _context):
+        if not SESSION.tracking or SESSION.client is None:
+            self.report({"WARNING"}, "Nothing is being tracked.")
+            return {"CANCELLED"}
+        SESSION.client.cancel(SESSION.track_id)
+        SESSION.status = "Cancelling..."
+        return {"FINISHED"}
+
+
+def _mattes_folder(shot) -> str:
+    if shot.export_folder:
+        return bpy.path.abspath(shot.export_folder)
+    return os.path.join(bpy.path.abspath(shot.folder), "mattes")
+
+
+class SAM2ROTO_OT_import_results(_Guarded, bpy.types.Operator):
+    """Bring the tracked objects into Blender: an animated mask (a layer per object) and the soft
+    mattes in the compositor (Set Alpha)"""
+
+    bl_idname = "sam2roto.import_results"
+    bl_label = "Import Results"
+    bl_options = {"REGISTER"}
+
+    folder: StringProperty(name="Mattes folder", subtype="DIR_PATH", default="",
+                           description="Where the core writes mattes and shapes (default: the panel's)")
+    shape_tolerance: FloatProperty(name="Key tolerance", min=0.0, options={"SKIP_SAVE"},
+                                   description="Pixels (default: the panel's); 0 keys every frame")
+    compositor: BoolProperty(name="Compositor", default=True, description="Set up the compositor with the mattes")
+
+    def run(self, context):
+        shot = _open_shot(context)
+        if SESSION.tracking:
+            raise UserError("Wait for tracking to finish (or cancel it) before importing.")
+        tolerance = (self.shape_tolerance if self.properties.is_property_set("shape_tolerance")
+                     else shot.shape_tolerance)
+        folder = bpy.path.abspath(self.folder) if self.folder else _mattes_folder(shot)
+        scene_name, with_compositor = context.scene.name, self.compositor
+        params = {"out": folder, "format": "png16", "shapes": True, "shape_tolerance": tolerance, "force": True}
+        SESSION.status = "Exporting mattes..."
+        SESSION.request("export", params, on_result=lambda r: _import_export(scene_name, r, with_compositor))
+        return {"FINISHED"}
+
+
+def _import_export(scene_name: str, result: dict, with_compositor: bool) -> None:
+    """The export's files into the scene: the Mask, the matte images and the compositor nodes."""
+    scene = bpy.data.scenes[scene_name]
+    shot = scene.sam2roto
+    try:
+        mask = shapes_import.import_shapes(shot.clip, result.get("shapes", {}))
+        shot.mask = mask
+        if with_compositor:
+            images = {name: compositor.load_matte_sequence(pattern, shot.clip, f"{shot.clip.name} {name} matte")
+                      for name, pattern in result.get("mattes", {}).items()}
+            active = shot.active()
+            compositor.set_up(scene, shot.clip, images, int(result.get("frames", 0)) or shot.clip.frame_duration,
+                              show=active.name if active else None)
+        SESSION.status = f"Imported {len(result.get('shapes', {}))} objects into mask '{mask.name}'"
+    except (shapes_import.ShapesError, OSError, KeyError) as e:
+        SESSION.report_error(f"Importing the results from {result.get('folder')} failed: {e}")
+
+
+# -- the masks of the frame on screen ---------------------------------------------------------
+
+_refresh = {"pending": False, "again": False}
+
+
+def refresh_masks(scene: bpy.types.Scene) -> None:
+    """Asks the core for every object's mask on the current frame (one batch in flight at a time)."""
+    shot = getattr(scene, "sam2roto", None)
+    if shot is None or shot.clip is None or SESSION.client is None or SESSION.shot is None or not shot.objects:
+        return
+    if _refresh["pending"]:
+        _refresh["again"] = True
+        return
+    source = footage.source_frame(shot.clip, scene.frame_current)
+    if source not in (SESSION.shot.get("frame_numbers") or []):
+        for item in shot.objects:
+            overlay.show(item.name, source, None, item.colour)
+        return
+    names = shot.object_names()
+    left = {"count": len(names)}
+
+    def done(answer=None):
+        if answer is not None:
+            SESSION.frame_answer(answer)
+        left["count"] -= 1
+        if left["count"] == 0:
+            _refresh["pending"] = False
+            if _refresh["again"]:
+                _refresh["again"] = False
+                refresh_masks(bpy.context.scene)
+
+    _refresh["pending"] = True
+    for name in names:
+        SESSION.request("mask/get", {"object": name, "frame": source}, on_result=done,
+                        on_error=lambda e: (done(), SESSION.report_error(e)))
+
+
+def show_answer_in_overlay(obj: str, frame: int, mask_path: str | None) -> None:
+    """Session listener: an answer for the frame on screen updates that object's overlay."""
+    scene = bpy.context.scene
+    shot = getattr(scene, "sam2roto", None)
+    if shot is None or shot.clip is None or obj not in shot.object_names():
+        return
+    if footage.source_frame(shot.clip, scene.frame_current) == frame:
+        overlay.show(obj, frame, mask_path, shot.objects[shot.object_names().index(obj)].colour)
+
+
+@bpy.app.handlers.persistent
+def on_frame_change(scene, _depsgraph=None):
+    if not SESSION.tracking:
+        refresh_masks(scene)
+
+
+classes = (SAM2ROTO_OT_create_shot, SAM2ROTO_OT_add_object, SAM2ROTO_OT_remove_object, SAM2ROTO_OT_add_point,
+           SAM2ROTO_OT_add_box, SAM2ROTO_OT_add_mask_prompt, SAM2ROTO_OT_undo_prompt, SAM2ROTO_OT_track,
+           SAM2ROTO_OT_cancel_track, SAM2ROTO_OT_import_results)
+
+
+def register():
+    SESSION.on_mask.append(show_answer_in_overlay)
+    bpy.app.handlers.frame_change_post.append(on_frame_change)
+
+
+def unregister():
+    if on_frame_change in bpy.app.handlers.frame_change_post:
+        bpy.app.handlers.frame_change_post.remove(on_frame_change)
+    if show_answer_in_overlay in SESSION.on_mask:
+        SESSION.on_mask.remove(show_answer_in_overlay)

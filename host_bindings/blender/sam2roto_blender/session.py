@@ -1,0 +1,188 @@
+"""The SAM 2 core as this Blender session sees it: one service process, the shot it has open, the
+requests in flight and what the artist is told about them.
+
+Answers are read by a `bpy.app.timers` function (`_poll_timer`), never by a waiting loop, so
+Blender stays responsive while the core works. Scripts and tests, which run without Blender's
+event loop, pump the same function with `wait()`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import bpy
+
+from . import client as rpc
+
+POLL_SECONDS = 0.05
+START_TIMEOUT = 120.0  # starting the core imports torch, and a first shot loads the model
+
+
+class Session:
+    def __init__(self):
+        self.client: rpc.ServiceClient | None = None
+        self.env_dir = ""
+        self.shot: dict | None = None  # the service's shot info for the open shot
+        self.masks: dict[tuple[str, int], str | None] = {}  # (object, source frame) -> mask PNG
+        self.scores: dict[tuple[str, int], float] = {}
+        self.track_id: int | None = None
+        self.progress: tuple[int, int, int] | None = None  # done, total, frame
+        self.status = ""
+        self.last_error = ""
+        self.on_mask: list[Callable[[str, int, str | None], None]] = []  # called for each frame answer
+
+    # -- the process ------------------------------------------------------------------------
+
+    def ensure_started(self, env_dir: str) -> rpc.ServiceClient:
+        """The running service of the core environment `env_dir` (started and greeted if needed)."""
+        if self.client is not None and self.client.alive and self.env_dir == env_dir:
+            return self.client
+        self.stop()
+        python = rpc.core_python(env_dir) if env_dir else ""
+        if not env_dir or not os.path.isfile(python):
+            raise rpc.ServiceError(f"No SAM 2 core environment at {env_dir or '(not set)'}: run the installer "
+                                   "(installers/blender_extension.sh), or set the core environment folder in "
+                                   "Edit > Preferences > Add-ons > SAM 2 Roto.")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.pop("PYTHONHOME", None)  # Blender's own Python must not leak into the core's
+        env.pop("PYTHONPATH", None)
+        client = rpc.ServiceClient(rpc.service_command(env_dir), env=env, on_notification=self._on_notification)
+        client.start()
+        try:
+            info = client.call("initialize", {}, timeout=START_TIMEOUT)
+        except rpc.ServiceError:
+            client.close(timeout=2)
+            raise
+        if info.get("protocol") != rpc.PROTOCOL:
+            client.close(timeout=2)
+            raise rpc.ServiceError(f"The SAM 2 core at {env_dir} speaks protocol {info.get('protocol')}, this add-on "
+                                   f"speaks {rpc.PROTOCOL}: install matching versions.")
+        self.client, self.env_dir = client, env_dir
+        return client
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.close(timeout=5)
+        self.client, self.shot, self.track_id, self.progress = None, None, None, None
+        self.masks.clear()
+        self.scores.clear()
+
+    @property
+    def tracking(self) -> bool:
+        return self.track_id is not None
+
+    @property
+    def busy(self) -> bool:
+        return self.client is not None and self.client.busy
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def call(self, method: str, params: dict, timeout: float = 60.0):
+        """A short request the caller waits for (shot and object bookkeeping, no model work)."""
+        if self.client is None:
+            raise rpc.ServiceError("The SAM 2 core is not running: create or open a shot first.")
+        result = self.client.call(method, params, timeout=timeout)
+        self._keep_polling()
+        return result
+
+    def request(self, method: str, params: dict, on_result: Callable | None = None,
+                on_error: Callable | None = None) -> int:
+        """A request answered later, on Blender's main thread, from the timer."""
+        if self.client is None:
+            raise rpc.ServiceError("The SAM 2 core is not running: create or open a shot first.")
+        request_id = self.client.send(method, params, on_result, on_error or self.report_error)
+        self._keep_polling()
+        return request_id
+
+    def frame_answer(self, answer: dict) -> None:
+        """Records a mask the service answered and tells the overlay."""
+        key = (answer["object"], int(answer["frame"]))
+        self.masks[key] = answer.get("mask")
+        self.scores[key] = float(answer.get("score", 0.0))
+        for listener in self.on_mask:
+            listener(key[0], key[1], answer.get("mask"))
+        _redraw_clip_editors()
+
+    def _on_notification(self, method: str, params: dict) -> None:
+        if method == "$/progress" and self.tracking:
+            self.progress = (int(params.get("done", 0)), int(params.get("total", 0)), int(params.get("frame", 0)))
+            _progress_update(self.progress)
+            _redraw_clip_editors()
+
+    def report_error(self, error: Exception | str) -> None:
+        """Tells the artist (status bar popup in the UI, stderr always) what went wrong."""
+        message = error.message if isinstance(error, rpc.ServiceError) else str(error)
+        self.last_error = message
+        print(f"SAM 2 Roto: {message}", file=sys.stderr)
+        if isinstance(error, rpc.ServiceStopped):
+            self.client, self.shot, self.track_id = None, None, None
+            _progress_end()
+        if not bpy.app.background:
+            def draw(menu, _context):
+                for line in message.splitlines()[:12]:
+                    menu.layout.label(text=line)
+            bpy.context.window_manager.popup_menu(draw, title="SAM 2 Roto", icon="ERROR")
+        _redraw_clip_editors()
+
+    # -- the timer --------------------------------------------------------------------------
+
+    def _keep_polling(self) -> None:
+        if not bpy.app.timers.is_registered(_poll_timer):
+            bpy.app.timers.register(_poll_timer, first_interval=POLL_SECONDS, persistent=True)
+
+    def poll(self) -> float | None:
+        """Handles what the service sent; the timer's interval, or None when nothing is in flight."""
+        if self.client is None:
+            return None
+        self.client.poll()
+        return POLL_SECONDS if (self.client is not None and self.client.busy) else None
+
+    def wait(self, timeout: float = 600.0) -> None:
+        """Pumps answers until no request is in flight (for scripts and tests: no event loop there)."""
+        deadline = time.monotonic() + timeout
+        while self.client is not None and self.client.busy:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the SAM 2 core is still working after {timeout:.0f} s")
+            self.client.poll(wait=POLL_SECONDS)
+
+
+SESSION = Session()
+
+
+def _poll_timer():
+    try:
+        return SESSION.poll()
+    except Exception as e:  # a timer that raises is dropped for good: report and keep going
+        SESSION.report_error(f"internal error while reading the core's answers: {e!r}")
+        return POLL_SECONDS
+
+
+def _redraw_clip_editors() -> None:
+    wm = bpy.context.window_manager
+    for window in getattr(wm, "windows", []):
+        for area in window.screen.areas:
+            if area.type == "CLIP_EDITOR":
+                area.tag_redraw()
+
+
+def _progress_update(progress: tuple[int, int, int]) -> None:
+    done, total, _ = progress
+    wm = bpy.context.window_manager
+    if not bpy.app.background and total:
+        wm.progress_update(int(100 * done / total))
+
+
+def progress_begin() -> None:
+    if not bpy.app.background:
+        bpy.context.window_manager.progress_begin(0, 100)
+
+
+def _progress_end() -> None:
+    if not bpy.app.background:
+        bpy.context.window_manager.progress_end()
+
+
+progress_end = _progress_end
