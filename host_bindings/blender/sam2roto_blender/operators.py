@@ -427,6 +427,33 @@ def _import_export(scene_name: str, result: dict, with_compositor: bool) -> None
         SESSION.report_error(f"Importing the results from {result.get('folder')} failed: {e}")
 
 
+class SAM2ROTO_OT_import_shapes(_Guarded, bpy.types.Operator):
+    """Import a shapes file (<object>.shapes.json, from Import Results or `sam2roto track --shapes`)
+    as a layer of an animated mask of the clip"""
+
+    bl_idname = "sam2roto.import_shapes"
+    bl_label = "Import Shapes File"
+    bl_options = {"REGISTER"}
+
+    filepath: StringProperty(name="Shapes file", subtype="FILE_PATH")
+    clip: StringProperty(name="Clip", description="The clip the shapes belong to (default: the editor's)")
+    mask: StringProperty(name="Mask", description="Mask to add the layer to (default: '<clip> roto')")
+    object: StringProperty(name="Layer", description="Layer name (default: the file's object)")
+    filter_glob: StringProperty(default="*.shapes.json", options={"HIDDEN"})
+
+    def run(self, context):
+        clip = _clip(context, self.clip)
+        path = bpy.path.abspath(self.filepath)
+        name = self.object or shapes_import.read_shapes(path).get("object") or "object"
+        mask = shapes_import.import_shapes(clip, {name: path}, self.mask or None)
+        self.report({"INFO"}, f"Imported '{name}' into mask '{mask.name}'")
+        return {"FINISHED"}
+
+    def invoke(self, context, _event):
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+
 # -- the masks of the frame on screen ---------------------------------------------------------
 
 _refresh = {"pending": False, "again": False}
@@ -482,7 +509,7 @@ def on_frame_change(scene, _depsgraph=None):
 
 classes = (SAM2ROTO_OT_create_shot, SAM2ROTO_OT_add_object, SAM2ROTO_OT_remove_object, SAM2ROTO_OT_add_point,
            SAM2ROTO_OT_add_box, SAM2ROTO_OT_add_mask_prompt, SAM2ROTO_OT_undo_prompt, SAM2ROTO_OT_track,
-           SAM2ROTO_OT_cancel_track, SAM2ROTO_OT_import_results)
+           SAM2ROTO_OT_cancel_track, SAM2ROTO_OT_import_results, SAM2ROTO_OT_import_shapes)
 
 
 def register():

@@ -96,6 +96,7 @@ class SAM2ROTO_PT_results(_Panel, bpy.types.Panel):
         layout.prop(shot, "export_folder")
         layout.prop(shot, "shape_tolerance")
         layout.operator("sam2roto.import_results", icon="IMPORT")
+        layout.operator("sam2roto.import_shapes", icon="FILE")
         if shot.mask is not None:
             layout.label(text=f"Mask: {shot.mask.name}", icon="MOD_MASK")
 
