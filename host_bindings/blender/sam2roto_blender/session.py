@@ -66,6 +66,8 @@ class Session:
     def stop(self) -> None:
         if self.client is not None:
             self.client.close(timeout=5)
+        if bpy.app.timers.is_registered(_poll_timer):
+            bpy.app.timers.unregister(_poll_timer)  # bpy as a module crashes at exit with a timer left
         self.client, self.shot, self.track_id, self.progress = None, None, None, None
         self.masks.clear()
         self.scores.clear()

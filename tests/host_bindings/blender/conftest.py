@@ -50,6 +50,9 @@ class Blender:
         if not result["ok"]:
             pytest.fail(f"Blender {self.series} ({result['blender']}) running {script}:\n{result['error']}\n"
                         f"--- its log:\n{proc.stderr[-4000:]}")
+        if proc.returncode != 0:
+            pytest.fail(f"Blender {self.series} running {script} finished its work but exited with code "
+                        f"{proc.returncode}:\n{proc.stderr[-3000:]}")
         return result["findings"]
 
 
