@@ -93,8 +93,8 @@ def _scene_frame_arg(op, context) -> int:
     return op.frame if op.properties.is_property_set("frame") else context.scene.frame_current
 
 
-def _colour_to_service(colour) -> list[int]:
-    return [round(255 * c) for c in colour[:3]]
+def _colour_to_service(colour) -> list[float]:
+    return [round(float(c), 4) for c in colour[:3]]  # the service takes 0..1 per channel
 
 
 class _Guarded:

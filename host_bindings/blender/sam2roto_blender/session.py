@@ -27,7 +27,7 @@ class Session:
         self.env_dir = ""
         self.shot: dict | None = None  # the service's shot info for the open shot
         self.masks: dict[tuple[str, int], str | None] = {}  # (object, source frame) -> mask PNG
-        self.scores: dict[tuple[str, int], float] = {}
+        self.scores: dict[tuple[str, int], float | None] = {}
         self.track_id: int | None = None
         self.progress: tuple[int, int, int] | None = None  # done, total, frame
         self.status = ""
@@ -103,7 +103,7 @@ class Session:
         """Records a mask the service answered and tells the overlay."""
         key = (answer["object"], int(answer["frame"]))
         self.masks[key] = answer.get("mask")
-        self.scores[key] = float(answer.get("score", 0.0))
+        self.scores[key] = answer.get("score")  # None where the frame is not tracked
         for listener in self.on_mask:
             listener(key[0], key[1], answer.get("mask"))
         _redraw_clip_editors()

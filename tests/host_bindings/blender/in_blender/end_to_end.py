@@ -1,0 +1,174 @@
+"""Inside Blender, against the real service: create a shot from a clip, objects, clicks, a box,
+undo, a drawn mask as a prompt, tracking (cancelled once, then whole), a correction and re-track,
+then Import Results (the animated Mask and the compositor's Set Alpha), and a compositor render
+of one frame with its alpha. Bad inputs are fed on the way. pytest checks the findings."""
+
+import os
+import shutil
+import sys
+import time
+
+import bpy
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness  # noqa: E402
+
+
+def overlay_pixels(ext, obj: str) -> int:
+    image = bpy.data.images.get(ext.overlay.image_name(obj))
+    if image is None:
+        return 0
+    pixels = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(pixels)
+    return int((pixels[3::4] > 0).sum())
+
+
+def answer(session, obj: str, frame: int) -> dict:
+    return {"mask": session.masks.get((obj, frame)), "score": session.scores.get((obj, frame))}
+
+
+def draw_square_mask(name: str, clip, x0, y0, x1, y1, ext) -> bpy.types.Mask:
+    """A mask as an artist draws one: a closed polygon (vector handles) in the clip's mask space."""
+    mask = bpy.data.masks.new(name)
+    spline = mask.layers.new(name="drawn").splines.new()
+    spline.points.add(3)
+    width, height = clip.size
+    for point, (x, y) in zip(spline.points, [(x0, y0), (x1, y0), (x1, y1), (x0, y1)], strict=True):
+        point.co = ext.coordinates.plate_to_mask(x, y, width, height)
+        point.handle_type = "VECTOR"
+    spline.use_cyclic = True
+    return mask
+
+
+def bad_inputs(ext, ops, clip) -> dict:
+    e = harness.operator_error
+    return {
+        "outside_plate": e(lambda: ops.add_point(object="ball", frame=1, x=400, y=10)),
+        "outside_shot": e(lambda: ops.add_point(object="ball", frame=50, x=10, y=10)),
+        "unknown_object": e(lambda: ops.add_point(object="kite", frame=1, x=10, y=10)),
+        "empty_box": e(lambda: ops.add_box(object="square", frame=1, x0=10, y0=10, x1=10, y1=40)),
+        "duplicate_object": e(lambda: ops.add_object(name="ball")),
+        "empty_mask": e(lambda: ops.add_mask_prompt(object="ball", frame=1,
+                                                    mask=draw_square_mask("nothing", clip, 5, 5, 5, 5, ext).name)),
+    }
+
+
+def render_alpha(scene, frame: int, path: str) -> str:
+    """A compositor render of `frame` to a 16-bit RGBA PNG (Standard view: pixels unshaped)."""
+    scene.view_settings.view_transform = "Standard"
+    settings = scene.render.image_settings
+    settings.file_format, settings.color_mode, settings.color_depth = "PNG", "RGBA", "16"
+    scene.frame_set(frame)
+    scene.render.filepath = path
+    bpy.ops.render.render(write_still=True)
+    return path
+
+
+def main(args):
+    ext = harness.enable_extension(args)
+    session, ops, scene = ext.session.SESSION, bpy.ops.sam2roto, bpy.context.scene
+    clip = bpy.data.movieclips.load(args["clip"])
+    found = {"errors": {}}
+    found["errors"]["no_shot"] = harness.operator_error(lambda: ops.add_point(x=10, y=10))
+    prefs = bpy.context.preferences.addons[harness.MODULE].preferences
+    prefs.core_env, core_env = args["shot"] + "-no-such-env", prefs.core_env
+    found["errors"]["no_core"] = harness.operator_error(lambda: ops.create_shot(clip=clip.name, folder=args["shot"]))
+    prefs.core_env = core_env
+    started = time.monotonic()
+    assert ops.create_shot(clip=clip.name, folder=args["shot"], checkpoint=args["checkpoint"],
+                           model=args["model"]) == {"FINISHED"}
+    found["create_seconds"] = round(time.monotonic() - started, 2)
+    found["shot"] = {k: session.shot[k] for k in ("frames", "size", "source")}
+    found["scene_range"] = [scene.frame_start, scene.frame_end]
+    ops.add_object(name="ball")
+    ops.add_object(name="square", colour=(0.1, 0.9, 0.2))
+    found["objects"] = [(o.name, [round(c, 2) for c in o.colour]) for o in scene.sam2roto.objects]
+
+    # clicks, a negative click and a box on the first frame; the overlay shows each answer
+    scene.frame_set(1)
+    started = time.monotonic()
+    ops.add_point(object="ball", frame=1, x=60, y=120)
+    found["prompt_returned_in"] = round(time.monotonic() - started, 3)
+    harness.pump(ext)
+    found["first_click"] = answer(session, "ball", 1001)
+    # the service rewrites a frame's mask file on each prompt: keep this one as the overlay saw it
+    found["first_click"]["copy"] = shutil.copy(found["first_click"]["mask"], args["shot"] + "-first-click.png")
+    found["first_click_overlay"] = overlay_pixels(ext, "ball")
+    ops.add_point(object="ball", frame=1, x=250, y=200, negative=True)
+    ops.add_box(object="square", frame=1, x0=205, y0=15, x1=275, y1=85)
+    harness.pump(ext)
+    found["box"] = answer(session, "square", 1001)
+    found["errors"].update(bad_inputs(ext, ops, clip))
+    # Ctrl-Z: takes back the box (the last prompt), then the box again
+    ops.undo_prompt()
+    harness.pump(ext)
+    found["after_undo"] = answer(session, "square", 1001)
+    ops.add_box(object="square", frame=1, x0=205, y0=15, x1=275, y1=85)
+    harness.pump(ext)
+
+    # tracking runs behind Blender's back: the operator returns at once, the timer reads progress
+    started = time.monotonic()
+    assert ops.track(direction="WHOLE") == {"FINISHED"}
+    found["track_returned_in"] = round(time.monotonic() - started, 3)
+    found["timer_registered"] = bpy.app.timers.is_registered(ext.session._poll_timer)
+    while session.progress is None or session.progress[0] < 1:
+        session.client.poll(wait=0.05)
+    assert ops.cancel_track() == {"FINISHED"}
+    harness.pump(ext)
+    found["cancelled_status"] = session.status
+    found["errors"]["cancel_idle"] = "" if ops.cancel_track() == {"CANCELLED"} else "cancel when idle succeeded"
+    progress = []
+    ops.track(direction="WHOLE")
+    while session.tracking:
+        session.client.poll(wait=0.05)
+        if session.progress and (not progress or progress[-1] != list(session.progress)):
+            progress.append(list(session.progress))
+    found["whole_status"], found["whole_progress"] = session.status, progress
+
+    # a correction on frame 3 with a drawn mask, another with a click, re-tracked forward from there
+    drawn = draw_square_mask("drawn ball", clip, 50, 85, 135, 160, ext)
+    ops.add_mask_prompt(object="ball", frame=3, mask=drawn.name)
+    harness.pump(ext)
+    found["mask_prompt"] = answer(session, "ball", 1003)
+    ops.add_point(object="square", frame=3, x=240, y=50)
+    harness.pump(ext)
+    ops.track(direction="FORWARD", frame=3)
+    harness.pump(ext)
+    found["forward_status"] = session.status
+    scene.frame_set(2)
+    harness.pump(ext)  # the frame change asked for the masks on screen
+    found["frame_change_masks"] = {o: answer(session, o, 1002)["mask"] for o in ("ball", "square")}
+
+    # results in Blender: the Mask (a layer per object, keyed) and the compositor
+    ops.import_results(folder=args["export"], shape_tolerance=0.0)
+    harness.pump(ext)
+    mask = scene.sam2roto.mask
+    assert mask is not None, session.last_error
+    fcurves = ext.animation.fcurves_of(mask, "", 0)
+    keys = {}
+    for layer in mask.layers:
+        prefix = f'layers["{layer.name}"]'
+        keys[layer.name] = {
+            "co": sorted({int(k.co[0]) for fc in fcurves if fc.data_path.startswith(prefix)
+                          and fc.data_path.endswith(".co") for k in fc.keyframe_points}),
+            "hidden": sorted({int(k.co[0]) for fc in fcurves if fc.data_path == f"{prefix}.hide_render"
+                              for k in fc.keyframe_points if k.co[1] > 0.5}),
+            "splines": len(layer.splines)}
+    for name, layer_keys in keys.items():  # frames with a shape key, or where the layer is hidden
+        hidden = []
+        for frame in range(scene.frame_start, scene.frame_end + 1):
+            scene.frame_set(frame)
+            if mask.layers[name].hide_render:
+                hidden.append(frame)
+        layer_keys["covered"] = sorted(set(layer_keys["co"]) | set(hidden))
+    found["mask"] = {"name": mask.name, "layers": keys}
+    active = scene.sam2roto.active()
+    found["composited_object"] = active.name if active else None
+    found["images"] = sorted(i.name for i in bpy.data.images if i.name.endswith(" matte"))
+    found["render"] = render_alpha(scene, 2, os.path.join(args["export"], "render.0002.png"))
+    found["status"], found["last_error"] = session.status, session.last_error
+    return found
+
+
+harness.run(main)

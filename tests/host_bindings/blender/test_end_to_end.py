@@ -1,0 +1,92 @@
+"""The extension end to end in real Blender, talking to the real service (`sam2roto serve
+--stdio` from this environment) with a random-weight tiny checkpoint on a generated clip.
+
+Random weights make arbitrary masks, so what is checked is the plumbing: every prompt answered
+and shown, undo, cancel, progress, a correction re-tracked, a mask layer per object keyed on
+every tracked frame, and a compositor render whose alpha is the matte file."""
+
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.sam2_core.tracking.conftest import moving_disc_frames
+
+NAME = "sam2.1_hiera_tiny"
+FIRST, FRAMES = 1001, 5
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clip")
+    for i, frame in enumerate(moving_disc_frames(FRAMES)):
+        cv2.imwrite(str(folder / f"plate.{FIRST + i:04d}.png"), frame[:, :, ::-1])
+    return folder / f"plate.{FIRST}.png"
+
+
+@pytest.fixture(scope="module")
+def found(blender, clip, official_checkpoint, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(f"e2e-{blender.series}")
+    findings = blender.run("end_to_end.py", folder, clip=str(clip), shot=str(folder / "shot"),
+                           export=str(folder / "mattes"), checkpoint=str(official_checkpoint(NAME)), model=NAME)
+    findings["folder"] = str(folder)
+    return findings
+
+
+def test_roto_in_blender_end_to_end(found):
+    errors = found["errors"]
+    assert "no shot yet" in errors["no_shot"]
+    assert "No SAM 2 core environment" in errors["no_core"]
+    assert "outside the 320x240 plate" in errors["outside_plate"]
+    assert "Frame 50 is outside the shot" in errors["outside_shot"]
+    assert "no object 'kite'" in errors["unknown_object"]
+    assert "box is empty" in errors["empty_box"]
+    assert "already has an object 'ball'" in errors["duplicate_object"]
+    assert "covers nothing on frame 1" in errors["empty_mask"]
+    assert errors["cancel_idle"] == ""
+
+    assert found["shot"]["frames"] == [FIRST, FIRST + FRAMES - 1] and found["shot"]["size"] == [320, 240]
+    assert re.search(r"plate\.%04d\.png$", found["shot"]["source"])
+    assert found["scene_range"] == [1, FRAMES]
+    assert [name for name, _ in found["objects"]] == ["ball", "square"]
+    assert found["objects"][1][1] == [0.1, 0.9, 0.2]
+
+    # answers arrive through the timer; each prompt's mask is shown at once
+    assert found["prompt_returned_in"] < 1.0
+    first = cv2.imread(found["first_click"]["copy"], cv2.IMREAD_UNCHANGED)
+    assert first.shape == (240, 320) and found["first_click_overlay"] == int((first > 0).sum())
+    assert found["box"]["mask"] is not None and found["mask_prompt"]["mask"] is not None
+    undone = found["after_undo"]["mask"]  # the box taken back: nothing prompts the square there any more
+    assert undone is None or cv2.imread(undone, cv2.IMREAD_UNCHANGED).max() == 0
+
+    # tracking: returns at once, cancel keeps what was done, progress counts up to the total
+    assert found["track_returned_in"] < 1.0 and found["timer_registered"]
+    assert found["cancelled_status"].startswith("Tracking cancelled")
+    assert found["whole_status"].startswith("Tracked")
+    done = [p[0] for p in found["whole_progress"]]
+    assert done == sorted(done) and done[-1] == found["whole_progress"][-1][1]
+    assert found["forward_status"].startswith("Tracked")
+    assert all(found["frame_change_masks"].values())
+
+    # the Mask: a layer per object, each frame of the shot keyed (a shape, or hidden where gone)
+    layers = found["mask"]["layers"]
+    assert sorted(layers) == ["ball", "square"]
+    for name, keys in layers.items():
+        # every frame has a shape key or is keyed hidden (the random model may lose an object)
+        assert keys["covered"] == list(range(1, FRAMES + 1)), (name, keys)
+        assert keys["splines"] or keys["hidden"] == [1], (name, keys)
+    assert found["images"] == ["plate.1001.png ball matte", "plate.1001.png square matte"]
+    assert found["last_error"] == "", found["last_error"]
+
+
+def test_the_compositor_applies_the_matte(found):
+    render = cv2.imread(found["render"], cv2.IMREAD_UNCHANGED)
+    assert render.shape == (240, 320, 4) and render.dtype == np.uint16
+    name = found["composited_object"]
+    matte = cv2.imread(str(Path(found["folder"]) / "mattes" / name / f"{name}.{FIRST + 1}.png"), cv2.IMREAD_UNCHANGED)
+    assert matte.shape == (240, 320)
+    alpha = render[:, :, 3].astype(np.float64) / 65535
+    expected = matte.astype(np.float64) / np.iinfo(matte.dtype).max
+    assert np.abs(alpha - expected).max() <= 1 / 255
