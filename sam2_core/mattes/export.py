@@ -4,11 +4,21 @@ Runs from what is on disk, so a shot exports again without tracking again."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 
+from . import writers
 from .cleanup import Cleanup
+from .shapes import shapes_from_mattes, write_shapes_json
 from .soft import soft_matte
+
+# what users name on the command line and in the service -> (kind of writer, codec)
+FORMATS = {
+    "png16": ("sequence", "png16"), "tiff16": ("sequence", "tiff16"), "exr": ("sequence", "exr"),
+    "layered-exr": ("layered", "exr"), "prores": ("video", "prores4444"), "ffv1": ("video", "ffv1"),
+    "premult-exr": ("premult", "exr"), "premult-prores": ("premult", "prores4444"),
+}
 
 Frame = tuple[int, int, dict[str, np.ndarray], np.ndarray]
 
@@ -67,3 +77,73 @@ def export(tracker, objects: dict[int, str], writer, *, guided: bool = True,
             progress(done, total)
     writer.close()
     return done
+
+
+def writer_for(fmt: str, out: Path, source):
+    """The MatteWriter for a FORMATS name, writing into `out` at the source's pixel aspect
+    and frame rate."""
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown matte format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    kind, codec = FORMATS[fmt]
+    aspect = getattr(source, "pixel_aspect", 1.0)
+    rate = getattr(source, "rate", None) or 24
+    if kind == "sequence":
+        return writers.AlphaSequenceWriter(out, fmt=codec, pixel_aspect=aspect)
+    if kind == "layered":
+        return writers.LayeredExrWriter(out, pixel_aspect=aspect)
+    if kind == "premult":
+        return writers.PremultipliedWriter(out, fmt=codec, rate=rate, pixel_aspect=aspect)
+    return _VideoWriters(out, codec, source)
+
+
+def matte_files(fmt: str, out: Path, name: str) -> str:
+    """Where `writer_for(fmt, out, ...)` puts an object's mattes: a path with #### for the
+    frame number, or the video file."""
+    safe = writers.safe_name(name)
+    kind, codec = FORMATS[fmt]
+    if kind == "video":
+        return str(out / f"{safe}.{'mov' if codec == 'prores4444' else 'mkv'}")
+    if kind == "layered":
+        return str(out / "mattes.####.exr")
+    ext = {"png16": "png", "tiff16": "tif", "exr": "exr"}.get(fmt)
+    if kind == "premult":
+        return str(out / f"{safe}_premult.mov") if codec == "prores4444" else \
+            str(out / f"{safe}_premult" / f"{safe}_premult.####.exr")
+    return str(out / safe / f"{safe}.####.{ext}")
+
+
+class _VideoWriters:
+    """One alpha video per object, behind the MatteWriter interface."""
+
+    def __init__(self, out: Path, codec: str, source):
+        self._out, self._codec, self._source = out, codec, source
+        self._writers: dict[str, writers.AlphaVideoWriter] = {}
+
+    def _new(self, name: str) -> writers.AlphaVideoWriter:
+        return writers.AlphaVideoWriter(
+            self._out / f"{writers.safe_name(name)}.{'mov' if self._codec == 'prores4444' else 'mkv'}",
+            rate=getattr(self._source, "rate", None) or 24, size=self._source.size, codec=self._codec,
+            pixel_aspect=getattr(self._source, "pixel_aspect", 1.0), object_name=name)
+
+    def write(self, frame_number, mattes, plate=None):
+        for name, alpha in mattes.items():
+            if name not in self._writers:
+                self._writers[name] = self._new(name)
+            self._writers[name].write(frame_number, {name: alpha})
+        return []
+
+    def close(self):
+        for w in self._writers.values():
+            w.close()
+
+
+def write_shapes(tracker, objects: dict[int, str], out: Path, *, key_tolerance: float | None = None,
+                 cleanup: dict[int, Cleanup] | None = None) -> dict[str, Path]:
+    """Each object's outline as animated splines, `out/<object>.shapes.json`; returns the files."""
+    files = {}
+    for obj_id, name in objects.items():
+        per_frame = ((number, mattes[name])
+                     for _, number, mattes, _ in mattes_of(tracker, {obj_id: name}, cleanup=cleanup))
+        shapes = shapes_from_mattes(per_frame, key_tolerance=key_tolerance or None)
+        files[name] = write_shapes_json(out / f"{writers.safe_name(name)}.shapes.json", shapes, name)
+    return files

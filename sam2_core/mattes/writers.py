@@ -126,7 +126,8 @@ def _check_pattern(pattern: str, required: tuple[str, ...]) -> str:
     return pattern
 
 
-def prepare_output_dir(out_dir: str | Path, force: bool = False, expected: Iterable[str | Path] = ()) -> Path:
+def prepare_output_dir(out_dir: str | Path, force: bool = False, expected: Iterable[str | Path] = (),
+                       ignore: Iterable[str | Path] = ()) -> Path:
     """Make `out_dir` ready for an export and return it.
 
     A missing folder is created; an empty one is used as it is. A folder that already holds files
@@ -137,6 +138,7 @@ def prepare_output_dir(out_dir: str | Path, force: bool = False, expected: Itera
 
     With `force`, the export's own files are overwritten as they are rewritten and leftovers of an
     interrupted export (temporary `.partial` files) are deleted; every other file is left alone.
+    Files inside the `ignore` folders (a shot folder kept in the output folder) do not count.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -147,7 +149,9 @@ def prepare_output_dir(out_dir: str | Path, force: bool = False, expected: Itera
     except OSError as e:
         raise ExportError(f"Cannot create the output folder {out}: {e.strerror}", errno=e.errno, path=out) from e
     planned = {os.path.normpath(out / p) for p in expected}
-    existing = sorted(Path(root) / f for root, _, files in os.walk(out) for f in files if f not in _OS_JUNK)
+    skipped = [os.path.abspath(p) + os.sep for p in ignore]
+    existing = sorted(Path(root) / f for root, _, files in os.walk(out) for f in files
+                      if f not in _OS_JUNK and not any((os.path.abspath(root) + os.sep).startswith(s) for s in skipped))
     if not existing:
         return out
     leftovers = [p for p in existing if _LEFTOVER.match(p.name)]

@@ -24,6 +24,7 @@ class PromptRecord:
     points: list[list[float]] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     box: list[float] | None = None
+    mask: str | None = None  # a mask prompt: its PNG, relative to the shot folder
 
 
 @dataclass

@@ -115,13 +115,28 @@ class VideoTracker:
     def object_ids(self) -> list[int]:
         return list(self._objects)
 
-    def prompted_frames(self) -> list[int]:
-        """Frame indices that carry a prompt for any object."""
-        return sorted({f for o in self._objects.values() for f in list(o.prompts) + list(o.memory.cond)})
+    def prompted_frames(self, obj_id: int | None = None) -> list[int]:
+        """Frame indices that carry a prompt for any object (or for `obj_id`)."""
+        objects = self._objects.values() if obj_id is None else [self._object(obj_id)]
+        return sorted({f for o in objects for f in list(o.prompts) + list(o.memory.cond)})
 
     def has_pending(self) -> bool:
         """Prompts whose answers have not yet entered the memory bank (the next propagate does it)."""
         return any(o.pending for o in self._objects.values())
+
+    def pending_frames(self, obj_id: int) -> list[int]:
+        """Frames where `obj_id` has a prompt not yet tracked from."""
+        return sorted(self._object(obj_id).pending)
+
+    def has_result(self, frame: int, obj_id: int) -> bool:
+        """Whether the object has a result on the frame (without reading it)."""
+        obj = self._object(obj_id)
+        return obj.memory.get(frame) is not None or frame in obj.pending
+
+    def was_tracked(self, frame: int, obj_id: int) -> bool:
+        """Whether the frame was reached by tracking (or tracked from) for the object:
+        a prompt there now is a correction."""
+        return frame in self._object(obj_id).memory.reverse
 
     def remove_object(self, obj_id: int) -> None:
         with self._lock:
@@ -271,7 +286,9 @@ class VideoTracker:
                 spans.append((range(start, (self.num_frames - 1 if end is None else end) + 1), False))
             if direction in ("backward", "both"):
                 stop = 0 if end is None else end
-                spans.append((range(start, stop - 1, -1) if start > 0 else range(0), True))
+                # (the official predictor yields nothing going backward from frame 0; asked
+                # to track frame 0 backward, this one does)
+                spans.append((range(start, stop - 1, -1), True))
         return self._run_spans(spans, ids, cancel, progress)
 
     def _run_spans(self, spans, ids, cancel, progress):
@@ -291,16 +308,21 @@ class VideoTracker:
         """After corrections on `frame`: re-track from it in the direction it was tracked,
         up to the next prompted frame of the corrected objects (or the shot's end). Only
         the corrected objects run; frames on the other side keep their results."""
+        start, direction, end, ids = self.retrack_range(frame)
+        return self.propagate(start, direction, end, ids, cancel, progress)
+
+    def retrack_range(self, frame: int, objects: list[int] | None = None) -> tuple[int, str, int, list[int]]:
+        """What `retrack(frame)` runs: (start, direction, end, objects)."""
         with self._lock:
             frame = check_index(self.source, frame)
-            ids = [i for i, o in self._objects.items() if frame in o.pending]
+            ids = [i for i, o in self._objects.items() if frame in o.pending and (objects is None or i in objects)]
             if not ids:
                 raise ValueError(f"No new prompt on frame index {frame} to re-track from")
             reverse = self._objects[ids[0]].memory.reverse.get(frame, False)
             later = [f for i in ids for f in list(self._objects[i].memory.cond) + list(self._objects[i].pending)
                      if (f < frame if reverse else f > frame)]
             end = (max(later) if reverse else min(later)) if later else (0 if reverse else self.num_frames - 1)
-        return self.propagate(frame, "backward" if reverse else "forward", end, ids, cancel, progress)
+        return frame, "backward" if reverse else "forward", end, ids
 
     def _tracking_objects(self, objects: list[int] | None) -> list[int]:
         ids = list(self._objects) if objects is None else list(objects)

@@ -1,0 +1,436 @@
+"""ShotSession: a shot open for work, in the user's terms (frame numbers, object names).
+
+The command line's shot commands and the service that hosts talk to both drive a shot
+through this one class: objects, prompts that accumulate like clicks in a roto tool,
+undo, tracking plans that re-track only what a correction changes, and export.
+Everything it does is recorded in the shot folder as it happens.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..mattes.cleanup import Cleanup
+from .manifest import ObjectRecord, PromptRecord
+from .shot import Shot
+
+Progress = Callable[[int, int], None]
+
+
+class SessionError(ValueError):
+    """A request the user can fix (unknown object, frame outside the shot, ...)."""
+
+
+@dataclass
+class Span:
+    """One run of the tracker: from `start` in `direction` to `end` (indices), these objects."""
+
+    start: int
+    direction: str
+    end: int
+    objects: list[int]
+
+    def __len__(self) -> int:
+        return abs(self.end - self.start) + 1
+
+
+class ShotSession:
+    def __init__(self, shot: Shot, model):
+        self.shot = shot
+        self.model = model
+        self.tracker = shot.tracker(model)
+        self.source = shot.source
+        self.numbers = list(self.source.frame_numbers)
+        self._undo: list[tuple[int, int, list[PromptRecord]]] = []  # (object id, frame number, prompts before)
+
+    @classmethod
+    def create(cls, folder: str | Path, source: str | Path, *, colour: dict | None = None,
+               model_name: str | None = None, checkpoint: str | Path | None = None, device: str = "auto",
+               dtype: str = "float32") -> ShotSession:
+        from ..model.configs import DEFAULT_MODEL
+
+        name = model_name or DEFAULT_MODEL
+        model_info = {"name": name, "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+                      "dtype": dtype}
+        shot = Shot.create(folder, source, colour=colour, model=model_info)
+        return cls._with_model(shot, device)
+
+    @classmethod
+    def open(cls, folder: str | Path, *, device: str = "auto") -> ShotSession:
+        return cls._with_model(Shot.open(folder), device)
+
+    @classmethod
+    def _with_model(cls, shot: Shot, device: str) -> ShotSession:
+        from ..model.loading import load_model
+
+        try:
+            m = shot.manifest.model
+            model = load_model(m.get("name"), checkpoint=m.get("checkpoint") or None, device=device,
+                               dtype=m.get("dtype", "float32"))
+            return cls(shot, model)
+        except BaseException:
+            shot.close()
+            raise
+
+    # -- frames and objects --------------------------------------------------------------
+
+    def index(self, frame_number: int) -> int:
+        """The source index of a frame number; a clear error for one outside the shot."""
+        try:
+            return self.numbers.index(int(frame_number))
+        except (ValueError, TypeError):
+            raise SessionError(f"Frame {frame_number} is not in the shot (frames {self.numbers[0]}-"
+                               f"{self.numbers[-1]}).") from None
+
+    @property
+    def objects(self) -> list[ObjectRecord]:
+        return list(self.shot.manifest.objects)
+
+    def object(self, name: str) -> ObjectRecord:
+        for o in self.shot.manifest.objects:
+            if o.name == name:
+                return o
+        known = ", ".join(o.name for o in self.shot.manifest.objects) or "none yet"
+        raise SessionError(f"No object {name!r} in the shot (objects: {known}).")
+
+    def add_object(self, name: str, colour: list[float] | None = None) -> ObjectRecord:
+        name = _object_name(name)
+        if any(o.name == name for o in self.shot.manifest.objects):
+            raise SessionError(f"There is already an object called {name!r} in the shot.")
+        colour = None if colour is None else _colour(colour)
+        record = self.shot.object(name)
+        if colour is not None:
+            record.colour = colour
+        self.shot.save()
+        return record
+
+    def rename_object(self, name: str, new_name: str) -> ObjectRecord:
+        record = self.object(name)
+        new_name = _object_name(new_name)
+        if new_name != name and any(o.name == new_name for o in self.shot.manifest.objects):
+            raise SessionError(f"There is already an object called {new_name!r} in the shot.")
+        record.name = new_name
+        self.shot.save()
+        return record
+
+    def remove_object(self, name: str) -> None:
+        record = self.object(name)
+        if record.id in self.tracker.object_ids:
+            self.tracker.remove_object(record.id)
+        self.shot.manifest.objects.remove(record)
+        self._undo = [u for u in self._undo if u[0] != record.id]
+        self.shot.save()
+
+    def prompted_frames(self, record: ObjectRecord) -> list[int]:
+        return sorted({p.frame for p in record.prompts})
+
+    # -- prompts -------------------------------------------------------------------------
+
+    def add_prompt(self, name: str, frame: int, *, points=None, labels=None, box=None,
+                   mask: np.ndarray | None = None) -> np.ndarray:
+        """Add clicks, a box or a mask to an object on a frame number (the object is made
+        if new) and return that frame's logits (H x W float32, object > 0).
+
+        Clicks accumulate on the frame; a box replaces the frame's box; a mask replaces
+        everything given on the frame. A prompt on a tracked frame is a correction."""
+        index = self.index(frame)
+        name = _object_name(name)
+        created = not any(o.name == name for o in self.shot.manifest.objects)
+        record = self.shot.object(name)
+        try:
+            new = self._prompt_record(record, int(frame), points, labels, box, mask)
+            before = [p for p in record.prompts if p.frame == int(frame)]
+            logits = self._give(record, index, [*before, new])
+        except BaseException:
+            if created:  # a refused first prompt leaves no object behind
+                self.shot.manifest.objects.remove(record)
+            raise
+        record.prompts.append(new)
+        self._undo.append((record.id, int(frame), before))
+        self.shot.manifest.tracked = False
+        self.shot.save()
+        return logits
+
+    def undo(self) -> tuple[ObjectRecord, int, np.ndarray | None]:
+        """Take back the last prompt of this session. Returns the object, the frame number
+        and the frame's logits without that prompt (None where nothing is left on it)."""
+        if not self._undo:
+            raise SessionError("Nothing to undo: no prompt was given in this session.")
+        obj_id, frame, before = self._undo.pop()
+        record = next(o for o in self.shot.manifest.objects if o.id == obj_id)
+        index = self.index(frame)
+        self.tracker.clear_prompt(index, obj_id)
+        logits = self._replay(record, index, before) if before else None
+        record.prompts = [p for p in record.prompts if p.frame != frame] + before
+        self.shot.manifest.tracked = False
+        self.shot.save()
+        return record, frame, logits
+
+    def _prompt_record(self, record, frame, points, labels, box, mask) -> PromptRecord:
+        w, h = self.source.size
+        where = f"frame {frame}, object {record.name!r}"
+        if mask is not None:
+            if points is not None or box is not None:
+                raise SessionError(f"{where}: give a mask, or points and/or a box, not both in one prompt.")
+            m = np.asarray(mask)
+            if m.shape != (h, w):
+                raise SessionError(f"{where}: the mask is {m.shape[1] if m.ndim > 1 else '?'}x{m.shape[0]}; "
+                                   f"it must be the plate's size, {w}x{h}.")
+            return PromptRecord(frame=frame, mask=self._save_mask(record, frame, m != 0))
+        pts = [] if points is None else [[float(x), float(y)] for x, y in np.asarray(points, float).reshape(-1, 2)]
+        labs = [1] * len(pts) if labels is None else [int(v) for v in labels]
+        if len(labs) != len(pts):
+            raise SessionError(f"{where}: {len(pts)} points but {len(labs)} labels; give one label per point.")
+        if any(v not in (0, 1) for v in labs):
+            raise SessionError(f"{where}: point labels must be 1 (object) or 0 (not the object); got {labs}.")
+        for x, y in pts + ([] if box is None else [list(box[:2]), list(box[2:])]):
+            if not (0 <= x <= w and 0 <= y <= h):
+                raise SessionError(f"{where}: ({x:g}, {y:g}) is outside the plate ({w}x{h} pixels, "
+                                   "origin top-left).")
+        if box is not None:
+            box = [float(v) for v in box]
+            if len(box) != 4 or not (box[2] > box[0] and box[3] > box[1]):
+                raise SessionError(f"{where}: a box is x0, y0, x1, y1 with x1 right of x0 and y1 below y0; "
+                                   f"got {box}.")
+        if not pts and box is None:
+            raise SessionError(f"{where}: an empty prompt; give points, a box or a mask.")
+        return PromptRecord(frame=frame, points=pts, labels=labs, box=box)
+
+    def _save_mask(self, record: ObjectRecord, frame: int, mask: np.ndarray) -> str:
+        folder = self.shot.folder / "prompts"
+        folder.mkdir(exist_ok=True)
+        n = sum(1 for p in record.prompts if p.frame == frame)
+        name = f"mask-{record.id}-{frame}-{n}.png"
+        if not cv2.imwrite(str(folder / name), mask.astype(np.uint8) * 255):
+            raise SessionError(f"Could not write the mask prompt into {folder}.")
+        return f"prompts/{name}"
+
+    def _load_mask(self, prompt: PromptRecord) -> np.ndarray:
+        path = self.shot.folder / prompt.mask
+        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if mask is None:
+            raise SessionError(f"The mask prompt {path} (frame {prompt.frame}) is missing or unreadable.")
+        return mask > 127
+
+    def _give(self, record: ObjectRecord, index: int, prompts: list[PromptRecord]) -> np.ndarray:
+        """Hand the tracker the frame's prompts as they stand after the newest one."""
+        since_mask = _since_last_mask(prompts)
+        newest = since_mask[-1]
+        if newest.mask is not None:
+            return self.tracker.add_prompt(index, record.id, mask=self._load_mask(newest))
+        points = [pt for p in since_mask for pt in p.points]
+        labels = [v for p in since_mask for v in p.labels]
+        box = next((p.box for p in reversed(since_mask) if p.box is not None), None)
+        return self.tracker.add_prompt(index, record.id, points=points or None, labels=labels or None, box=box)
+
+    def _replay(self, record: ObjectRecord, index: int, prompts: list[PromptRecord]) -> np.ndarray:
+        """Give a frame's prompts again one by one, as they were given, so each answer is
+        fed back with the next prompt exactly as the first time."""
+        logits = None
+        for k in range(len(prompts)):
+            logits = self._give(record, index, prompts[:k + 1])
+        return logits
+
+    # -- tracking ------------------------------------------------------------------------
+
+    def track(self, direction: str = "both", start: int | None = None, end: int | None = None,
+              objects: list[str] | None = None, cancel: threading.Event | None = None,
+              progress: Progress | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """Track and yield (frame number, {object name: logits}) frame by frame.
+
+        Without `start`, "both" tracks what needs it: new objects through the whole shot
+        (forward from their first prompted frame, then backward), corrections from their
+        frame up to the next prompted frame, and frames an interrupted run did not reach.
+        With `start` (a frame number), the tracker runs from there in `direction` to `end`."""
+        ids = self._tracked_ids(objects)
+        if start is None and end is None and direction == "both":
+            spans = self._whole_shot_plan(ids)
+        else:
+            if direction not in ("forward", "backward", "both"):
+                raise SessionError(f"direction must be forward, backward or both; got {direction!r}.")
+            first = self.index(start) if start is not None else min(self.tracker.prompted_frames())
+            last = self.index(end) if end is not None else None
+            spans = []
+            if direction in ("forward", "both"):
+                spans.append(Span(first, "forward", self.tracker.num_frames - 1 if last is None else last, ids))
+            if direction == "backward":
+                spans.append(Span(first, "backward", 0 if last is None else last, ids))
+            if direction == "both" and first > 0:  # the start frame was just done going forward
+                spans.append(Span(first - 1, "backward", 0, ids))
+            spans = [s for s in spans if _runs(s)]
+        return self._run(spans, ids, cancel, progress, whole_shot=start is None and direction == "both")
+
+    def _tracked_ids(self, names: list[str] | None) -> list[int]:
+        records = self.objects if names is None else [self.object(n) for n in names]
+        ids = [o.id for o in records if o.prompts]
+        if not ids:
+            raise SessionError("Nothing to track: prompt an object on a frame first.")
+        return ids
+
+    def _whole_shot_plan(self, ids: list[int]) -> list[Span]:
+        t = self.tracker
+        last = t.num_frames - 1
+        fresh, corrections = [], {}
+        for obj_id in ids:
+            pending = t.pending_frames(obj_id)
+            if any(not t.was_tracked(f, obj_id) for f in pending):
+                fresh.append(obj_id)
+            else:
+                for f in pending:
+                    corrections.setdefault(f, []).append(obj_id)
+        spans = []
+        if fresh:
+            first = min(f for i in fresh for f in t.prompted_frames(i))
+            spans.append(Span(first, "forward", last, fresh))
+            if first > 0:
+                spans.append(Span(first - 1, "backward", 0, fresh))
+        for frame in sorted(corrections):
+            spans.append(Span(*t.retrack_range(frame, corrections[frame])))
+        for obj_id in (i for i in ids if i not in fresh):
+            first = min(t.prompted_frames(obj_id))
+            covered = {f for s in spans if obj_id in s.objects for f in _frames(s)}
+            forward = [f for f in range(first, last + 1) if f not in covered and not t.has_result(f, obj_id)]
+            backward = [f for f in range(first - 1, -1, -1) if f not in covered and not t.has_result(f, obj_id)]
+            # an interrupted run resumes at the first frame it did not finish, in each direction
+            if forward:
+                spans.append(Span(forward[0], "forward", last, [obj_id]))
+            if backward:
+                spans.append(Span(backward[0], "backward", 0, [obj_id]))
+        return [s for s in spans if _runs(s)]
+
+    def _run(self, spans: list[Span], ids: list[int], cancel, progress, *, whole_shot: bool):
+        names = {o.id: o.name for o in self.objects}
+        total = sum(len(s) for s in spans)
+        done = 0
+        for span in spans:
+            end = span.end
+            for index, logits in self.tracker.propagate(span.start, span.direction, end, span.objects, cancel):
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+                yield self.numbers[index], {names[i]: v for i, v in logits.items()}
+        cancelled = cancel is not None and cancel.is_set()
+        if whole_shot and not cancelled:
+            self.shot.manifest.tracked = all(self.tracker.has_result(f, i)
+                                             for i in ids for f in range(self.tracker.num_frames))
+            self.shot.save()
+
+    # -- results and export --------------------------------------------------------------
+
+    def logits(self, name: str, frame: int) -> np.ndarray | None:
+        record = self.object(name)
+        if record.id not in self.tracker.object_ids:
+            return None
+        return self.tracker.logits(self.index(frame), record.id)
+
+    def object_score(self, name: str, frame: int) -> float | None:
+        record = self.object(name)
+        if record.id not in self.tracker.object_ids:
+            return None
+        return self.tracker.object_score(self.index(frame), record.id)
+
+    def set_cleanup(self, name: str, settings: dict) -> Cleanup:
+        record = self.object(name)
+        try:
+            cleanup = Cleanup.from_dict({**record.cleanup, **settings})
+        except (TypeError, ValueError) as e:
+            raise SessionError(f"Object {name!r}: {e}") from None
+        record.cleanup = {k: v for k, v in cleanup.to_dict().items() if v}
+        self.shot.save()
+        return cleanup
+
+    def export(self, out: str | Path, fmt: str = "png16", *, shapes: bool = False,
+               shape_tolerance: float | None = None, force: bool = False,
+               progress: Progress | None = None) -> dict:
+        """Write every frame's mattes (each object's clean-up applied) and, with `shapes`,
+        the vector shapes. Runs from the results on disk: the model is not used."""
+        from ..mattes.export import FORMATS, export, matte_files, write_shapes, writer_for
+        from ..mattes.writers import prepare_output_dir
+
+        if fmt not in FORMATS:
+            raise SessionError(f"Unknown matte format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+        records = [o for o in self.objects if o.id in self.tracker.object_ids]
+        if not records:
+            raise SessionError("Nothing to export: no object has been prompted yet.")
+        out = Path(out)
+        prepare_output_dir(out, force=force, ignore=(self.shot.folder,))
+        objects = {o.id: o.name for o in records}
+        cleanup = {o.id: Cleanup.from_dict(o.cleanup) for o in records if o.cleanup}
+        frames = export(self.tracker, objects, writer_for(fmt, out, self.source), cleanup=cleanup,
+                        progress=progress)
+        shape_files = write_shapes(self.tracker, objects, out, key_tolerance=shape_tolerance,
+                                   cleanup=cleanup) if shapes else {}
+        result = {"folder": str(out.resolve()), "format": fmt, "frames": frames,
+                  "mattes": {n: matte_files(fmt, out.resolve(), n) for n in objects.values()},
+                  "shapes": {n: str(p.resolve()) for n, p in shape_files.items()}}
+        self.shot.manifest.exports.append({k: result[k] for k in ("folder", "format", "frames")})
+        self.shot.save()
+        return result
+
+    def info(self) -> dict:
+        src = self.source
+        rate = getattr(src, "rate", None)
+        return {
+            "shot": str(self.shot.folder.resolve()), "source": str(self.shot.source_path),
+            "frames": [self.numbers[0], self.numbers[-1]], "frame_numbers": self.numbers,
+            "size": list(src.size), "pixel_aspect": float(getattr(src, "pixel_aspect", 1.0)),
+            "rate": None if rate is None else float(rate), "colour": self.shot.manifest.colour,
+            "model": self.shot.manifest.model.get("name"), "tracked": self.shot.manifest.tracked,
+            "objects": [self.object_info(o) for o in self.objects],
+        }
+
+    def object_info(self, record: ObjectRecord) -> dict:
+        return {"object": record.name, "id": record.id, "colour": record.colour,
+                "prompted_frames": self.prompted_frames(record), "cleanup": record.cleanup}
+
+    def close(self) -> None:
+        try:
+            self.tracker.close()
+        finally:
+            self.shot.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _since_last_mask(prompts: list[PromptRecord]) -> list[PromptRecord]:
+    """The prompts that still count: a mask replaces everything before it on the frame."""
+    last = max((k for k, p in enumerate(prompts) if p.mask is not None), default=0)
+    return prompts[last:]
+
+
+def _runs(span: Span) -> bool:
+    """Whether the span goes the way it says (a tracker never runs against its direction)."""
+    if span.direction == "forward":
+        return span.end >= span.start
+    return span.end <= span.start
+
+
+def _frames(span: Span) -> range:
+    return range(span.start, span.end + 1) if span.direction == "forward" else range(span.start, span.end - 1, -1)
+
+
+def _object_name(name) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise SessionError(f"An object needs a name (got {name!r}).")
+    return name.strip()
+
+
+def _colour(colour) -> list[float]:
+    try:
+        rgb = [float(c) for c in colour]
+    except (TypeError, ValueError):
+        rgb = []
+    if len(rgb) != 3 or not all(0 <= c <= 1 for c in rgb):
+        raise SessionError(f"An object's colour is three numbers from 0 to 1 (red, green, blue); got {colour!r}.")
+    return rgb
+

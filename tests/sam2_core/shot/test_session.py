@@ -1,0 +1,200 @@
+"""ShotSession: objects, accumulating prompts and undo, tracking plans that re-track only
+what changed, resuming, export, and bad requests that change nothing."""
+
+import json
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from sam2_core.mattes.cleanup import Cleanup
+from sam2_core.mattes.writers import ExportError
+from sam2_core.shot.session import SessionError, ShotSession
+from tests.sam2_core.tracking.conftest import moving_disc_frames
+
+NAME = "sam2.1_hiera_tiny"
+FIRST = 1001
+N = 6
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clip")
+    for i, frame in enumerate(moving_disc_frames(N)):
+        cv2.imwrite(str(folder / f"plate.{FIRST + i:04d}.png"), frame[:, :, ::-1])
+    return folder
+
+
+@pytest.fixture
+def new_session(clip, official_checkpoint, tmp_path):
+    opened = []
+
+    def make(folder=None):
+        session = ShotSession.create(folder or tmp_path / "shot", clip, model_name=NAME,
+                                     checkpoint=official_checkpoint(NAME), device="cpu")
+        opened.append(session)
+        return session
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+def same(a, b):
+    assert a is not None and b is not None
+    assert np.abs(a - b).max() < 1e-3
+
+
+def manifest(session):
+    return json.loads((session.shot.folder / "shot.json").read_text())
+
+
+def test_clicks_accumulate_and_undo_gives_back_each_earlier_answer(new_session):
+    s = new_session()
+    one = s.add_prompt("ball", FIRST, points=[(60, 120)])
+    two = s.add_prompt("ball", FIRST, points=[(20, 20)], labels=[0])
+    three = s.add_prompt("ball", FIRST, box=(20, 80, 100, 160))
+    assert [len(p["points"]) for p in manifest(s)["objects"][0]["prompts"]] == [1, 1, 0]
+    assert not np.array_equal(two > 0, three > 0)
+    record, frame, after = s.undo()
+    assert (record.name, frame) == ("ball", FIRST)
+    same(after, two)
+    same(s.logits("ball", FIRST), two)
+    _, _, after = s.undo()
+    same(after, one)
+    _, _, after = s.undo()
+    assert after is None and s.logits("ball", FIRST) is None
+    assert manifest(s)["objects"][0]["prompts"] == []
+    with pytest.raises(SessionError, match="Nothing to undo"):
+        s.undo()
+
+
+def test_a_correction_retracks_only_up_to_the_next_prompted_frame(new_session):
+    s = new_session()
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    s.add_prompt("ball", FIRST + 4, points=[(60 + 18 * 4, 120)])
+    first_run = dict(s.track())
+    assert sorted(first_run) == [FIRST + i for i in range(N)]
+    assert s.shot.manifest.tracked
+    assert list(s.track()) == []  # nothing changed: nothing to do
+
+    s.add_prompt("ball", FIRST + 2, points=[(20, 20)], labels=[0])  # a correction on a tracked frame
+    assert not s.shot.manifest.tracked
+    rerun = [frame for frame, _ in s.track()]
+    assert rerun == [FIRST + 2, FIRST + 3, FIRST + 4]  # forward, as it was tracked, to the next prompt
+    same(s.logits("ball", FIRST + 1), first_run[FIRST + 1]["ball"])  # the other side kept
+    same(s.logits("ball", FIRST + 5), first_run[FIRST + 5]["ball"])
+
+    s.add_prompt("square", FIRST + 3, box=(205, 15 + 24, 275, 85 + 24))  # a new object mid-shot
+    frames = list(s.track())
+    assert [f for f, _ in frames] == [FIRST + i for i in (3, 4, 5, 2, 1, 0)]
+    assert all(set(out) == {"square"} for _, out in frames)
+
+
+def test_an_interrupted_run_resumes_where_it_stopped_after_reopening(new_session, tmp_path):
+    s = new_session()
+    s.add_prompt("ball", FIRST + 2, points=[(96, 120)])
+    cancel = threading.Event()
+    done = []
+    for frame, _ in s.track(cancel=cancel):
+        done.append(frame)
+        if len(done) == 2:
+            cancel.set()
+    assert done == [FIRST + 2, FIRST + 3] and not s.shot.manifest.tracked
+    s.close()
+    again = ShotSession.open(tmp_path / "shot", device="cpu")
+    try:
+        rest = [frame for frame, _ in again.track()]
+        assert rest == [FIRST + 4, FIRST + 5, FIRST + 1, FIRST + 0]
+        assert again.shot.manifest.tracked
+    finally:
+        again.close()
+
+
+def test_a_mask_prompt_is_kept_with_the_shot_and_clicks_refine_it(new_session):
+    s = new_session()
+    h, w = 240, 320
+    yy, xx = np.mgrid[0:h, 0:w]
+    disc = (xx - 60) ** 2 + (yy - 120) ** 2 < 38**2
+    answer = s.add_prompt("ball", FIRST, mask=disc)
+    agree = ((answer > 0) == disc).mean()
+    assert agree > 0.97
+    record = manifest(s)["objects"][0]["prompts"][0]
+    assert record["mask"].startswith("prompts/") and (s.shot.folder / record["mask"]).is_file()
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    _, _, back = s.undo()
+    same(back, answer)
+
+
+def test_objects_are_named_renamed_and_removed(new_session):
+    s = new_session()
+    s.add_object("car", colour=[0.1, 0.2, 0.3])
+    s.add_prompt("car", FIRST, points=[(60, 120)])
+    s.add_prompt("rider", FIRST, box=(205, 15, 275, 85))
+    s.rename_object("car", "hero car")
+    assert [o["object"] for o in s.info()["objects"]] == ["hero car", "rider"]
+    assert s.info()["objects"][0]["colour"] == [0.1, 0.2, 0.3]
+    s.remove_object("rider")
+    assert [o.name for o in s.objects] == ["hero car"] and s.tracker.object_ids == [1]
+    assert [f for f, _ in s.track()] == [FIRST + i for i in range(N)]
+
+
+def test_bad_requests_are_clear_errors_and_change_nothing(new_session):
+    s = new_session()
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    before = (s.shot.folder / "shot.json").read_text()
+    kept = s.logits("ball", FIRST)
+    cases = [
+        (lambda: s.add_prompt("ball", 5000, points=[(1, 1)]), "Frame 5000 is not in the shot (frames 1001-1006)"),
+        (lambda: s.add_prompt("ball", FIRST, points=[(400, 10)]), "outside the plate (320x240"),
+        (lambda: s.add_prompt("ball", FIRST, points=[(1, 1)], labels=[3]), "labels must be 1"),
+        (lambda: s.add_prompt("ball", FIRST, box=(50, 50, 10, 10)), "x1 right of x0"),
+        (lambda: s.add_prompt("ball", FIRST), "empty prompt"),
+        (lambda: s.add_prompt("ball", FIRST, mask=np.ones((10, 10))), "must be the plate's size, 320x240"),
+        (lambda: s.add_object("ball"), "already an object called 'ball'"),
+        (lambda: s.add_object("car", colour=[2, 0, 0]), "three numbers from 0 to 1"),
+        (lambda: s.rename_object("nobody", "x"), "No object 'nobody' in the shot (objects: ball)"),
+        (lambda: s.remove_object("nobody"), "No object 'nobody'"),
+        (lambda: s.set_cleanup("ball", {"blur": 3}), "Unknown clean-up settings: blur"),
+        (lambda: list(s.track(direction="sideways", start=FIRST)), "direction must be"),
+    ]
+    for call, message in cases:
+        with pytest.raises(SessionError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            call()
+    assert (s.shot.folder / "shot.json").read_text() == before
+    same(s.logits("ball", FIRST), kept)
+
+
+def test_export_applies_each_objects_cleanup_and_sparse_shape_keys(new_session, tmp_path):
+    from sam2_core.mattes.shapes import read_shapes_json
+
+    s = new_session()
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    s.add_prompt("square", FIRST, box=(205, 15, 275, 85))
+    list(s.track())
+    plain = s.export(tmp_path / "plain", "png16", shapes=True)
+    # (random weights make meaningless mattes: check that export applies exactly the
+    # object's clean-up, and only to that object)
+    cleanup = {"remove_islands": 10**6, "grow": 2}
+    s.set_cleanup("ball", cleanup)
+    cleaned = s.export(tmp_path / "cleaned", "png16", shapes=True, shape_tolerance=1000)
+    assert cleaned["frames"] == N and set(cleaned["mattes"]) == {"ball", "square"}
+
+    def alpha(result, name, frame):
+        path = result["mattes"][name].replace("####", str(frame))
+        return cv2.imread(path, cv2.IMREAD_UNCHANGED) / 65535.0
+
+    changed = 0
+    for frame in range(FIRST, FIRST + N):
+        expected = Cleanup(**cleanup).apply(alpha(plain, "ball", frame))
+        assert np.abs(alpha(cleaned, "ball", frame) - expected).max() < 2e-5
+        changed += not np.allclose(expected, alpha(plain, "ball", frame))
+        assert np.array_equal(alpha(cleaned, "square", frame), alpha(plain, "square", frame))
+    assert changed > 0
+    dense = read_shapes_json(plain["shapes"]["square"])
+    sparse = read_shapes_json(cleaned["shapes"]["square"])
+    assert sum(len(sp.keys) for sp in sparse.splines) < sum(len(sp.keys) for sp in dense.splines)
+    assert s.shot.manifest.objects[0].cleanup == cleanup
+    with pytest.raises(ExportError, match="already holds"):
+        s.export(tmp_path / "plain", "exr")  # an export never overwrites other files unasked
