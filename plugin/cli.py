@@ -6,9 +6,10 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sam2_core.shot.manifest import PromptRecord
+from sam2_core.mattes.export import FORMATS
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -69,30 +70,31 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Track objects through a shot from a few clicks and write one matte per source frame\n"
                     "(same size and frame numbers as the source).\n\n"
-                    "Prompts belong to the --object named before them (the first object is 'object' if\n"
-                    "none is named). X,Y are plate pixels from the top-left corner; FRAME is a frame number\n"
-                    "of the source (default: its first frame).\n\n"
+                    "Prompts and clean-up options belong to the --object named before them (the first object\n"
+                    "is 'object' if none is named; clean-up given before any --object applies to all). X,Y are\n"
+                    "plate pixels from the top-left corner; FRAME is a frame number of the source (default:\n"
+                    "its first frame).\n\n"
                     "example:\n"
-                    "  sam2roto track plate.%04d.exr --object car --point 640,360,1001 \\\n"
+                    "  sam2roto track plate.%04d.exr --object car --point 640,360,1001 --feather 2 \\\n"
                     "      --object rider --box 100,80,300,400,1001 --out mattes/")
     tr.add_argument("source", help="a folder of numbered frames, an image sequence, or a video file")
-    prompt = PromptAction
-    tr.add_argument("--object", action=prompt, metavar="NAME", help="the object the following prompts belong to")
-    tr.add_argument("--point", action=prompt, metavar="X,Y[,FRAME]", help="a click on the object (repeatable)")
-    tr.add_argument("--neg-point", action=prompt, metavar="X,Y[,FRAME]", help="a click on what is NOT the object")
-    tr.add_argument("--box", action=prompt, metavar="X0,Y0,X1,Y1[,FRAME]", help="a box around the object")
+    _prompt_args(tr)
     tr.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the mattes")
-    tr.add_argument("--format", default="png16", choices=list(FORMATS),
-                    help="png16 (default), tiff16, exr (half), layered-exr (one EXR per frame, a layer per "
-                         "object), prores / ffv1 (alpha video), premult-exr / premult-prores (plate with alpha)")
-    tr.add_argument("--shapes", action="store_true", help="also write each object's outline as vector shapes (JSON)")
+    _export_args(tr)
     tr.add_argument("--colorspace", help="the footage's colour space (e.g. ACEScg, 'ARRI LogC3 (EI800)')")
     tr.add_argument("--resume", action="store_true",
                     help="continue an interrupted run in DIR (its source and prompts are kept in DIR), "
                          "or export a finished one again, e.g. in another --format, without tracking again")
     tr.add_argument("--force", action="store_true", help="write into DIR even if it holds other files")
     _model_args(tr)
-    tr.set_defaults(prompts=[])
+
+    _shot_parsers(sub)
+
+    sv = sub.add_parser("serve", help="the service hosts (Blender, compositors) talk to",
+                        description="Speak JSON-RPC 2.0 with LSP framing on stdin/stdout (plugin/PROTOCOL.md). "
+                                    "Hosts start this themselves; there is no network listener.")
+    sv.add_argument("--stdio", action="store_true", required=True, help="talk over stdin/stdout (the only transport)")
+    sv.add_argument("--device", default="auto", help="auto (CUDA, then Apple MPS, then CPU), cuda, mps or cpu")
 
     w = sub.add_parser("weights", help="list, fetch or verify the official checkpoints")
     wsub = w.add_subparsers(dest="action", required=True)
@@ -104,96 +106,165 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-FORMATS = {
-    "png16": ("sequence", "png16"), "tiff16": ("sequence", "tiff16"), "exr": ("sequence", "exr"),
-    "layered-exr": ("layered", "exr"), "prores": ("video", "prores4444"), "ffv1": ("video", "ffv1"),
-    "premult-exr": ("premult", "exr"), "premult-prores": ("premult", "prores4444"),
-}
+def _prompt_args(p: argparse.ArgumentParser, *, masks: bool = False) -> None:
+    p.add_argument("--object", action=PromptAction, metavar="NAME", help="the object the following options belong to")
+    p.add_argument("--point", action=PromptAction, metavar="X,Y[,FRAME]", help="a click on the object (repeatable)")
+    p.add_argument("--neg-point", action=PromptAction, metavar="X,Y[,FRAME]", help="a click on what is NOT the object")
+    p.add_argument("--box", action=PromptAction, metavar="X0,Y0,X1,Y1[,FRAME]", help="a box around the object")
+    if masks:
+        p.add_argument("--mask", action=PromptAction, metavar="FILE[,FRAME]",
+                       help="a rough matte of the object (an image the plate's size; white = object)")
+    p.set_defaults(prompts=[])
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", default="png16", choices=list(FORMATS),
+                   help="png16 (default), tiff16, exr (half), layered-exr (one EXR per frame, a layer per "
+                        "object), prores / ffv1 (alpha video), premult-exr / premult-prores (plate with alpha)")
+    p.add_argument("--shapes", action="store_true", help="also write each object's outline as vector shapes (JSON)")
+    p.add_argument("--shape-tolerance", type=float, default=None, metavar="PX",
+                   help="with --shapes: keep a key only where the shape moves more than PX pixels from the "
+                        "blend of its neighbours (sparse keys, easier to edit); default: a key on every frame")
+    clean = p.add_argument_group("clean-up (per object: give after --object NAME; before any --object: all objects)")
+    for flag, metavar, text in CLEANUP_OPTIONS:
+        clean.add_argument(flag, action=PromptAction, metavar=metavar, help=text)
+    p.set_defaults(prompts=[])
+
+
+CLEANUP_OPTIONS = [
+    ("--grow", "PX", "grow the matte by PX pixels (negative shrinks)"),
+    ("--feather", "PX", "soften the matte's edge over PX pixels"),
+    ("--fill-holes", "AREA", "fill holes in the matte up to AREA pixels"),
+    ("--remove-islands", "AREA", "remove specks apart from the object up to AREA pixels"),
+    ("--temporal", "N", "average each frame with N frames each side against flicker"),
+]
+
+
+def _shot_parsers(sub) -> None:
+    shot = sub.add_parser(
+        "shot", help="work on a shot step by step (create, prompt, propagate, export, info)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="A shot folder keeps the footage's path, its colour settings, the model, the objects\n"
+                    "and their prompts, the tracking results and the frame cache. Work on it in steps:\n\n"
+                    "  sam2roto shot create car.shot plate.%04d.exr --colorspace ACEScg\n"
+                    "  sam2roto shot prompt car.shot --object car --point 640,360,1001\n"
+                    "  sam2roto shot propagate car.shot\n"
+                    "  sam2roto shot prompt car.shot --object car --neg-point 700,300,1040   # a correction\n"
+                    "  sam2roto shot propagate car.shot        # re-tracks only what the correction changes\n"
+                    "  sam2roto shot export car.shot --out mattes/ --format exr --shapes\n"
+                    "  sam2roto shot info car.shot")
+    ssub = shot.add_subparsers(dest="action", required=True)
+    c = ssub.add_parser("create", help="make a new shot folder for a piece of footage")
+    c.add_argument("shot", type=Path, help="the new shot folder")
+    c.add_argument("source", help="a folder of numbered frames, an image sequence, or a video file")
+    c.add_argument("--colorspace", help="the footage's colour space (e.g. ACEScg)")
+    _model_args(c)
+    pr = ssub.add_parser("prompt", help="add objects and their clicks, boxes or masks",
+                         description="Add prompts. Clicks on a frame add to the clicks already there; a box "
+                                     "replaces the frame's box; a mask replaces the frame's prompts. A prompt on "
+                                     "a tracked frame is a correction: it sticks, and the next propagate "
+                                     "re-tracks from it.")
+    pr.add_argument("shot", type=Path, help="the shot folder")
+    _prompt_args(pr, masks=True)
+    pr.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    pg = ssub.add_parser("propagate", help="track the objects through the shot")
+    pg.add_argument("shot", type=Path, help="the shot folder")
+    pg.add_argument("--from", dest="start", type=int, metavar="FRAME",
+                    help="start at this frame number (default: what needs tracking: new objects through the "
+                         "whole shot, corrections up to the next prompted frame, frames an interrupted run missed)")
+    pg.add_argument("--to", dest="end", type=int, metavar="FRAME", help="stop at this frame number (inclusive)")
+    pg.add_argument("--direction", default="both", choices=["forward", "backward", "both"])
+    pg.add_argument("--objects", nargs="+", metavar="NAME", help="only these objects (default: all)")
+    pg.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    ex = ssub.add_parser("export", help="write the mattes (and shapes) from the tracking results")
+    ex.add_argument("shot", type=Path, help="the shot folder")
+    ex.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the mattes")
+    ex.add_argument("--force", action="store_true", help="write into DIR even if it holds other files")
+    ex.add_argument("--object", action=PromptAction, metavar="NAME", help="the object the clean-up options belong to")
+    _export_args(ex)
+    i = ssub.add_parser("info", help="what the shot holds")
+    i.add_argument("shot", type=Path, help="the shot folder")
+
+
 
 
 class PromptAction(argparse.Action):
-    """Keeps --object/--point/--neg-point/--box in the order given, so prompts belong to
-    the object named before them."""
+    """Keeps --object, prompts and clean-up options in the order given, so each belongs to
+    the object named before it."""
 
     def __call__(self, parser, namespace, value, option_string=None):
         kind = option_string.lstrip("-")
-        if kind != "object":
-            numbers = value.split(",")
-            want = 4 if kind == "box" else 2
+        if kind in ("point", "neg-point", "box"):
+            value = self._coords(parser, kind, value, option_string)
+        elif kind == "mask":
+            path, _, frame = value.partition(",")
             try:
-                floats = [float(v) for v in numbers[:want]]
-                frame = int(numbers[want]) if len(numbers) == want + 1 else None
-                if len(numbers) not in (want, want + 1):
-                    raise ValueError
+                value = (Path(path), int(frame) if frame else None)
             except ValueError:
-                form = "X0,Y0,X1,Y1[,FRAME]" if kind == "box" else "X,Y[,FRAME]"
-                parser.error(f"{option_string} {value!r}: expected {form}")
-            value = (floats, frame)
+                parser.error(f"{option_string} {value!r}: expected FILE[,FRAME]")
+        elif kind != "object":
+            try:
+                value = int(value) if kind in ("fill-holes", "remove-islands", "temporal") else float(value)
+            except ValueError:
+                parser.error(f"{option_string} {value!r}: expected a number")
         namespace.prompts = [*namespace.prompts, (kind, value)]
 
+    @staticmethod
+    def _coords(parser, kind, value, option_string):
+        numbers = value.split(",")
+        want = 4 if kind == "box" else 2
+        try:
+            floats = [float(v) for v in numbers[:want]]
+            frame = int(numbers[want]) if len(numbers) == want + 1 else None
+            if len(numbers) not in (want, want + 1):
+                raise ValueError
+        except ValueError:
+            form = "X0,Y0,X1,Y1[,FRAME]" if kind == "box" else "X,Y[,FRAME]"
+            parser.error(f"{option_string} {value!r}: expected {form}")
+        return floats, frame
 
-def _objects_from_prompts(prompts, default_frame: int) -> dict[str, dict[int, dict]]:
-    """{object name: {frame number: {"points": [...], "labels": [...], "box": ...}}}"""
-    objects: dict[str, dict[int, dict]] = {}
+
+@dataclass
+class ObjectRequest:
+    """What the command line asked of one object."""
+
+    prompts: dict[int, dict] = field(default_factory=dict)  # frame number -> points, labels, box, mask
+    cleanup: dict = field(default_factory=dict)
+
+
+def _requests(prompts, default_frame: int) -> dict[str, ObjectRequest]:
+    """The command line's options, object by object, in the order given."""
+    objects: dict[str, ObjectRequest] = {}
+    everyone: dict = {}  # clean-up given before any --object
     current = None
     for kind, value in prompts:
         if kind == "object":
             current = value
-            objects.setdefault(current, {})
+            objects.setdefault(current, ObjectRequest())
+            continue
+        if kind.replace("-", "_") in CLEANUP_KEYS:
+            target = everyone if current is None else objects[current].cleanup
+            target[kind.replace("-", "_")] = value
             continue
         if current is None:
             current = "object"
+        request = objects.setdefault(current, ObjectRequest())
         coords, frame = value
         frame = default_frame if frame is None else frame
-        p = objects.setdefault(current, {}).setdefault(frame, {"points": [], "labels": [], "box": None})
+        p = request.prompts.setdefault(frame, {"points": [], "labels": [], "box": None, "mask": None})
         if kind == "box":
             p["box"] = coords
+        elif kind == "mask":
+            p["mask"] = coords
         else:
             p["points"].append(coords)
             p["labels"].append(1 if kind == "point" else 0)
-    empty = [name for name, frames in objects.items() if not frames]
-    if empty:
-        raise UserError(f"Object {empty[0]!r} has no --point or --box after it.")
+    for request in objects.values():
+        request.cleanup = {**everyone, **request.cleanup}
     return objects
 
 
-def _make_writer(fmt: str, out: Path, source):
-    from sam2_core.mattes import writers
-
-    kind, codec = FORMATS[fmt]
-    aspect = getattr(source, "pixel_aspect", 1.0)
-    rate = getattr(source, "rate", None) or 24
-    if kind == "sequence":
-        return writers.AlphaSequenceWriter(out, fmt=codec, pixel_aspect=aspect)
-    if kind == "layered":
-        return writers.LayeredExrWriter(out, pixel_aspect=aspect)
-    if kind == "premult":
-        return writers.PremultipliedWriter(out, fmt=codec, rate=rate, pixel_aspect=aspect)
-    return None  # videos: one writer per object, made by _VideoWriters
-
-
-class _VideoWriters:
-    """One alpha video per object, behind the MatteWriter interface."""
-
-    def __init__(self, out: Path, codec: str, source):
-        from sam2_core.mattes import writers
-
-        self._new = lambda name: writers.AlphaVideoWriter(
-            out / f"{writers.safe_name(name)}.{'mov' if codec == 'prores4444' else 'mkv'}",
-            rate=getattr(source, "rate", None) or 24, size=source.size, codec=codec,
-            pixel_aspect=getattr(source, "pixel_aspect", 1.0), object_name=name)
-        self._writers = {}
-
-    def write(self, frame_number, mattes, plate=None):
-        for name, alpha in mattes.items():
-            if name not in self._writers:
-                self._writers[name] = self._new(name)
-            self._writers[name].write(frame_number, {name: alpha})
-        return []
-
-    def close(self):
-        for w in self._writers.values():
-            w.close()
+CLEANUP_KEYS = {flag.lstrip("-").replace("-", "_") for flag, _, _ in CLEANUP_OPTIONS}
 
 
 class Progress:
@@ -213,24 +284,64 @@ class Progress:
             print(file=sys.stderr)
 
 
+def _check_source(source: str) -> None:
+    if not Path(source).exists() and "%" not in source and "#" not in source:
+        raise UserError(f"Source not found: {source}")
+
+
+def _give_prompts(session, requests: dict[str, ObjectRequest]) -> None:
+    """Every prompt the command line named, each checked before the model runs."""
+    for request in requests.values():
+        for frame in request.prompts:
+            session.index(frame)
+    for name, request in requests.items():
+        if not request.prompts and not request.cleanup:
+            raise UserError(f"Object {name!r} has nothing after it: give it a --point, --box or --mask.")
+        for frame, p in request.prompts.items():
+            mask = _read_mask(p["mask"], frame) if p["mask"] is not None else None
+            if mask is not None:
+                session.add_prompt(name, frame, mask=mask)
+            if p["points"] or p["box"] is not None:
+                logits = session.add_prompt(name, frame, points=p["points"] or None, labels=p["labels"] or None,
+                                            box=p["box"])
+                print(f"{name}, frame {frame}: {int((logits > 0).sum())} pixels in the mask", file=sys.stderr)
+        if request.cleanup:
+            session.set_cleanup(name, request.cleanup)
+
+
+def _read_mask(path: Path, frame: int):
+    import cv2
+
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        raise UserError(f"Cannot read the mask {path} (frame {frame}): missing, or not an image.")
+    if mask.ndim == 3:
+        mask = mask[:, :, -1] if mask.shape[2] == 4 else mask.max(axis=2)
+    return mask > (mask.max() / 2 if mask.max() > 0 else 0)
+
+
+def _track_all(session, what: str = "tracking", **kwargs) -> int:
+    count = 0
+    for _ in session.track(progress=Progress(what), **kwargs):
+        count += 1
+    return count
+
+
 def cmd_track(args) -> int:
     import shutil
 
-    from sam2_core import load_model
-    from sam2_core.mattes.export import export
     from sam2_core.mattes.writers import prepare_output_dir
-    from sam2_core.shot.shot import Shot
+    from sam2_core.shot.session import ShotSession
 
     out = args.out
     shot_dir = out / ".sam2roto"
     if args.resume:
         if not (shot_dir / "shot.json").exists():
             raise UserError(f"Nothing to resume in {out}: run without --resume first.")
-        shot = Shot.open(shot_dir)
+        session = ShotSession.open(shot_dir, device=args.device)
     else:
-        if not Path(args.source).exists() and "%" not in str(args.source) and "#" not in str(args.source):
-            raise UserError(f"Source not found: {args.source}")
-        if not args.prompts:
+        _check_source(args.source)
+        if not any(kind in ("point", "neg-point", "box") for kind, _ in args.prompts):
             raise UserError("Give at least one --point or --box.")
         if shot_dir.exists():
             if not args.force:
@@ -238,79 +349,82 @@ def cmd_track(args) -> int:
                                 "or --force to start again.")
             shutil.rmtree(shot_dir)
         prepare_output_dir(out, force=args.force)
-        colour = {"colorspace": args.colorspace} if args.colorspace else {}
-        model_info = {"name": args.model, "checkpoint": str(args.checkpoint) if args.checkpoint else None,
-                      "dtype": args.dtype}
-        shot = Shot.create(shot_dir, Path(args.source).resolve() if Path(args.source).exists() else args.source,
-                           colour=colour, model=model_info)
-    with shot:
-        source = shot.source
-        numbers = list(source.frame_numbers)
-        m = shot.manifest.model
-        checkpoint = m.get("checkpoint") or None
-        model = load_model(m.get("name", args.model), checkpoint=checkpoint, device=args.device,
-                           dtype=m.get("dtype", args.dtype))
-        tracker = shot.tracker(model)
-        if not args.resume:
-            for name, frames in _objects_from_prompts(args.prompts, numbers[0]).items():
-                record = shot.object(name)
-                for frame_number, p in frames.items():
-                    if frame_number not in numbers:
-                        raise UserError(f"Frame {frame_number} (object {name!r}) is not in the source "
-                                        f"(frames {numbers[0]}-{numbers[-1]}).")
-                    tracker.add_prompt(numbers.index(frame_number), record.id, points=p["points"] or None,
-                                       labels=p["labels"] or None, box=p["box"])
-                    record.prompts.append(PromptRecord(frame=frame_number, points=p["points"], labels=p["labels"],
-                                                       box=p["box"]))
-            shot.save()
-
-        objects = {o.id: o.name for o in shot.manifest.objects}
-        if not shot.manifest.tracked:
-            _track_whole_shot(tracker, Progress("tracking"))
-            shot.manifest.tracked = True
-            shot.save()
-
-        writer = _make_writer(args.format, out, source) or _VideoWriters(out, FORMATS[args.format][1], source)
-        frames = export(tracker, objects, writer, progress=Progress("writing mattes"))
-        if args.shapes:
-            _write_shapes(tracker, objects, out)
-        shot.manifest.exports.append({"folder": str(out.resolve()), "format": args.format, "frames": frames})
-        shot.save()
-    print(f"{out}: {frames} frames of mattes for {', '.join(objects.values())}")
+        session = _create_session(shot_dir, args)
+    if not args.resume:
+        try:
+            _give_prompts(session, _requests(args.prompts, session.numbers[0]))
+        except BaseException:
+            session.close()
+            shutil.rmtree(shot_dir, ignore_errors=True)  # a bad prompt must not leave a half-made run behind
+            raise
+    with session:
+        if args.resume and args.prompts:
+            for name, request in _requests(args.prompts, session.numbers[0]).items():
+                if request.prompts:
+                    raise UserError("--resume keeps the run's prompts; to change them, use `sam2roto shot prompt "
+                                    f"{shot_dir}` and then `sam2roto shot propagate`.")
+                session.set_cleanup(name, request.cleanup)
+        if not session.shot.manifest.tracked:
+            _track_all(session)
+        result = session.export(out, args.format, shapes=args.shapes, shape_tolerance=args.shape_tolerance,
+                                force=True, progress=Progress("writing mattes"))
+    names = ", ".join(o.name for o in session.objects)
+    print(f"{out}: {result['frames']} frames of mattes for {names}")
     return EXIT_OK
 
 
-def _track_whole_shot(tracker, progress) -> None:
-    """Forward from the earliest prompt to the end, then backward to the start. A resumed
-    run starts each way at the first frame an earlier (killed) run did not finish."""
-    ids = tracker.object_ids
-    first = min(tracker.prompted_frames())
-    fresh = tracker.has_pending()  # new prompts: everything is to be tracked
+def cmd_shot(args) -> int:
+    from sam2_core.shot.session import ShotSession
 
-    def todo(frames):
-        return [i for i in frames if fresh or any(tracker.logits(i, o) is None for o in ids)]
+    if args.action == "create":
+        _check_source(args.source)
+        with _create_session(args.shot, args) as session:
+            _print_info(session.info())
+        return EXIT_OK
+    if args.action == "info":
+        from sam2_core.shot import read_manifest
 
-    forward, backward = todo(range(first, tracker.num_frames)), todo(range(first - 1, -1, -1))
-    total, count = len(forward) + len(backward), 0
-    for frames, direction in ((forward, "forward"), (backward, "backward")):
-        if not frames:
-            continue
-        start = first if fresh else frames[0]
-        for _ in tracker.propagate(start=start, direction=direction):
-            count += 1
-            progress(min(count, total), total)
-    if 0 < count < total:
-        progress(total, total)
+        read_manifest(args.shot)  # a clear error before anything loads
+    with ShotSession.open(args.shot, device=getattr(args, "device", "auto")) as session:
+        if args.action == "prompt":
+            if not args.prompts:
+                raise UserError("Give prompts: --object NAME --point X,Y,FRAME (or --neg-point, --box, --mask).")
+            _give_prompts(session, _requests(args.prompts, session.numbers[0]))
+        elif args.action == "propagate":
+            frames = _track_all(session, direction=args.direction, start=args.start, end=args.end,
+                                objects=args.objects)
+            print(f"{args.shot}: {frames} frames tracked" if frames else f"{args.shot}: nothing needed tracking")
+        elif args.action == "export":
+            for name, request in _requests(args.prompts, session.numbers[0]).items():
+                if request.prompts:
+                    raise UserError("export takes no prompts; use `sam2roto shot prompt`.")
+                session.set_cleanup(name, request.cleanup)
+            result = session.export(args.out, args.format, shapes=args.shapes, shape_tolerance=args.shape_tolerance,
+                                    force=args.force, progress=Progress("writing mattes"))
+            print(f"{result['folder']}: {result['frames']} frames of mattes for {', '.join(result['mattes'])}")
+        else:
+            _print_info(session.info())
+    return EXIT_OK
 
 
-def _write_shapes(tracker, objects, out: Path) -> None:
-    from sam2_core.mattes.export import mattes_of
-    from sam2_core.mattes.shapes import shapes_from_mattes, write_shapes_json
-    from sam2_core.mattes.writers import safe_name
+def _create_session(folder: Path, args):
+    from sam2_core.shot.session import ShotSession
 
-    for obj_id, name in objects.items():
-        per_frame = ((number, mattes[name]) for _, number, mattes, _ in mattes_of(tracker, {obj_id: name}))
-        write_shapes_json(out / f"{safe_name(name)}.shapes.json", shapes_from_mattes(per_frame), name)
+    source = Path(args.source).resolve() if Path(args.source).exists() else args.source
+    return ShotSession.create(folder, source, colour={"colorspace": args.colorspace} if args.colorspace else {},
+                              model_name=args.model, checkpoint=args.checkpoint, device=args.device, dtype=args.dtype)
+
+
+def _print_info(info: dict) -> None:
+    w, h = info["size"]
+    print(f"shot    {info['shot']}")
+    print(f"source  {info['source']}  ({w}x{h}, frames {info['frames'][0]}-{info['frames'][1]})")
+    print(f"model   {info['model']}")
+    print(f"tracked {'yes' if info['tracked'] else 'no'}")
+    for o in info["objects"]:
+        frames = ", ".join(map(str, o["prompted_frames"])) or "none"
+        cleanup = ", ".join(f"{k} {v:g}" for k, v in o["cleanup"].items())
+        print(f"object  {o['object']}: prompts on frames {frames}" + (f"; clean-up: {cleanup}" if cleanup else ""))
 
 
 def cmd_segment(args) -> int:
@@ -348,6 +462,12 @@ def cmd_segment(args) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args) -> int:
+    from .service import serve_stdio
+
+    return serve_stdio(args.device)
+
+
 def cmd_weights(args) -> int:
     from sam2_core.model import weights
 
@@ -373,17 +493,21 @@ def main(argv: list[str] | None = None) -> int:
     from sam2_core.model.checkpoint import CheckpointError
     from sam2_core.model.weights import WeightsError
     from sam2_core.shot import ManifestError, ShotInUseError
+    from sam2_core.shot.session import SessionError
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
-        return {"segment": cmd_segment, "track": cmd_track, "weights": cmd_weights}[args.command](args)
+        commands = {"segment": cmd_segment, "track": cmd_track, "shot": cmd_shot, "serve": cmd_serve,
+                    "weights": cmd_weights}
+        return commands[args.command](args)
     except (UserError, CheckpointError, WeightsError, ValueError, CacheError, ExportError, ManifestError,
-            ShotInUseError, IndexError, KeyError, FileNotFoundError) as e:
+            ShotInUseError, SessionError, IndexError, KeyError, FileNotFoundError, FileExistsError) as e:
         print(f"sam2roto: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("\nsam2roto: interrupted; what was done is kept (track: run again with --resume)", file=sys.stderr)
+        print("\nsam2roto: interrupted; what was done is kept (track: run again with --resume; "
+              "shot: propagate again)", file=sys.stderr)
         return 130
 
 

@@ -1,9 +1,11 @@
 """`sam2roto track` end to end with a random-weight tiny checkpoint on a generated clip."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -102,13 +104,14 @@ def test_bad_input(clip, official_checkpoint, tmp_path, capsys):
     cases = [
         (["track", str(tmp_path / "missing"), "--point", "1,1", "--out", str(tmp_path / "a")], "Source not found"),
         (["track", str(clip), "--point", "400,10", "--out", str(tmp_path / "b")], "outside the plate"),
-        (["track", str(clip), "--point", "10,10,2000", "--out", str(tmp_path / "c")], "not in the source"),
+        (["track", str(clip), "--point", "10,10,2000", "--out", str(tmp_path / "c")], "not in the shot"),
         (["track", str(clip), "--out", str(tmp_path / "d")], "at least one --point"),
         (["track", str(clip), "--resume", "--out", str(tmp_path / "e")], "Nothing to resume"),
     ]
     for argv, words in cases:
         assert main(argv + base) == 1, argv
         assert words in capsys.readouterr().err
+        assert not Path(argv[-1], ".sam2roto").exists()  # nothing half-made blocks the next try
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "precious.exr").write_text("keep me")
@@ -130,3 +133,28 @@ def test_a_manifest_edited_into_nonsense_is_a_clear_error(tracked, official_chec
     (out / ".sam2roto" / "shot.json").write_text("{ not json")
     assert main(["track", "--resume", "x", "--out", str(out)]) == 1
     assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_cleanly_and_resume_finishes(clip, tracked, official_checkpoint, tmp_path):
+    out = tmp_path / "mattes"
+    argv = track_args(clip, out, official_checkpoint(NAME))
+    code = f"import sys; from sam2roto.cli import main; sys.exit(main({argv!r}))"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+    results = out / ".sam2roto" / "tracking" / "results"
+    deadline = time.monotonic() + 300
+    while len(list(results.glob("*.entry"))) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted; what was done is kept" in err and "Traceback" not in err
+    assert not (out / ".sam2roto" / "lock").exists()  # the shot was closed, not abandoned
+    assert main(["track", "--resume", str(clip), "--out", str(out), "--checkpoint", str(official_checkpoint(NAME)),
+                 "--device", "cpu"]) == 0
+    for i in range(4):
+        name = f"ball/ball.{FIRST + i:04d}.png"
+        a = cv2.imread(str(tracked / name), cv2.IMREAD_UNCHANGED).astype(int)
+        b = cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED).astype(int)
+        assert np.abs(a - b).max() <= 2, name
+    assert not list(out.rglob("*.partial*")) and not list(out.rglob("*.tmp"))

@@ -1,0 +1,84 @@
+"""`sam2roto shot ...`: the step-by-step workflow on a shot folder, end to end with a
+random-weight tiny checkpoint, and its errors."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from sam2roto.cli import main
+from tests.sam2_core.tracking.conftest import moving_disc_frames
+
+NAME = "sam2.1_hiera_tiny"
+FIRST = 1001
+N = 4
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clip")
+    for i, frame in enumerate(moving_disc_frames(N)):
+        cv2.imwrite(str(folder / f"plate.{FIRST + i:04d}.png"), frame[:, :, ::-1])
+    return folder
+
+
+def test_create_prompt_propagate_correct_export_info(clip, official_checkpoint, tmp_path, capsys):
+    shot = tmp_path / "ball.shot"
+    dev = ["--device", "cpu"]
+    assert main(["shot", "create", str(shot), str(clip), "--model", NAME,
+                 "--checkpoint", str(official_checkpoint(NAME))] + dev) == 0
+    assert "frames 1001-1004" in capsys.readouterr().out
+
+    rough = np.zeros((240, 320), np.uint8)
+    cv2.circle(rough, (240, 50), 30, 255, -1)
+    cv2.imwrite(str(tmp_path / "square.png"), rough)
+    assert main(["shot", "prompt", str(shot), "--object", "ball", "--point", "60,120",
+                 "--object", "square", "--mask", f"{tmp_path / 'square.png'},{FIRST}"] + dev) == 0
+    assert main(["shot", "propagate", str(shot)] + dev) == 0
+    assert f"{N} frames tracked" in capsys.readouterr().out
+
+    # a correction on a tracked frame re-tracks from it to the end, and only that object
+    assert main(["shot", "prompt", str(shot), "--object", "ball", "--neg-point", f"10,10,{FIRST + 2}"] + dev) == 0
+    assert main(["shot", "propagate", str(shot)] + dev) == 0
+    assert "2 frames tracked" in capsys.readouterr().out
+    assert main(["shot", "propagate", str(shot)] + dev) == 0
+    assert "nothing needed tracking" in capsys.readouterr().out
+
+    out = tmp_path / "mattes"
+    assert main(["shot", "export", str(shot), "--out", str(out), "--format", "exr", "--shapes",
+                 "--shape-tolerance", "0.5", "--object", "ball", "--feather", "1.5"]) == 0
+    assert sorted(p.name for p in (out / "ball").iterdir()) == [f"ball.{FIRST + i}.exr" for i in range(N)]
+    assert (out / "square.shapes.json").is_file()
+
+    assert main(["shot", "info", str(shot)]) == 0
+    info = capsys.readouterr().out
+    assert f"object  ball: prompts on frames {FIRST}, {FIRST + 2}; clean-up: feather 1.5" in info
+    assert "object  square: prompts on frames 1001" in info and "tracked yes" in info
+    manifest = json.loads((shot / "shot.json").read_text())
+    assert manifest["exports"][-1]["format"] == "exr"
+
+    # exporting into a folder with files is refused unless forced; nothing there is touched
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main(["shot", "export", str(shot), "--out", str(out)]) == 1
+    assert "already holds" in capsys.readouterr().err
+    assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+
+def test_shot_command_errors(clip, official_checkpoint, tmp_path, capsys):
+    shot = tmp_path / "s"
+    ckpt = ["--checkpoint", str(official_checkpoint(NAME)), "--device", "cpu"]
+    assert main(["shot", "info", str(tmp_path / "nowhere")]) == 1
+    assert "No shot in" in capsys.readouterr().err
+    assert main(["shot", "create", str(shot), str(tmp_path / "missing.mov")] + ckpt) == 1
+    assert "Source not found" in capsys.readouterr().err
+    assert main(["shot", "create", str(shot), str(clip)] + ckpt) == 0
+    assert main(["shot", "create", str(shot), str(clip)] + ckpt) == 1
+    assert "already a shot" in capsys.readouterr().err
+    assert main(["shot", "propagate", str(shot), "--device", "cpu"]) == 1
+    assert "Nothing to track" in capsys.readouterr().err
+    assert main(["shot", "prompt", str(shot), "--point", "10,10,7", "--device", "cpu"]) == 1
+    assert "Frame 7 is not in the shot" in capsys.readouterr().err
+    assert main(["shot", "prompt", str(shot), "--mask", f"{tmp_path / 'none.png'}", "--device", "cpu"]) == 1
+    assert "Cannot read the mask" in capsys.readouterr().err
+    assert json.loads((shot / "shot.json").read_text())["objects"] == []  # the bad prompts left nothing
