@@ -1,0 +1,471 @@
+"""`sam2roto serve --stdio`: the service hosts talk to (PROTOCOL.md beside this file).
+
+JSON-RPC 2.0 over stdin/stdout with LSP framing. A reader thread takes messages off
+stdin so that a `$/cancelRequest` reaches a running `track`; requests are answered one
+at a time, in order, on the main thread. A bad request gets an error answer; nothing a
+host sends stops the service except `shutdown` or closing its stdin.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+PROTOCOL_VERSION = 1
+log = logging.getLogger("sam2roto.service")
+
+PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
+USER_ERROR, NO_SHOT, SHOT_IN_USE, REFUSED_PATH = -32000, -32001, -32002, -32003
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+# -- framing ----------------------------------------------------------------------------
+
+class FramingError(Exception):
+    pass
+
+
+def read_message(stream: BinaryIO) -> bytes | None:
+    """One framed message body, or None at the end of the stream."""
+    length = None
+    while True:
+        line = stream.readline()
+        if not line:
+            return None
+        line = line.strip()
+        if not line:
+            if length is None:
+                raise FramingError("a message header without Content-Length")
+            break
+        name, _, value = line.decode("ascii", "replace").partition(":")
+        if name.strip().lower() == "content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                raise FramingError(f"bad Content-Length {value.strip()!r}") from None
+    body = stream.read(length)
+    if len(body) < length:
+        return None
+    return body
+
+
+class FdReader:
+    """readline/read straight off a file descriptor. sys.stdin's buffered reader would do,
+    but a thread blocked in it makes Python abort at exit ("could not acquire lock")."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buffer = b""
+
+    def _fill(self) -> bool:
+        chunk = os.read(self.fd, 1 << 16)
+        self.buffer += chunk
+        return bool(chunk)
+
+    def readline(self) -> bytes:
+        while b"\n" not in self.buffer:
+            if not self._fill():
+                line, self.buffer = self.buffer, b""
+                return line
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line + b"\n"
+
+    def read(self, n: int) -> bytes:
+        while len(self.buffer) < n and self._fill():
+            pass
+        data, self.buffer = self.buffer[:n], self.buffer[n:]
+        return data
+
+
+def write_message(stream: BinaryIO, message: dict) -> None:
+    body = json.dumps(message, separators=(",", ":")).encode()
+    stream.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    stream.flush()
+
+
+# -- parameters -------------------------------------------------------------------------
+
+def _number(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+        raise RpcError(INVALID_PARAMS, f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _frame(value, name: str = "frame") -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RpcError(INVALID_PARAMS, f"{name} must be a frame number (an integer), got {value!r}")
+    return value
+
+
+def _name(value, name: str = "object") -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise RpcError(INVALID_PARAMS, f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _path(value, name: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise RpcError(INVALID_PARAMS, f"{name} must be a path (a string), got {value!r}")
+    if "\0" in value or not os.path.isabs(value):
+        raise RpcError(REFUSED_PATH, f"{name} {value!r} is refused: paths must be absolute")
+    return Path(os.path.normpath(value))
+
+
+def _points(value, name: str) -> list[list[float]]:
+    if not isinstance(value, list) or not all(isinstance(p, list) and len(p) == 2 for p in value):
+        raise RpcError(INVALID_PARAMS, f"{name} must be a list of [x, y] pairs, got {value!r}")
+    return [[_number(x, name), _number(y, name)] for x, y in value]
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return path == folder or folder in path.parents
+
+
+# -- the service ------------------------------------------------------------------------
+
+class Service:
+    """The methods of PROTOCOL.md on one shot at a time."""
+
+    def __init__(self, notify, device: str = "auto"):
+        self.notify = notify  # notify(method, params): send a notification to the host
+        self.device = device
+        self.session = None
+        self.cancel = threading.Event()  # set by the host's $/cancelRequest for the running request
+        self.request_id = None  # the id of the request being answered
+
+    def call(self, method: str, params) -> object:
+        handler = METHODS.get(method)
+        if handler is None:
+            raise RpcError(METHOD_NOT_FOUND, f"unknown method {method!r}; methods: {', '.join(METHODS)}")
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise RpcError(INVALID_PARAMS, "params must be an object (named parameters)")
+        _check_names(handler, params, method)
+        return handler(self, **params)
+
+    @property
+    def shot(self):
+        if self.session is None:
+            raise RpcError(NO_SHOT, "No shot is open: call shot/create or shot/open first.")
+        return self.session
+
+    # -- shots
+
+    def initialize(self):
+        from importlib.metadata import PackageNotFoundError, version
+
+        from sam2_core.model.configs import CONFIGS
+
+        try:
+            ours = version("sam2roto")
+        except PackageNotFoundError:
+            ours = "unknown"
+        return {"name": "sam2roto", "version": ours, "protocol": PROTOCOL_VERSION, "models": list(CONFIGS)}
+
+    def shot_create(self, shot, source, colorspace=None, model=None, checkpoint=None, device=None, dtype="float32"):
+        from sam2_core.shot.session import ShotSession
+
+        folder, footage = _path(shot, "shot"), _path(source, "source")
+        if folder.exists() and any(folder.iterdir()):
+            if (folder / "shot.json").exists():
+                raise RpcError(USER_ERROR, f"There is already a shot in {folder}: open it with shot/open.")
+            raise RpcError(REFUSED_PATH, f"shot {folder} is refused: the folder holds other files; "
+                                         "a shot needs a new or empty folder")
+        if not footage.exists() and "%" not in source and "#" not in source:
+            raise RpcError(USER_ERROR, f"Source not found: {footage}")
+        self._close()
+        self.session = ShotSession.create(
+            folder, footage, colour={"colorspace": colorspace} if colorspace else {}, model_name=model,
+            checkpoint=None if checkpoint is None else _path(checkpoint, "checkpoint"),
+            device=device or self.device, dtype=dtype)
+        return self.session.info()
+
+    def shot_open(self, shot, device=None):
+        from sam2_core.shot.session import ShotSession
+
+        folder = _path(shot, "shot")
+        self._close()
+        self.session = ShotSession.open(folder, device=device or self.device)
+        return self.session.info()
+
+    def shot_info(self):
+        return self.shot.info()
+
+    def shot_close(self):
+        self._close()
+
+    def _close(self):
+        if self.session is not None:
+            session, self.session = self.session, None
+            session.close()
+
+    # -- objects
+
+    def object_add(self, object, colour=None):
+        s = self.shot
+        return s.object_info(s.add_object(_name(object), colour))
+
+    def object_rename(self, object, name):
+        s = self.shot
+        return s.object_info(s.rename_object(_name(object), _name(name, "name")))
+
+    def object_remove(self, object):
+        self.shot.remove_object(_name(object))
+
+    # -- prompts and masks
+
+    def prompt_add(self, object, frame, points=None, labels=None, box=None, mask=None):
+        s = self.shot
+        name, frame = _name(object), _frame(frame)
+        if points is not None:
+            points = _points(points, "points")
+        if labels is not None and (not isinstance(labels, list) or any(v not in (0, 1) for v in labels)
+                                   or any(isinstance(v, bool) for v in labels)):
+            raise RpcError(INVALID_PARAMS, f"labels must be a list of 1 (object) and 0 (not), got {labels!r}")
+        if box is not None:
+            if not isinstance(box, list) or len(box) != 4:
+                raise RpcError(INVALID_PARAMS, f"box must be [x0, y0, x1, y1], got {box!r}")
+            box = [_number(v, "box") for v in box]
+        if mask is not None:
+            mask = self._read_mask(_path(mask, "mask"), frame)
+        logits = s.add_prompt(name, frame, points=points, labels=labels, box=box, mask=mask)
+        return self._answer(name, frame, logits)
+
+    def prompt_undo(self):
+        record, frame, logits = self.shot.undo()
+        return self._answer(record.name, frame, logits)
+
+    def mask_get(self, object, frame):
+        name, frame = _name(object), _frame(frame)
+        return self._answer(name, frame, self.shot.logits(name, frame))
+
+    def _read_mask(self, path: Path, frame: int) -> np.ndarray:
+        import cv2
+
+        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if image is None:
+            raise RpcError(USER_ERROR, f"Cannot read the mask {path} (frame {frame}): missing, or not an image.")
+        if image.ndim == 3:
+            image = image[:, :, -1] if image.shape[2] == 4 else image.max(axis=2)
+        return image > (int(image.max()) // 2 if image.max() > 0 else 0)
+
+    def _answer(self, name: str, frame: int, logits: np.ndarray | None) -> dict:
+        """A frame's mask as an 8-bit PNG in the shot folder, for the host to show."""
+        import cv2
+
+        s = self.shot
+        if logits is None:
+            return {"object": name, "frame": frame, "mask": None, "area": 0, "score": None}
+        record = s.object(name)
+        folder = s.shot.folder / "display" / str(record.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{frame}.png"
+        mask = (logits > 0).astype(np.uint8) * 255
+        tmp = folder / f".{frame}.{os.getpid()}.png"
+        if not cv2.imwrite(str(tmp), mask):
+            raise RpcError(USER_ERROR, f"Could not write the mask of {name!r}, frame {frame}, into {folder}.")
+        os.replace(tmp, path)
+        return {"object": name, "frame": frame, "mask": str(path.resolve()), "area": int((logits > 0).sum()),
+                "score": s.object_score(name, frame)}
+
+    # -- tracking and export
+
+    def track(self, direction="both", objects=None, **span):
+        s = self.shot
+        start = None if span.get("from") is None else _frame(span["from"], "from")
+        end = None if span.get("to") is None else _frame(span["to"], "to")
+        if objects is not None and (not isinstance(objects, list) or not all(isinstance(o, str) for o in objects)):
+            raise RpcError(INVALID_PARAMS, f"objects must be a list of object names, got {objects!r}")
+        if direction not in ("forward", "backward", "both"):
+            raise RpcError(INVALID_PARAMS, f"direction must be forward, backward or both, got {direction!r}")
+        self.cancel.clear()
+        counts = [0, 0]
+
+        def progress(done, total):
+            counts[:] = [done, total]
+
+        request_id = self.request_id
+        for frame_number, _ in s.track(direction, start, end, objects, cancel=self.cancel, progress=progress):
+            self.notify("$/progress", {"id": request_id, "done": counts[0], "total": counts[1],
+                                       "frame": frame_number})
+        return {"frames": counts[0], "cancelled": self.cancel.is_set()}
+
+    def export(self, out, format="png16", shapes=False, shape_tolerance=None, force=False, cleanup=None):
+        s = self.shot
+        folder = _path(out, "out")
+        shot_folder = s.shot.folder
+        if _inside(shot_folder, folder) or any(_inside(folder, shot_folder / part)
+                                               for part in ("cache", "tracking", "prompts", "display")):
+            raise RpcError(REFUSED_PATH, f"out {folder} is refused: it would mix mattes with the shot's own "
+                                         f"files; choose a folder outside {shot_folder} (or a new one inside it)")
+        if _inside(folder, s.shot.source_path if s.shot.source_path.is_dir() else s.shot.source_path.parent):
+            raise RpcError(REFUSED_PATH, f"out {folder} is refused: it lies in the footage's folder; "
+                                         "mattes never go beside the plates")
+        if cleanup is not None:
+            if not isinstance(cleanup, dict) or not all(isinstance(v, dict) for v in cleanup.values()):
+                raise RpcError(INVALID_PARAMS, "cleanup must map object names to settings, e.g. "
+                                               '{"car": {"grow": 2, "feather": 1.5}}')
+            for name, settings in cleanup.items():
+                s.set_cleanup(_name(name), settings)
+        tolerance = None if shape_tolerance is None else _number(shape_tolerance, "shape_tolerance")
+        return s.export(folder, format, shapes=bool(shapes), shape_tolerance=tolerance, force=bool(force))
+
+    def shutdown(self):
+        self._close()
+
+
+METHODS = {
+    "initialize": Service.initialize,
+    "shot/create": Service.shot_create, "shot/open": Service.shot_open, "shot/info": Service.shot_info,
+    "shot/close": Service.shot_close,
+    "object/add": Service.object_add, "object/rename": Service.object_rename, "object/remove": Service.object_remove,
+    "prompt/add": Service.prompt_add, "prompt/undo": Service.prompt_undo, "mask/get": Service.mask_get,
+    "track": Service.track, "export": Service.export, "shutdown": Service.shutdown,
+}
+SPAN_PARAMS = {"from", "to"}  # `track` names that are Python keywords
+
+
+def _check_names(handler, params: dict, method: str) -> None:
+    sig = inspect.signature(handler)
+    names = [n for n in sig.parameters if n not in ("self", "span")]
+    allowed = set(names) | (SPAN_PARAMS if method == "track" else set())
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise RpcError(INVALID_PARAMS, f"{method}: unknown parameter(s) {', '.join(unknown)}; "
+                                       f"it takes {', '.join(sorted(allowed)) or 'none'}")
+    missing = [n for n in names if sig.parameters[n].default is inspect.Parameter.empty and n not in params]
+    if missing:
+        raise RpcError(INVALID_PARAMS, f"{method}: missing parameter(s) {', '.join(missing)}")
+
+
+def _error_code(e: Exception) -> int | None:
+    """The JSON-RPC code of an error the user can act on; None for a bug."""
+    from sam2_core.cache.store import CacheError
+    from sam2_core.mattes.writers import ExportError
+    from sam2_core.model.checkpoint import CheckpointError
+    from sam2_core.model.weights import WeightsError
+    from sam2_core.shot import ManifestError, ShotInUseError
+
+    if isinstance(e, RpcError):
+        return e.code
+    if isinstance(e, ShotInUseError):
+        return SHOT_IN_USE
+    if isinstance(e, (ValueError, KeyError, IndexError, CacheError, ExportError, CheckpointError, WeightsError,
+                      ManifestError, FileNotFoundError, FileExistsError, PermissionError)):
+        return USER_ERROR
+    return None
+
+
+# -- the loop ---------------------------------------------------------------------------
+
+class Server:
+    def __init__(self, inp: BinaryIO, out: BinaryIO, device: str = "auto"):
+        self.inp, self.out = inp, out
+        self._send_lock = threading.Lock()
+        self.service = Service(self.notify, device)
+        self.inbox: queue.Queue = queue.Queue()
+        self.running_id = None  # the id of the request being answered
+
+    def send(self, message: dict) -> None:
+        with self._send_lock:
+            write_message(self.out, message)
+
+    def notify(self, method: str, params: dict) -> None:
+        self.send({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def _reader(self) -> None:
+        """Messages off stdin; a cancel for the running request acts at once."""
+        while True:
+            try:
+                body = read_message(self.inp)
+            except FramingError as e:
+                self.inbox.put(("error", str(e)))
+                continue
+            if body is None:
+                self.inbox.put(("eof", None))
+                return
+            try:
+                message = json.loads(body)
+            except ValueError as e:
+                self.inbox.put(("error", f"not JSON: {e}"))
+                continue
+            if isinstance(message, dict) and message.get("method") == "$/cancelRequest":
+                target = (message.get("params") or {}).get("id") if isinstance(message.get("params"), dict) else None
+                if target is not None and target == self.running_id:
+                    self.service.cancel.set()
+                continue
+            self.inbox.put(("message", message))
+
+    def run(self) -> None:
+        threading.Thread(target=self._reader, name="sam2roto-stdin", daemon=True).start()
+        try:
+            while True:
+                kind, item = self.inbox.get()
+                if kind == "eof":
+                    return
+                if kind == "error":
+                    self.send(_error(None, PARSE_ERROR, f"Unreadable message: {item}"))
+                    continue
+                if self.handle(item) == "shutdown":
+                    return
+        finally:
+            self.service.shutdown()
+
+    def handle(self, message) -> str | None:
+        valid = isinstance(message, dict) and message.get("jsonrpc") == "2.0" and isinstance(message.get("method"), str)
+        if not valid:
+            self.send(_error(message.get("id") if isinstance(message, dict) else None, INVALID_REQUEST,
+                             "Not a JSON-RPC 2.0 request (it needs \"jsonrpc\": \"2.0\" and a \"method\")"))
+            return None
+        method, request_id, is_request = message["method"], message.get("id"), "id" in message
+        if method.startswith("$/"):
+            return None  # notifications the service does not use
+        params = message.get("params")
+        self.running_id = request_id
+        try:
+            self.service.request_id = request_id
+            result = self.service.call(method, params)
+        except Exception as e:  # the service never dies from a bad request
+            code = _error_code(e)
+            if code is None:
+                log.exception("sam2roto service: %s failed", method)
+                code, text = INTERNAL_ERROR, f"{method} failed: {type(e).__name__}: {e}"
+            else:
+                text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+            if is_request:
+                self.send(_error(request_id, code, text))
+            return None
+        finally:
+            self.running_id = None
+        if is_request:
+            self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
+        return "shutdown" if method == "shutdown" else None
+
+
+def _error(request_id, code: int, message: str) -> dict:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+
+
+def serve_stdio(device: str = "auto") -> int:
+    """Serve on this process's stdin/stdout. Anything else that prints goes to stderr,
+    so that stdout carries protocol messages only."""
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr
+    Server(FdReader(sys.stdin.fileno()), out, device).run()
+    return 0

@@ -1,0 +1,236 @@
+"""`sam2roto serve --stdio` as a host sees it: a child process speaking JSON-RPC 2.0 with
+LSP framing, driven through a whole shot, and fed bad requests that it must survive."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.sam2_core.tracking.conftest import moving_disc_frames
+
+NAME = "sam2.1_hiera_tiny"
+FIRST = 1001
+N = 5
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Client:
+    """A host's end of the pipe: requests with ids, notifications collected on the side."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([sys.executable, "-m", "sam2roto", "serve", "--stdio", "--device", "cpu"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
+        self.next_id = 0
+        self.notifications = []
+        self.lock = threading.Lock()
+
+    def send_raw(self, body: bytes) -> None:
+        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.proc.stdin.flush()
+
+    def send(self, message: dict) -> None:
+        self.send_raw(json.dumps(message).encode())
+
+    def read(self) -> dict:
+        length = None
+        while True:
+            line = self.proc.stdout.readline()
+            assert line, "the service closed its stdout: " + self.proc.stderr.read().decode()[-2000:]
+            if line.strip() == b"":
+                break
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        return json.loads(self.proc.stdout.read(length))
+
+    def answer(self, request_id):
+        while True:
+            message = self.read()
+            if "id" in message and message.get("method") is None and message["id"] == request_id:
+                return message
+            self.notifications.append(message)
+
+    def request(self, method, params=None, *, wait=True):
+        self.next_id += 1
+        message = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        self.send(message)
+        return self.answer(self.next_id) if wait else self.next_id
+
+    def call(self, method, params=None):
+        reply = self.request(method, params)
+        assert "result" in reply, reply
+        return reply["result"]
+
+    def error(self, method, params=None) -> dict:
+        reply = self.request(method, params)
+        assert "error" in reply, reply
+        return reply["error"]
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            stream.close()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clip")
+    for i, frame in enumerate(moving_disc_frames(N)):
+        cv2.imwrite(str(folder / f"plate.{FIRST + i:04d}.png"), frame[:, :, ::-1])
+    return folder
+
+
+@pytest.fixture
+def client():
+    c = Client()
+    yield c
+    c.close()
+
+
+def new_shot(client, clip, folder, official_checkpoint):
+    return client.call("shot/create", {"shot": str(folder), "source": str(clip), "model": NAME,
+                                       "checkpoint": str(official_checkpoint(NAME)), "device": "cpu"})
+
+
+def read_mask(answer) -> np.ndarray:
+    return cv2.imread(answer["mask"], cv2.IMREAD_UNCHANGED)
+
+
+def test_a_whole_shot_through_the_service(client, clip, official_checkpoint, tmp_path):
+    hello = client.call("initialize", {})
+    assert hello["protocol"] == 1 and NAME in hello["models"]
+    info = new_shot(client, clip, tmp_path / "shot", official_checkpoint)
+    assert info["frames"] == [FIRST, FIRST + N - 1] and info["size"] == [320, 240] and info["objects"] == []
+
+    assert client.call("object/add", {"object": "ball", "colour": [1, 0, 0]})["colour"] == [1, 0, 0]
+    one = client.call("prompt/add", {"object": "ball", "frame": FIRST, "points": [[60, 120]], "labels": [1]})
+    mask_one = read_mask(one)
+    assert mask_one.shape == (240, 320) and one["area"] == int((mask_one > 0).sum())
+    assert Path(one["mask"]).is_relative_to(tmp_path / "shot")
+    two = client.call("prompt/add", {"object": "ball", "frame": FIRST, "points": [[20, 20]], "labels": [0]})
+    assert two["frame"] == FIRST and isinstance(two["score"], float)
+    undone = client.call("prompt/undo", {})
+    assert (undone["object"], undone["frame"]) == ("ball", FIRST)
+    assert np.array_equal(read_mask(undone), mask_one)  # the answer before the undone click
+
+    rough = np.zeros((240, 320), np.uint8)
+    cv2.rectangle(rough, (210, 20), (270, 80), 255, -1)
+    cv2.imwrite(str(tmp_path / "rough.png"), rough)
+    square = client.call("prompt/add", {"object": "square", "frame": FIRST, "mask": str(tmp_path / "rough.png")})
+    assert ((read_mask(square) > 0) == (rough > 0)).mean() > 0.97
+
+    request = client.request("track", {}, wait=False)
+    result = client.answer(request)["result"]
+    progress = [n["params"] for n in client.notifications if n["method"] == "$/progress"]
+    assert result == {"frames": N, "cancelled": False}
+    assert [p["frame"] for p in progress] == [FIRST + i for i in range(N)]
+    assert progress[-1]["done"] == progress[-1]["total"] == N and progress[0]["id"] == request
+
+    later = client.call("mask/get", {"object": "ball", "frame": FIRST + 3})
+    assert read_mask(later).shape == (240, 320)
+    # a correction re-tracks from its frame to the end, nothing before it
+    client.call("prompt/add", {"object": "ball", "frame": FIRST + 2, "points": [[5, 5]], "labels": [0]})
+    assert client.call("track", {}) == {"frames": 3, "cancelled": False}
+
+    out = tmp_path / "mattes"
+    exported = client.call("export", {"out": str(out), "format": "png16", "shapes": True, "shape_tolerance": 0.5,
+                                      "cleanup": {"ball": {"feather": 1.0}}})
+    assert exported["frames"] == N and set(exported["shapes"]) == {"ball", "square"}
+    for name, pattern in exported["mattes"].items():
+        assert Path(pattern.replace("####", str(FIRST + N - 1))).is_file(), name
+    assert client.call("shot/info", {})["objects"][0]["cleanup"] == {"feather": 1.0}
+
+    client.call("object/rename", {"object": "square", "name": "box"})
+    client.call("object/remove", {"object": "ball"})
+    assert [o["object"] for o in client.call("shot/info", {})["objects"]] == ["box"]
+    assert client.call("shutdown", {}) is None
+    assert client.proc.wait(timeout=30) == 0
+    assert not (tmp_path / "shot" / "lock").exists()
+
+
+def test_cancel_keeps_the_finished_frames_and_tracking_goes_on_later(client, clip, official_checkpoint, tmp_path):
+    new_shot(client, clip, tmp_path / "shot", official_checkpoint)
+    client.call("prompt/add", {"object": "ball", "frame": FIRST, "points": [[60, 120]]})
+    request = client.request("track", {"direction": "forward"}, wait=False)
+    while True:  # cancel once the first frame is reported
+        message = client.read()
+        if message.get("method") == "$/progress":
+            client.send({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": request}})
+            break
+    reply = client.answer(request)
+    assert reply["result"]["cancelled"] is True and 1 <= reply["result"]["frames"] < N
+    finished = client.call("mask/get", {"object": "ball", "frame": FIRST + reply["result"]["frames"] - 1})
+    assert finished["mask"] is not None
+    rest = client.call("track", {})
+    assert rest["frames"] == N - reply["result"]["frames"] and not rest["cancelled"]
+
+
+def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official_checkpoint, tmp_path):
+    def alive():
+        assert client.call("initialize", {})["name"] == "sam2roto"
+
+    client.send_raw(b"{this is not json")
+    reply = client.read()
+    assert reply["error"]["code"] == -32700 and reply["id"] is None
+    alive()
+    client.send({"jsonrpc": "1.0", "id": 99, "method": "initialize"})
+    assert client.read()["error"]["code"] == -32600
+    assert client.error("paint/everything")["code"] == -32601
+    assert client.error("shot/info")["code"] == -32001
+    assert client.error("shot/open", {"shot": "relative/shot"})["code"] == -32003
+    assert client.error("shot/open", {"shot": str(tmp_path / "none")})["message"].startswith("No shot in")
+    err = client.error("shot/create", {"shot": str(tmp_path / "s")})
+    assert err["code"] == -32602 and "source" in err["message"]
+    err = client.error("shot/create", {"shot": str(tmp_path / "s"), "source": str(clip), "colour": "red"})
+    assert err["code"] == -32602 and "colour" in err["message"]
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    assert client.error("shot/create", {"shot": str(busy), "source": str(clip)})["code"] == -32003
+    assert (busy / "notes.txt").read_text() == "mine" and sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+    alive()
+
+    new_shot(client, clip, tmp_path / "shot", official_checkpoint)
+    bad_prompts = [
+        ({"object": "ball", "frame": "first", "points": [[1, 1]]}, -32602, "frame"),
+        ({"object": "ball", "frame": FIRST, "points": [[1, "x"]]}, -32602, "points"),
+        ({"object": "ball", "frame": FIRST, "points": [[1, 1]], "labels": [7]}, -32602, "labels"),
+        ({"object": "ball", "frame": 7, "points": [[1, 1]]}, -32000, "Frame 7 is not in the shot"),
+        ({"object": "ball", "frame": FIRST, "points": [[999, 1]]}, -32000, "outside the plate"),
+        ({"object": "ball", "frame": FIRST, "mask": str(tmp_path / "nope.png")}, -32000, "Cannot read the mask"),
+        ({"object": "", "frame": FIRST, "points": [[1, 1]]}, -32602, "object"),
+    ]
+    for params, code, words in bad_prompts:
+        err = client.error("prompt/add", params)
+        assert err["code"] == code and words in err["message"], (params, err)
+    assert client.call("shot/info", {})["objects"] == []  # nothing was half-added
+    client.call("prompt/add", {"object": "ball", "frame": FIRST, "points": [[60, 120]]})
+    for out in (tmp_path / "shot" / "cache", tmp_path / "shot", clip / "mattes"):
+        assert client.error("export", {"out": str(out)})["code"] == -32003
+    assert not (clip / "mattes").exists()
+    assert client.error("track", {"direction": "up"})["code"] == -32602
+    assert client.error("export", {"out": str(tmp_path / "m"), "format": "gif"})["code"] == -32000
+
+    other = Client()  # a second host on the same shot is told it is in use
+    try:
+        err = other.error("shot/open", {"shot": str(tmp_path / "shot")})
+        assert err["code"] == -32002 and "in use by process" in err["message"]
+    finally:
+        other.close()
+    alive()
+    client.proc.stdin.close()  # the host went away: the service closes the shot and exits
+    assert client.proc.wait(timeout=30) == 0
+    assert not (tmp_path / "shot" / "lock").exists()
+    time.sleep(0)
