@@ -198,6 +198,38 @@ class SAM2ROTO_OT_remove_object(_Guarded, bpy.types.Operator):
         return {"FINISHED"}
 
 
+class SAM2ROTO_OT_rename_object(_Guarded, bpy.types.Operator):
+    """Rename the object (its prompts and tracking stay; the next Import Results names its layer so)"""
+
+    bl_idname = "sam2roto.rename_object"
+    bl_label = "Rename Object"
+    bl_options = {"REGISTER"}
+
+    name: OBJECT
+    new_name: StringProperty(name="New name", default="")
+
+    def invoke(self, context, _event):
+        active = context.scene.sam2roto.active()
+        self.new_name = active.name if active else ""
+        return context.window_manager.invoke_props_dialog(self)
+
+    def run(self, context):
+        shot = _open_shot(context)
+        name = _object_name(shot, self.name)
+        new_name = self.new_name.strip()
+        if not new_name:
+            raise UserError("Give the object a name.")
+        if new_name != name and new_name in shot.object_names():
+            raise UserError(f"The shot already has an object '{new_name}': choose another name.")
+        SESSION.call("object/rename", {"object": name, "name": new_name})
+        shot.objects[shot.object_names().index(name)].name = new_name
+        overlay.show(name, 0, None, (0, 0, 0))  # its overlay is drawn again under the new name
+        SESSION.masks = {(new_name if obj == name else obj, frame): path
+                         for (obj, frame), path in SESSION.masks.items()}
+        refresh_masks(context.scene)
+        return {"FINISHED"}
+
+
 def _on_frame_answer(answer: dict) -> None:
     SESSION.frame_answer(answer)
 
@@ -507,7 +539,8 @@ def on_frame_change(scene, _depsgraph=None):
         refresh_masks(scene)
 
 
-classes = (SAM2ROTO_OT_create_shot, SAM2ROTO_OT_add_object, SAM2ROTO_OT_remove_object, SAM2ROTO_OT_add_point,
+classes = (SAM2ROTO_OT_create_shot, SAM2ROTO_OT_add_object, SAM2ROTO_OT_remove_object, SAM2ROTO_OT_rename_object,
+           SAM2ROTO_OT_add_point,
            SAM2ROTO_OT_add_box, SAM2ROTO_OT_add_mask_prompt, SAM2ROTO_OT_undo_prompt, SAM2ROTO_OT_track,
            SAM2ROTO_OT_cancel_track, SAM2ROTO_OT_import_results, SAM2ROTO_OT_import_shapes)
 

@@ -37,6 +37,7 @@ class SAM2ROTO_PT_shot(_Panel, bpy.types.Panel):
         col = row.column(align=True)
         col.operator("sam2roto.add_object", icon="ADD", text="")
         col.operator("sam2roto.remove_object", icon="REMOVE", text="")
+        col.operator("sam2roto.rename_object", icon="SORTALPHA", text="")
 
 
 class SAM2ROTO_PT_prompts(_Panel, bpy.types.Panel):

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.sam2_core.tracking.conftest import moving_disc_frames
+from tests.sam2_core.tracking.conftest import write_png_clip
 
 NAME = "sam2.1_hiera_tiny"
 FIRST, FRAMES = 1001, 5
@@ -20,10 +20,7 @@ FIRST, FRAMES = 1001, 5
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clip")
-    for i, frame in enumerate(moving_disc_frames(FRAMES)):
-        cv2.imwrite(str(folder / f"plate.{FIRST + i:04d}.png"), frame[:, :, ::-1])
-    return folder / f"plate.{FIRST}.png"
+    return write_png_clip(tmp_path_factory.mktemp("clip"), FRAMES, FIRST) / f"plate.{FIRST}.png"
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +49,8 @@ def test_roto_in_blender_end_to_end(found):
     assert found["scene_range"] == [1, FRAMES]
     assert [name for name, _ in found["objects"]] == ["ball", "square"]
     assert found["objects"][1][1] == [0.1, 0.9, 0.2]
+    assert found["renamed"] == {"blender": ["ball", "box"], "core": ["ball", "box"]}
+    assert "already has an object 'ball'" in errors["rename_taken"]
 
     # answers arrive through the timer; each prompt's mask is shown at once
     assert found["prompt_returned_in"] < 1.0

@@ -84,6 +84,11 @@ def main(args):
     ops.add_object(name="ball")
     ops.add_object(name="square", colour=(0.1, 0.9, 0.2))
     found["objects"] = [(o.name, [round(c, 2) for c in o.colour]) for o in scene.sam2roto.objects]
+    ops.rename_object(name="square", new_name="box")
+    found["renamed"] = {"blender": scene.sam2roto.object_names(),
+                        "core": [o["object"] for o in session.call("shot/info", {})["objects"]]}
+    found["errors"]["rename_taken"] = harness.operator_error(lambda: ops.rename_object(name="box", new_name="ball"))
+    ops.rename_object(name="box", new_name="square")
 
     # clicks, a negative click and a box on the first frame; the overlay shows each answer
     scene.frame_set(1)
