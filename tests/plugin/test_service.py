@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.sam2_core.tracking.conftest import moving_disc_frames
+from tests.sam2_core.tracking.conftest import write_png_clip
 
 NAME = "sam2.1_hiera_tiny"
 FIRST = 1001
@@ -86,10 +86,7 @@ class Client:
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clip")
-    for i, frame in enumerate(moving_disc_frames(N)):
-        cv2.imwrite(str(folder / f"plate.{FIRST + i:04d}.png"), frame[:, :, ::-1])
-    return folder
+    return write_png_clip(tmp_path_factory.mktemp("clip"), N, FIRST)
 
 
 @pytest.fixture

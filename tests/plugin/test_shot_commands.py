@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sam2roto.cli import main
-from tests.sam2_core.tracking.conftest import moving_disc_frames
+from tests.sam2_core.tracking.conftest import write_png_clip
 
 NAME = "sam2.1_hiera_tiny"
 FIRST = 1001
@@ -17,10 +17,7 @@ N = 4
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clip")
-    for i, frame in enumerate(moving_disc_frames(N)):
-        cv2.imwrite(str(folder / f"plate.{FIRST + i:04d}.png"), frame[:, :, ::-1])
-    return folder
+    return write_png_clip(tmp_path_factory.mktemp("clip"), N, FIRST)
 
 
 def test_create_prompt_propagate_correct_export_info(clip, official_checkpoint, tmp_path, capsys):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sam2roto.cli import main
-from tests.sam2_core.tracking.conftest import moving_disc_frames
+from tests.sam2_core.tracking.conftest import write_png_clip
 
 NAME = "sam2.1_hiera_tiny"
 FIRST = 1001
@@ -20,10 +20,7 @@ FIRST = 1001
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clip")
-    for i, frame in enumerate(moving_disc_frames(10)[:4]):
-        cv2.imwrite(str(folder / f"plate.{FIRST + i:04d}.png"), frame[:, :, ::-1])
-    return folder
+    return write_png_clip(tmp_path_factory.mktemp("clip"), 4, FIRST)
 
 
 def track_args(clip, out, ckpt, *extra):

@@ -11,7 +11,7 @@ import pytest
 from sam2_core.mattes.cleanup import Cleanup
 from sam2_core.mattes.writers import ExportError
 from sam2_core.shot.session import SessionError, ShotSession
-from tests.sam2_core.tracking.conftest import moving_disc_frames
+from tests.sam2_core.tracking.conftest import write_png_clip
 
 NAME = "sam2.1_hiera_tiny"
 FIRST = 1001
@@ -20,10 +20,7 @@ N = 6
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("clip")
-    for i, frame in enumerate(moving_disc_frames(N)):
-        cv2.imwrite(str(folder / f"plate.{FIRST + i:04d}.png"), frame[:, :, ::-1])
-    return folder
+    return write_png_clip(tmp_path_factory.mktemp("clip"), N, FIRST)
 
 
 @pytest.fixture

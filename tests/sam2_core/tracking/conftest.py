@@ -1,3 +1,6 @@
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -23,6 +26,13 @@ def moving_disc_frames(n: int, seed: int = 0) -> np.ndarray:
         img[(abs(xx - 240) < 30) & (abs(yy - 50 - 8 * t) < 30)] = (40, 60, 210)
         frames.append(img)
     return np.stack(frames)
+
+
+def write_png_clip(folder: Path, n: int, first: int = 1001) -> Path:
+    """The moving-disc frames as footage arrives: a numbered PNG sequence, plate.<first>.png on."""
+    for i, frame in enumerate(moving_disc_frames(n)):
+        cv2.imwrite(str(folder / f"plate.{first + i:04d}.png"), frame[:, :, ::-1])
+    return folder
 
 
 @pytest.fixture(scope="session")
