@@ -176,8 +176,10 @@ class TensorStore:
                     f.flush()
                     os.fsync(f.fileno())
             os.replace(tmp, path)
-        except OSError as e:
+        except BaseException as e:  # (Ctrl-C too: no temporary file is left behind)
             tmp.unlink(missing_ok=True)
+            if not isinstance(e, OSError):
+                raise
             why = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
                    errno.EROFS: "it is on a read-only file system",
                    errno.EACCES: "it is not writable", errno.EPERM: "it is not writable"}.get(e.errno, e.strerror)
