@@ -136,8 +136,15 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(clip, tracked, official_checkp
     out = tmp_path / "mattes"
     argv = track_args(clip, out, official_checkpoint(NAME))
     code = f"import sys; from sam2roto.cli import main; sys.exit(main({argv!r}))"
+    # the test runner may hand its children SIGINT ignored or blocked (a shell without job
+    # control starts background jobs so), and Python then leaves it so: give the run what a
+    # user's terminal gives it
+    def as_in_a_terminal():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": os.getcwd()})
+                            env={**os.environ, "PYTHONPATH": os.getcwd()}, preexec_fn=as_in_a_terminal)
     err = b""
     while b"tracking: 2/4" not in err:  # Ctrl-C while the third frame is being tracked
         chunk = proc.stderr.read1(4096)
