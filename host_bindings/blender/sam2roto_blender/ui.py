@@ -40,13 +40,18 @@ class SAM2ROTO_PT_shot(_Panel, bpy.types.Panel):
         col.operator("sam2roto.rename_object", icon="SORTALPHA", text="")
 
 
-class SAM2ROTO_PT_prompts(_Panel, bpy.types.Panel):
-    bl_label = "Prompts"
+class _ShotPanel(_Panel):
+    """A sub-panel shown once the scene has a shot."""
+
     bl_parent_id = "SAM2ROTO_PT_shot"
 
     @classmethod
     def poll(cls, context):
         return context.scene.sam2roto.clip is not None
+
+
+class SAM2ROTO_PT_prompts(_ShotPanel, bpy.types.Panel):
+    bl_label = "Prompts"
 
     def draw(self, context):
         layout = self.layout
@@ -59,13 +64,8 @@ class SAM2ROTO_PT_prompts(_Panel, bpy.types.Panel):
         row.operator("sam2roto.add_mask_prompt", text="", icon="MOD_MASK")
 
 
-class SAM2ROTO_PT_track(_Panel, bpy.types.Panel):
+class SAM2ROTO_PT_track(_ShotPanel, bpy.types.Panel):
     bl_label = "Track"
-    bl_parent_id = "SAM2ROTO_PT_shot"
-
-    @classmethod
-    def poll(cls, context):
-        return context.scene.sam2roto.clip is not None
 
     def draw(self, _context):
         layout = self.layout
@@ -83,13 +83,8 @@ class SAM2ROTO_PT_track(_Panel, bpy.types.Panel):
             layout.label(text=SESSION.last_error.splitlines()[0], icon="ERROR")
 
 
-class SAM2ROTO_PT_results(_Panel, bpy.types.Panel):
+class SAM2ROTO_PT_results(_ShotPanel, bpy.types.Panel):
     bl_label = "Results"
-    bl_parent_id = "SAM2ROTO_PT_shot"
-
-    @classmethod
-    def poll(cls, context):
-        return context.scene.sam2roto.clip is not None
 
     def draw(self, context):
         layout = self.layout
