@@ -349,13 +349,15 @@ def cmd_track(args) -> int:
                                 "or --force to start again.")
             shutil.rmtree(shot_dir)
         prepare_output_dir(out, force=args.force)
-        session = _create_session(shot_dir, args)
-    if not args.resume:
+        session = None
         try:
+            session = _create_session(shot_dir, args)
             _give_prompts(session, _requests(args.prompts, session.numbers[0]))
         except BaseException:
-            session.close()
-            shutil.rmtree(shot_dir, ignore_errors=True)  # a bad prompt must not leave a half-made run behind
+            # a run that never got going (weights missing, a bad prompt) must not block the next try
+            if session is not None:
+                session.close()
+            shutil.rmtree(shot_dir, ignore_errors=True)
             raise
     with session:
         if args.resume and args.prompts:

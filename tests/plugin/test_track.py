@@ -109,6 +109,11 @@ def test_bad_input(clip, official_checkpoint, tmp_path, capsys):
         assert main(argv + base) == 1, argv
         assert words in capsys.readouterr().err
         assert not Path(argv[-1], ".sam2roto").exists()  # nothing half-made blocks the next try
+    # the model cannot load (say, the weights are not there yet): the next try is not blocked
+    nothing = tmp_path / "g"
+    assert main(["track", str(clip), "--point", "60,120", "--out", str(nothing), "--device", "cpu",
+                 "--checkpoint", str(tmp_path / "absent.pt")]) == 1
+    assert "absent.pt" in capsys.readouterr().err and not (nothing / ".sam2roto").exists()
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "precious.exr").write_text("keep me")
