@@ -291,6 +291,8 @@ def _check_source(source: str) -> None:
 
 def _give_prompts(session, requests: dict[str, ObjectRequest]) -> None:
     """Every prompt the command line named, each checked before the model runs."""
+    from sam2_core.shot.session import read_mask_file
+
     for request in requests.values():
         for frame in request.prompts:
             session.index(frame)
@@ -298,7 +300,7 @@ def _give_prompts(session, requests: dict[str, ObjectRequest]) -> None:
         if not request.prompts and not request.cleanup:
             raise UserError(f"Object {name!r} has nothing after it: give it a --point, --box or --mask.")
         for frame, p in request.prompts.items():
-            mask = _read_mask(p["mask"], frame) if p["mask"] is not None else None
+            mask = read_mask_file(p["mask"], frame) if p["mask"] is not None else None
             if mask is not None:
                 session.add_prompt(name, frame, mask=mask)
             if p["points"] or p["box"] is not None:
@@ -307,17 +309,6 @@ def _give_prompts(session, requests: dict[str, ObjectRequest]) -> None:
                 print(f"{name}, frame {frame}: {int((logits > 0).sum())} pixels in the mask", file=sys.stderr)
         if request.cleanup:
             session.set_cleanup(name, request.cleanup)
-
-
-def _read_mask(path: Path, frame: int):
-    import cv2
-
-    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if mask is None:
-        raise UserError(f"Cannot read the mask {path} (frame {frame}): missing, or not an image.")
-    if mask.ndim == 3:
-        mask = mask[:, :, -1] if mask.shape[2] == 4 else mask.max(axis=2)
-    return mask > (mask.max() / 2 if mask.max() > 0 else 0)
 
 
 def _track_all(session, what: str = "tracking", **kwargs) -> int:

@@ -243,7 +243,9 @@ class Service:
                 raise RpcError(INVALID_PARAMS, f"box must be [x0, y0, x1, y1], got {box!r}")
             box = [_number(v, "box") for v in box]
         if mask is not None:
-            mask = self._read_mask(_path(mask, "mask"), frame)
+            from sam2_core.shot.session import read_mask_file
+
+            mask = read_mask_file(_path(mask, "mask"), frame)
         logits = s.add_prompt(name, frame, points=points, labels=labels, box=box, mask=mask)
         return self._answer(name, frame, logits)
 
@@ -254,16 +256,6 @@ class Service:
     def mask_get(self, object, frame):
         name, frame = _name(object), _frame(frame)
         return self._answer(name, frame, self.shot.logits(name, frame))
-
-    def _read_mask(self, path: Path, frame: int) -> np.ndarray:
-        import cv2
-
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-        if image is None:
-            raise RpcError(USER_ERROR, f"Cannot read the mask {path} (frame {frame}): missing, or not an image.")
-        if image.ndim == 3:
-            image = image[:, :, -1] if image.shape[2] == 4 else image.max(axis=2)
-        return image > (int(image.max()) // 2 if image.max() > 0 else 0)
 
     def _answer(self, name: str, frame: int, logits: np.ndarray | None) -> dict:
         """A frame's mask as an 8-bit PNG in the shot folder, for the host to show."""

@@ -211,19 +211,13 @@ class ShotSession:
             raise SessionError(f"Could not write the mask prompt into {folder}.")
         return f"prompts/{name}"
 
-    def _load_mask(self, prompt: PromptRecord) -> np.ndarray:
-        path = self.shot.folder / prompt.mask
-        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if mask is None:
-            raise SessionError(f"The mask prompt {path} (frame {prompt.frame}) is missing or unreadable.")
-        return mask > 127
-
     def _give(self, record: ObjectRecord, index: int, prompts: list[PromptRecord]) -> np.ndarray:
         """Hand the tracker the frame's prompts as they stand after the newest one."""
         since_mask = _since_last_mask(prompts)
         newest = since_mask[-1]
         if newest.mask is not None:
-            return self.tracker.add_prompt(index, record.id, mask=self._load_mask(newest))
+            return self.tracker.add_prompt(index, record.id,
+                                           mask=read_mask_file(self.shot.folder / newest.mask, newest.frame))
         points = [pt for p in since_mask for pt in p.points]
         labels = [v for p in since_mask for v in p.labels]
         box = next((p.box for p in reversed(since_mask) if p.box is not None), None)
@@ -400,6 +394,17 @@ class ShotSession:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def read_mask_file(path: str | Path, frame: int) -> np.ndarray:
+    """A mask prompt from an image file: its alpha if it has one, else its brightest channel,
+    cut at half its peak (white, or any one value, on black)."""
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise SessionError(f"Cannot read the mask {path} (frame {frame}): missing, or not an image.")
+    if image.ndim == 3:
+        image = image[:, :, -1] if image.shape[2] == 4 else image.max(axis=2)
+    return image > (int(image.max()) // 2 if image.max() > 0 else 0)
 
 
 def _since_last_mask(prompts: list[PromptRecord]) -> list[PromptRecord]:
