@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +66,19 @@ class FrameFeatureCache:
         source_key = _key(source.identity, colour_key, str(self.size))
         model_key = _key(model.cfg.name, getattr(model, "weights_id", ""), str(model.dtype))
         root = Path(cache_dir)
-        self.input_store = TensorStore(root / "inputs" / source_key, ram_budget=ram_budget // 8)
-        self.feature_store = TensorStore(root / "features" / f"{source_key}-{model_key}",
-                                    ram_budget=ram_budget, disk_budget=disk_budget)
+        # not flushed to the disk entry by entry: after a power cut a lost or damaged entry
+        # is found by its checksum and computed again, and fsync per frame costs more than
+        # a frame's whole network pass on a GPU
+        # and written by a writer thread while the network goes on
+        self.input_store = TensorStore(root / "inputs" / source_key, ram_budget=ram_budget // 8, durable=False,
+                                       write_behind=True)
+        self.feature_store = TensorStore(root / "features" / f"{source_key}-{model_key}", ram_budget=ram_budget,
+                                         disk_budget=disk_budget, durable=False, write_behind=True)
+        # the next frames of a propagation are read and resized by a worker meanwhile;
+        # the source is read by one thread at a time (a video decoder is not thread-safe)
+        self._reader: ThreadPoolExecutor | None = None
+        self._prefetched: dict[int, Future] = {}
+        self._read_lock = threading.Lock()
         self.encoder_calls = 0  # how many frames this process encoded (tests count them)
         self._pos: list[torch.Tensor] | None = None
         # the network runs in one thread at a time; the foreground goes first
@@ -80,13 +91,38 @@ class FrameFeatureCache:
     # -- frames --------------------------------------------------------------------------
 
     def input_frame(self, index: int) -> torch.Tensor:
+        ahead = self._prefetched.pop(index, None)
+        if ahead is not None:
+            return ahead.result()  # a read error is raised here, in the caller
+        return self._read_input(index)
+
+    def prefetch(self, index: int) -> None:
+        """Start reading and resizing frame `index` in a worker thread, so that it is ready
+        when it is asked for (the next frame of a propagation)."""
+        key = f"{index:07d}"
+        if not 0 <= index < len(self.source) or index in self._prefetched or key in self.feature_store:
+            return
+        if self._reader is None:
+            self._reader = ThreadPoolExecutor(1, thread_name_prefix="sam2roto-reader")
+        while len(self._prefetched) >= 4:  # frames read ahead but never asked for (a run stopped)
+            self._prefetched.pop(next(iter(self._prefetched)))
+        self._prefetched[index] = self._reader.submit(self._read_input, index)
+
+    def _read_input(self, index: int) -> torch.Tensor:
         key = f"{index:07d}"
         hit = self.input_store.get(key)
         if hit is not None:
             return hit["rgb"]
-        frame = resize_to_input(self.source.read(index), self.size)
+        with self._read_lock:
+            rgb = self.source.read(index)
+        frame = resize_to_input(rgb, self.size)
         self.input_store.put(key, {"rgb": frame})
         return frame
+
+    def flush(self) -> None:
+        """Wait until every frame and feature computed so far is on disk."""
+        self.input_store.flush()
+        self.feature_store.flush()
 
     # -- features ------------------------------------------------------------------------
 
@@ -109,6 +145,7 @@ class FrameFeatureCache:
 
     def clear(self) -> None:
         self.stop_background()
+        self._prefetched.clear()
         self.feature_store.clear()
         self.input_store.clear()
 

@@ -11,13 +11,17 @@
 
 from __future__ import annotations
 
+import atexit
 import errno
-import hashlib
-import io
+import json
 import logging
 import os
+import queue
+import struct
 import threading
 import time
+import weakref
+import zlib
 from collections import OrderedDict
 from pathlib import Path
 
@@ -25,37 +29,73 @@ import torch
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"S2RC\x01"
-DIGEST_SIZE = 32
+MAGIC = b"S2RC\x02"  # the format's version is the last byte: entries of another version are stale
 SUFFIX = ".entry"
+ALIGN = 64  # each tensor's bytes start at a multiple of this, so they are read in place
+DTYPES = {str(d).removeprefix("torch."): d for d in (
+    torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int32, torch.int16,
+    torch.uint8, torch.int8, torch.bool)}
 
 
 class CacheError(OSError):
     """The cache folder cannot be used; the message says which and what to do."""
 
 
-def _digest(payload: bytes) -> bytes:
-    return hashlib.blake2b(payload, digest_size=DIGEST_SIZE).digest()
+# An entry on disk: MAGIC | crc32 of the rest (4 bytes) | header length (8 bytes) | header |
+# each tensor's raw bytes, aligned. The header (JSON) names each tensor's dtype, shape and
+# offset. Raw bytes, not torch.save: writing and reading cost a memory copy, no more (the
+# feature cache writes one entry per frame, which at GPU speed must not be the bottleneck),
+# and reading runs no pickle. CRC32 catches a damaged or truncated file (this is a cache,
+# not a defence against tampering).
+
+def encode_entry(tensors: dict[str, torch.Tensor]) -> list:
+    """The buffers that make up an entry, in order."""
+    arrays, header, offset = [], [], 0
+    for name, t in tensors.items():
+        t = t.detach().cpu().contiguous()
+        raw = t.reshape(-1).view(torch.uint8).numpy()
+        offset = -(-offset // ALIGN) * ALIGN
+        header.append({"name": name, "dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape),
+                       "offset": offset, "nbytes": raw.nbytes})
+        arrays.append((offset, raw))
+        offset += raw.nbytes
+    head = json.dumps(header).encode()
+    parts = [struct.pack("<Q", len(head)), head]
+    at = 0
+    for start, raw in arrays:
+        parts.append(bytes(start - at))
+        parts.append(memoryview(raw))
+        at = start + raw.nbytes
+    crc = 0
+    for part in parts:
+        crc = zlib.crc32(part, crc)
+    return [MAGIC, struct.pack("<I", crc), *parts]
 
 
-def encode_entry(tensors: dict[str, torch.Tensor]) -> bytes:
-    buf = io.BytesIO()
-    torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, buf)
-    payload = buf.getvalue()
-    return MAGIC + _digest(payload) + payload
-
-
-def decode_entry(data: bytes) -> dict[str, torch.Tensor] | None:
-    """The tensors of an entry, or None if the bytes are not a whole, intact entry."""
-    head = len(MAGIC) + DIGEST_SIZE
-    if len(data) < head or not data.startswith(MAGIC):
+def decode_entry(data: bytes | bytearray) -> dict[str, torch.Tensor] | None:
+    """The tensors of an entry (sharing `data`'s memory), or None if the bytes are not a
+    whole, intact entry of this format."""
+    fixed = len(MAGIC) + 4 + 8
+    if len(data) < fixed or not data.startswith(MAGIC):
         return None
-    payload = data[head:]
-    if _digest(payload) != data[len(MAGIC):head]:
+    view = memoryview(data)
+    (crc,) = struct.unpack_from("<I", data, len(MAGIC))
+    if zlib.crc32(view[len(MAGIC) + 4:]) != crc:
         return None
+    (head_len,) = struct.unpack_from("<Q", data, len(MAGIC) + 4)
     try:
-        return torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-    except Exception:
+        header = json.loads(bytes(view[fixed: fixed + head_len]))
+        base = fixed + head_len
+        if isinstance(data, bytes):  # torch.frombuffer wants a writable buffer
+            data = bytearray(data)
+        out = {}
+        for h in header:
+            dtype = DTYPES[h["dtype"]]
+            raw = torch.frombuffer(data, dtype=torch.uint8, count=h["nbytes"], offset=base + h["offset"]) \
+                if h["nbytes"] else torch.empty(0, dtype=torch.uint8)
+            out[h["name"]] = raw.view(dtype).reshape(h["shape"])
+        return out
+    except (ValueError, KeyError, TypeError, RuntimeError):
         return None
 
 
@@ -65,11 +105,19 @@ def nbytes(tensors: dict[str, torch.Tensor]) -> int:
 
 class TensorStore:
     def __init__(self, folder: str | Path, ram_budget: int = 512 << 20, disk_budget: int | None = None,
-                 durable: bool = True):
+                 durable: bool = True, write_behind: bool = False):
         """durable: flush each entry to the disk before it counts as written (a power cut
-        cannot lose it). Working data that a crash makes worthless anyway can skip that."""
+        cannot lose it). Working data that a crash makes worthless anyway can skip that.
+        write_behind: `put` hands the entry to a writer thread and returns (reads see it at
+        once), so that disk writes overlap the caller's work; a write error is raised by the
+        next `put` or `flush`. For caches only: what was not yet written when the process
+        ends is computed again by the next one."""
         self.folder = Path(folder)
         self.durable = durable
+        self.write_behind = write_behind
+        self._pending: dict[str, dict] = {}  # handed to the writer, not yet on disk
+        self._queue: queue.Queue | None = None
+        self._write_error: CacheError | None = None
         self.ram_budget = ram_budget
         self.disk_budget = disk_budget
         self._ram: OrderedDict[str, tuple[dict, int]] = OrderedDict()
@@ -93,7 +141,7 @@ class TensorStore:
         return self.folder / f"{key}{SUFFIX}"
 
     def __contains__(self, key: str) -> bool:
-        return key in self._ram or key in self._disk
+        return key in self._pending or key in self._ram or key in self._disk
 
     def keys(self) -> list[str]:
         return list(self._disk)
@@ -113,6 +161,9 @@ class TensorStore:
 
     def get(self, key: str) -> dict[str, torch.Tensor] | None:
         with self._lock:
+            pending = self._pending.get(key)
+            if pending is not None:
+                return pending
             hit = self._ram.get(key)
             if hit is not None:
                 self._ram.move_to_end(key)
@@ -123,13 +174,16 @@ class TensorStore:
                 return None
             path = self.path(key)
             try:
-                data = path.read_bytes()
+                data = _read_whole(path)
             except FileNotFoundError:
                 self._forget_disk(key)
                 return None
             tensors = decode_entry(data)
             if tensors is None:
-                log.warning("Cache entry %s was damaged; it is removed and will be computed again.", path)
+                if data[:len(MAGIC) - 1] == MAGIC[:-1] and data[len(MAGIC) - 1:len(MAGIC)] != MAGIC[-1:]:
+                    log.info("Cache entry %s is from another version; it will be computed again.", path)
+                else:
+                    log.warning("Cache entry %s was damaged; it is removed and will be computed again.", path)
                 self.delete(key)
                 return None
             self._disk.move_to_end(key)
@@ -137,26 +191,46 @@ class TensorStore:
             return tensors
 
     def put(self, key: str, tensors: dict[str, torch.Tensor], *, ram: bool = True) -> None:
-        data = encode_entry(tensors)
+        self._raise_write_error()
+        if self.write_behind:
+            with self._lock:
+                self._pending[key] = {k: v.detach() for k, v in tensors.items()}
+            self._writer().put(key)  # blocks while the writer is a few entries behind
+            return
+        self._write(key, tensors, ram)
+
+    def flush(self) -> None:
+        """Wait until every entry handed to the writer is on disk; raise its error if one failed."""
+        if self._queue is not None:
+            self._queue.join()
+        self._raise_write_error()
+
+    def _write(self, key: str, tensors: dict[str, torch.Tensor], ram: bool) -> None:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}  # one copy off a GPU
+        parts = encode_entry(tensors)
+        size = sum(memoryview(p).nbytes for p in parts)
         with self._lock:
-            self._make_room(len(data), keep=key)
-            self._write_atomically(self.path(key), data)
+            self._make_room(size, keep=key)
+        self._write_atomically(self.path(key), parts)  # outside the lock: reads go on meanwhile
+        with self._lock:
             self._forget_disk(key)
-            self._disk[key] = len(data)
-            self._disk_bytes += len(data)
+            self._disk[key] = size
+            self._disk_bytes += size
             if ram:
-                self._remember(key, {k: v.detach().cpu() for k, v in tensors.items()})
+                self._remember(key, tensors)
             else:
                 self._forget_ram(key)
 
     def delete(self, key: str) -> None:
         with self._lock:
+            self._pending.pop(key, None)
             self._forget_ram(key)
             self._forget_disk(key)
             self.path(key).unlink(missing_ok=True)
 
     def clear(self) -> None:
         """Delete every entry (pinned ones too)."""
+        self.flush()
         with self._lock:
             for key in list(self._disk):
                 self.delete(key)
@@ -167,11 +241,46 @@ class TensorStore:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _write_atomically(self, path: Path, data: bytes) -> None:
+    def _writer(self) -> queue.Queue:
+        if self._queue is None:
+            self._queue = queue.Queue(maxsize=4)
+            _WRITE_BEHIND.add(self)
+            threading.Thread(target=self._write_pending, name=f"sam2roto-cache-writer:{self.folder.name}",
+                             daemon=True).start()
+        return self._queue
+
+    def _write_pending(self) -> None:
+        while True:
+            key = self._queue.get()
+            tensors = None
+            try:
+                with self._lock:
+                    tensors = self._pending.get(key)
+                if tensors is not None:
+                    self._write(key, tensors, ram=True)
+            except CacheError as e:
+                self._write_error = e
+            except Exception as e:  # never let the writer die silently
+                self._write_error = CacheError(errno.EIO, f"Cannot write to the cache folder {self.folder}: {e}")
+            finally:
+                with self._lock:
+                    if tensors is not None and self._pending.get(key) is tensors:
+                        del self._pending[key]
+                    elif tensors is not None and key not in self._pending:  # deleted while being written
+                        self.delete(key)
+                self._queue.task_done()
+
+    def _raise_write_error(self) -> None:
+        error, self._write_error = self._write_error, None
+        if error is not None:
+            raise error
+
+    def _write_atomically(self, path: Path, parts: list) -> None:
         tmp = path.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}")
         try:
             with open(tmp, "wb") as f:
-                f.write(data)
+                for part in parts:
+                    f.write(part)
                 if self.durable:
                     f.flush()
                     os.fsync(f.fileno())
@@ -217,3 +326,31 @@ class TensorStore:
         old = self._disk.pop(key, None)
         if old is not None:
             self._disk_bytes -= old
+
+
+# Stores with a writer thread. At exit each is flushed: what was computed is kept, and no
+# writer is left inside a copy or a write while the interpreter shuts down (which aborts it).
+_WRITE_BEHIND: weakref.WeakSet[TensorStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for store in list(_WRITE_BEHIND):
+        try:
+            store.flush()
+        except CacheError as e:
+            log.warning("%s", e)
+
+
+def _read_whole(path: Path) -> bytearray:
+    """A file's bytes in a writable buffer, read once (tensors are then made over it in place)."""
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        data = bytearray(size)
+        view, got = memoryview(data), 0
+        while got < size:
+            n = f.readinto(view[got:])
+            if not n:
+                return data[:got]
+            got += n
+        return data

@@ -14,6 +14,7 @@ coordinates (x right, y down), float32 logits at plate resolution (object = logi
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import threading
@@ -27,13 +28,15 @@ import torch
 import torch.nn.functional as F
 
 from ..cache.features import FrameFeatureCache
-from ..cache.store import TensorStore
+from ..cache.store import CacheError, TensorStore
 from ..media.frame_source import as_source, check_index
 from ..model import SAM2
 from ..model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
 from ..model.transforms import points_to_input
 from .memory_bank import FrameMemory, MemoryBank, ObjectMemory, versions_past
 from .postprocess import fill_small_holes, keep_top_object
+
+log = logging.getLogger(__name__)
 
 LOGIT_CLAMP = 32.0  # a previous mask fed back with new clicks is clipped to this, as officially
 # what a stored result is to the memory bank
@@ -101,7 +104,8 @@ class VideoTracker:
         self.prompt_store = TensorStore(self.session_dir / "prompts", ram_budget=16 << 20, durable=durable)
         # each tracked frame's memory-conditioned embedding, so that a correction on it
         # does not run the memory attention again while its memories are unchanged
-        self.conditioned = TensorStore(self.session_dir / "conditioned", ram_budget=32 << 20, durable=False)
+        self.conditioned = TensorStore(self.session_dir / "conditioned", ram_budget=32 << 20, durable=False,
+                                       write_behind=True)
         self._objects: dict[int, TrackedObject] = {}
         self._lock = threading.RLock()
         if self.persistent:
@@ -295,13 +299,16 @@ class VideoTracker:
         total = sum(len(r) for r, _ in spans)
         done = 0
         for frames, reverse in spans:
-            for frame in frames:
+            for k, frame in enumerate(frames):
                 if cancel is not None and cancel.is_set():
                     return
+                if k + 1 < len(frames):
+                    self.frames.prefetch(frames[k + 1])  # read while the network works on this one
                 yield frame, self._propagate_frame(frame, ids, reverse)
                 done += 1
                 if progress is not None:
                     progress(done, total)
+        self.frames.flush()  # the features are on disk when the run is
 
     def retrack(self, frame: int, cancel: threading.Event | None = None,
                 progress: Callable[[int, int], None] | None = None):
@@ -500,6 +507,11 @@ class VideoTracker:
         """Stop background work and delete this tracker's session data (the frame and
         feature cache stays for the next run on the shot)."""
         self.frames.stop_background()
+        try:
+            self.frames.flush()
+            self.conditioned.flush()
+        except CacheError as e:  # the cache is a cache: what did not reach the disk is computed again
+            log.warning("%s", e)
         if not self.persistent:
             shutil.rmtree(self.session_dir, ignore_errors=True)
         if self._own_dir:

@@ -34,7 +34,9 @@ def test_ram_window_is_bounded(tmp_path):
 
 
 def test_disk_budget_evicts_least_recent_but_never_pinned(tmp_path):
-    size = len(__import__("sam2_core.cache.store", fromlist=["x"]).encode_entry(entry(0)))
+    probe = TensorStore(tmp_path / "probe")
+    probe.put("x", entry(0))
+    size = probe.path("x").stat().st_size  # every entry here has this size
     store = TensorStore(tmp_path / "s", ram_budget=0, disk_budget=3 * size)
     store.put("pinned", entry(0))
     store.pin("pinned")
@@ -114,3 +116,57 @@ def test_cache_folder_that_cannot_be_created(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(CacheError, match="Cannot create the cache folder"):
         TensorStore(blocker / "cache")
+
+
+def test_every_kind_of_tensor_comes_back_exactly(tmp_path):
+    tensors = {"bf16": torch.randn(3, 5).to(torch.bfloat16), "half": torch.randn(7).half(),
+               "mask": torch.rand(4, 4) > 0.5, "ids": torch.arange(5), "scalar": torch.tensor(2.5),
+               "empty": torch.zeros(0, 3), "strided": torch.randn(6, 4).t()}
+    TensorStore(tmp_path / "s").put("a", tensors)
+    back = TensorStore(tmp_path / "s", ram_budget=0).get("a")
+    assert list(back) == list(tensors)
+    for name, t in tensors.items():
+        assert back[name].dtype == t.dtype and back[name].shape == t.shape and torch.equal(back[name], t), name
+
+
+def test_entry_of_another_format_version_is_computed_again(tmp_path):
+    store = TensorStore(tmp_path / "s")
+    store.put("a", entry(1))
+    path = store.path("a")
+    data = bytearray(path.read_bytes())
+    data[4] = 1  # the first format's version byte
+    path.write_bytes(bytes(data))
+    fresh = TensorStore(tmp_path / "s")
+    assert fresh.get("a") is None and not path.exists()
+    fresh.put("a", entry(2))
+    assert torch.equal(TensorStore(tmp_path / "s").get("a")["x"], entry(2)["x"])
+
+
+def test_write_behind_reads_at_once_and_writes_everything(tmp_path):
+    store = TensorStore(tmp_path / "s", ram_budget=0, write_behind=True)
+    for i in range(12):
+        store.put(f"k{i}", entry(i))
+        assert torch.equal(store.get(f"k{i}")["x"], entry(i)["x"])  # before it reaches the disk
+    store.delete("k3")
+    store.flush()
+    again = TensorStore(tmp_path / "s")
+    assert all(torch.equal(again.get(f"k{i}")["x"], entry(i)["x"]) for i in range(12) if i != 3)
+    assert "k3" not in again and not store.path("k3").exists()
+
+
+def test_write_behind_error_reaches_the_caller_and_keeps_what_was_there(tmp_path, monkeypatch):
+    store = TensorStore(tmp_path / "s", write_behind=True)
+    store.put("kept", entry(1))
+    store.flush()
+    real_replace = os.replace
+
+    def full_disk(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("sam2_core.cache.store.os.replace", full_disk)
+    store.put("new", entry(2))
+    with pytest.raises(CacheError, match="disk is full"):
+        store.flush()
+    monkeypatch.setattr("sam2_core.cache.store.os.replace", real_replace)
+    assert torch.equal(TensorStore(tmp_path / "s").get("kept")["x"], entry(1)["x"])
+    assert not list((tmp_path / "s").glob(".tmp-*"))

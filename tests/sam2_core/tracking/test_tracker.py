@@ -71,13 +71,13 @@ def test_killed_while_encoding_then_same_masks(tiny, tmp_path, official_checkpoi
         model = load_model({NAME!r}, checkpoint={str(official_checkpoint(NAME))!r}, device="cpu")
         cache = FrameFeatureCache(model, ArraySource(np.load({str(tmp_path / "frames.npy")!r})),
                                   {str(tmp_path / "cache")!r})
-        real_fsync = os.fsync
-        def stall_on_second_feature(fd):
-            if len(cache.feature_store.keys()) == 1 and cache.encoder_calls == 1:
+        real_replace = os.replace
+        def stall_on_second_feature(src, dst):  # its file is written, not yet in place
+            if "features" in str(dst) and len(cache.feature_store.keys()) == 1:
                 print("writing", flush=True)
                 time.sleep(60)
-            real_fsync(fd)
-        st.os.fsync = stall_on_second_feature
+            real_replace(src, dst)
+        st.os.replace = stall_on_second_feature
         cache.features(0)
         cache.features(1)
     """)
