@@ -8,7 +8,12 @@ after the other in one run. Prints:
 - click-to-mask latency on a frame whose features are cached: a new object, a correction;
 - re-tracking after a correction in the middle of a shot, against the official
   re-running the shot from its first prompt;
-- peak RSS of whole-shot tracking (ours, in a child process) for two shot lengths.
+- peak RSS of whole-shot tracking (ours, in a child process) for two shot lengths
+  (with --device cuda also the peak GPU memory).
+
+With --device cuda both run on the GPU; the official then runs as a pip-installed sam2
+does (no CUDA extension, so no hole filling) and "its default" is float32, with the
+bfloat16 autocast its README suggests shown beside it.
 
     .venv/bin/python bench/bench_video.py --quick     # a few minutes
     .venv/bin/python bench/bench_video.py             # the figures the issue asks for (~30 min)
@@ -43,16 +48,21 @@ def prompts(source: MovingDiscSource, n_objects: int) -> list[dict]:
     return [dict(obj_id=i + 1, points=[centres[i]], labels=[1]) for i in range(n_objects)]
 
 
-def official_precision(dtype: str):
-    return contextlib.nullcontext() if dtype == "float32" else torch.autocast("cpu", dtype=torch.bfloat16)
+def official_precision(dtype: str, device: str):
+    return contextlib.nullcontext() if dtype == "float32" else torch.autocast(device, dtype=torch.bfloat16)
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 class Official:
     """The official predictor on a MovingDiscSource (frames preprocessed up front, not timed)."""
 
-    def __init__(self, name: str, ckpt: Path, source: MovingDiscSource):
-        self.predictor = build_official_video(name, ckpt)
-        inputs = torch.cat([normalise(resize_to_input(source.read(i), 1024), "cpu") for i in range(len(source))])
+    def __init__(self, name: str, ckpt: Path, source: MovingDiscSource, device: str):
+        self.predictor = build_official_video(name, ckpt, device=device, cpu_hole_filling=device == "cpu")
+        inputs = torch.cat([normalise(resize_to_input(source.read(i), 1024), device) for i in range(len(source))])
         w, h = source.size
         p = self.predictor
 
@@ -72,31 +82,34 @@ class Official:
             pass
 
 
-def time_propagation(name, ckpt, n_frames, n_objects, who, dtype, tmp: Path) -> float:
+def time_propagation(name, ckpt, n_frames, n_objects, who, dtype, device, tmp: Path) -> float:
     source = MovingDiscSource(n_frames)
     if who == "official":
-        off = Official(name, ckpt, source)
-        with official_precision(dtype):
+        off = Official(name, ckpt, source, device)
+        with official_precision(dtype, device):
             for p in prompts(source, n_objects):
                 off.prompt(0, p["obj_id"], p["points"], p["labels"])
             off.predictor.propagate_in_video_preflight(off.state)
+            sync(device)
             t = time.perf_counter()
             off.propagate()
     else:
-        model = load_model(name, checkpoint=ckpt, device="cpu", dtype=dtype)
+        model = load_model(name, checkpoint=ckpt, device=device, dtype=dtype)
         tracker = VideoTracker(model, source, cache_dir=tmp / f"prop-{dtype}-{n_objects}")
         for p in prompts(source, n_objects):
             tracker.add_prompt(0, **p)
         tracker._commit_pending()
+        sync(device)
         t = time.perf_counter()
         for _ in tracker.propagate():
             pass
+    sync(device)
     return (time.perf_counter() - t) / (n_frames - 1)
 
 
-def time_clicks(name, ckpt, dtype, tmp: Path) -> tuple[float, float]:
+def time_clicks(name, ckpt, dtype, device, tmp: Path) -> tuple[float, float]:
     source = MovingDiscSource(8)
-    model = load_model(name, checkpoint=ckpt, device="cpu", dtype=dtype)
+    model = load_model(name, checkpoint=ckpt, device=device, dtype=dtype)
     tracker = VideoTracker(model, source, cache_dir=tmp / f"clicks-{dtype}")
     tracker.add_prompt(0, obj_id=1, points=[source.disc_centre(0)])
     list(tracker.propagate())
@@ -110,11 +123,11 @@ def time_clicks(name, ckpt, dtype, tmp: Path) -> tuple[float, float]:
     return new_object, time.perf_counter() - t
 
 
-def time_retrack(name, ckpt, n_frames, dtype, tmp: Path) -> tuple[float, float]:
+def time_retrack(name, ckpt, n_frames, dtype, device, tmp: Path) -> tuple[float, float]:
     """(ours: re-track after a correction at the middle, official: re-run from the first prompt)."""
     source = MovingDiscSource(n_frames)
     mid = n_frames // 2
-    model = load_model(name, checkpoint=ckpt, device="cpu", dtype=dtype)
+    model = load_model(name, checkpoint=ckpt, device=device, dtype=dtype)
     tracker = VideoTracker(model, source, cache_dir=tmp / f"retrack-{dtype}")
     tracker.add_prompt(0, obj_id=1, points=[source.disc_centre(0)])
     list(tracker.propagate())
@@ -125,33 +138,37 @@ def time_retrack(name, ckpt, n_frames, dtype, tmp: Path) -> tuple[float, float]:
 
     # the official way to apply a correction is to run the shot again from its first prompt;
     # its first run is not timed, so it is skipped: both prompts are in place before the run
-    off = Official(name, ckpt, source)
+    off = Official(name, ckpt, source, device)
     off.prompt(0, 1, [source.disc_centre(0)], [1])
     off.prompt(mid, 1, [source.disc_centre(mid)], [1])
+    sync(device)
     t = time.perf_counter()
     off.propagate()
+    sync(device)
     return ours, time.perf_counter() - t
 
 
-def peak_rss(name, ckpt, n_frames, dtype, tmp: Path) -> float:
-    """Peak RSS (GiB) of a child process tracking a whole shot of n_frames."""
+def peak_rss(name, ckpt, n_frames, dtype, device, tmp: Path) -> tuple[float, float]:
+    """Peak RSS and peak GPU memory allocated (GiB) of a child process tracking a whole shot of n_frames."""
     code = f"""
-import sys
+import sys, torch
 sys.path.insert(0, {str(ROOT)!r})
 from bench.synthetic import MovingDiscSource
 from sam2_core import VideoTracker, load_model
 src = MovingDiscSource({n_frames})
-tracker = VideoTracker(load_model({name!r}, checkpoint={str(ckpt)!r}, device="cpu", dtype={dtype!r}), src,
+tracker = VideoTracker(load_model({name!r}, checkpoint={str(ckpt)!r}, device={device!r}, dtype={dtype!r}), src,
                        cache_dir={str(tmp / f"rss-{n_frames}")!r})
 tracker.add_prompt(0, obj_id=1, points=[src.disc_centre(0)])
 for _ in tracker.propagate():
     pass
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec
 hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(int(hwm.split()[1]) / 2**20)
+gpu = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0
+print(int(hwm.split()[1]) / 2**20, gpu / 2**30)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.split()[-1])
+    rss, gpu = out.stdout.split()[-2:]
+    return float(rss), float(gpu)
 
 
 def main() -> None:
@@ -162,24 +179,35 @@ def main() -> None:
     ap.add_argument("--rss-frames", type=int, nargs=2, metavar=("SHORT", "LONG"),
                     help="shot lengths for the memory measurement (default 100 400; quick 20 80)")
     ap.add_argument("--retrack-frames", type=int, help="shot length for the re-track measurement (default 100)")
+    ap.add_argument("--prop-frames", type=int, help="shot length for the propagation measurement (default 10)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args()
     parts = set(args.parts.split(","))
+    dev = args.device
     n_prop, n_retrack, rss_lengths = (4, 12, (20, 80)) if args.quick else (10, 100, (100, 400))
+    n_prop = args.prop_frames or n_prop
     n_retrack = args.retrack_frames or n_retrack
     rss_lengths = tuple(args.rss_frames) if args.rss_frames else rss_lengths
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; {args.model}, random weights; "
+    where = torch.cuda.get_device_name() if dev == "cuda" else "CPU"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {where}; {args.model}, random weights; "
           f"frames 1920x1080{' (quick)' if args.quick else ''}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         ckpt = save_official_checkpoint(build_official(args.model), tmp / "model.pt")
+        if dev == "cuda":  # CUDA context, kernel selection: paid once, not timed below
+            t = time.perf_counter()
+            for who in ("official", "ours"):
+                for dtype in ("float32", "bfloat16"):
+                    time_propagation(args.model, ckpt, 3, 1, who, dtype, dev, tmp / "warm-up")
+            print(f"warm-up {time.perf_counter() - t:.1f} s", flush=True)
         if "propagation" in parts:
             print(f"\npropagation, s/frame over {n_prop - 1} frames (cold cache)")
             for n_obj in (1, 3):
                 row = {}
                 for who, dtype in (("official", "float32"), ("official", "bfloat16"),
                                    ("ours", "float32"), ("ours", "bfloat16")):
-                    row[f"{who} {dtype}"] = time_propagation(args.model, ckpt, n_prop, n_obj, who, dtype, tmp)
+                    row[f"{who} {dtype}"] = time_propagation(args.model, ckpt, n_prop, n_obj, who, dtype, dev, tmp)
                 base = row["official float32"]
                 print(f"  {n_obj} object(s): " + ", ".join(
                     f"{k} {v:.2f}" for k, v in row.items()) + f"; official fp32 / ours bf16 = "
@@ -190,22 +218,24 @@ def main() -> None:
         if "clicks" in parts:
             print("\nclick-to-mask on a cached frame, s")
             for dtype in ("float32", "bfloat16"):
-                new, corr = time_clicks(args.model, ckpt, dtype, tmp)
+                new, corr = time_clicks(args.model, ckpt, dtype, dev, tmp)
                 print(f"  ours {dtype}: new object {new:.3f}, correction {corr:.3f}", flush=True)
                 results[f"clicks_{dtype}"] = (new, corr)
         if "retrack" in parts:
             print(f"\nre-track after a correction at frame {n_retrack // 2} of {n_retrack}, s")
             for dtype in ("bfloat16",):
-                ours, official = time_retrack(args.model, ckpt, n_retrack, dtype, tmp)
+                ours, official = time_retrack(args.model, ckpt, n_retrack, dtype, dev, tmp)
                 print(f"  ours {dtype} {ours:.1f}, official float32 re-running the shot {official:.1f}: "
                       f"{official / ours:.1f}x", flush=True)
                 results[f"retrack_{dtype}"] = (ours, official)
         if "rss" in parts:
-            print("\npeak RSS, whole shot, ours bfloat16, GiB")
-            rss = {n: peak_rss(args.model, ckpt, n, "bfloat16", tmp) for n in rss_lengths}
-            a, b = rss_lengths
-            print(f"  {a} frames {rss[a]:.2f}, {b} frames {rss[b]:.2f} ({100 * (rss[b] / rss[a] - 1):+.1f}%)")
-            results["rss"] = rss
+            print("\npeak RSS (and GPU memory), whole shot, ours bfloat16, GiB")
+            peaks = {n: peak_rss(args.model, ckpt, n, "bfloat16", dev, tmp) for n in rss_lengths}
+            (a, (ra, ga)), (b, (rb, gb)) = peaks.items()
+            print(f"  RSS: {a} frames {ra:.2f}, {b} frames {rb:.2f} ({100 * (rb / ra - 1):+.1f}%)")
+            if dev == "cuda":
+                print(f"  GPU: {a} frames {ga:.2f}, {b} frames {gb:.2f} ({100 * (gb / ga - 1):+.1f}%)")
+            results["rss"] = peaks
     print("\n" + json.dumps(results))
 
 

@@ -41,9 +41,14 @@ class MovingDiscSource:
             cx, cy = self.square_centre(k, i)
             r = 0.06 * h
             img[int(cy - r):int(cy + r), int(cx - r):int(cx + r)] = (30 + 150 * k, 160, 200 - 120 * k)
+        # the disc is drawn inside its bounding box only: a 1080p frame costs a few ms, as decoding one would
         cx, cy = self.disc_centre(i)
         r = 0.15 * h
-        inside = (self._xx - cx) ** 2 + (self._yy - cy) ** 2 < r * r
-        shade = np.clip(1.2 - np.sqrt((self._xx - cx + r / 2) ** 2 + (self._yy - cy + r / 2) ** 2) / (2 * r), 0, 1)
-        img[inside] = np.stack([230 * shade + 20, 40 * shade, 30 * shade], -1)[inside].astype(np.uint8)
+        y0, y1 = max(0, int(cy - r)), min(h, int(cy + r) + 1)
+        x0, x1 = max(0, int(cx - r)), min(w, int(cx + r) + 1)
+        xx, yy = self._xx[y0:y1, x0:x1], self._yy[y0:y1, x0:x1]
+        inside = (xx - cx) ** 2 + (yy - cy) ** 2 < r * r
+        shade = np.clip(1.2 - np.sqrt((xx - cx + r / 2) ** 2 + (yy - cy + r / 2) ** 2) / (2 * r), 0, 1)
+        box = img[y0:y1, x0:x1]
+        box[inside] = np.stack([230 * shade + 20, 40 * shade, 30 * shade], -1)[inside].astype(np.uint8)
         return img

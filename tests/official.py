@@ -125,21 +125,24 @@ def connected_components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return torch.from_numpy(labels).to(mask.device), torch.from_numpy(areas).to(mask.device)
 
 
-def build_official_video(name: str, checkpoint: Path):
+def build_official_video(name: str, checkpoint: Path, device: str = "cpu", cpu_hole_filling: bool = True):
     """SAM2VideoPredictor as build_sam2_video_predictor builds it (post-processing on) with
     add_all_frames_to_correct_as_cond, loading the given official-format checkpoint.
 
-    Two facts of the reference on a CPU are adjusted so that it behaves as on a GPU:
-    hole filling gets a CPU connected-components function instead of its CUDA kernel, and
+    Two facts of the reference are adjusted so that it behaves as with its CUDA extension
+    built (the PyPI package ships without it): hole filling gets a CPU connected-components
+    function instead of the extension's kernel (unless `cpu_hole_filling` is off: then it
+    skips hole filling with a warning, as a pip-installed sam2 does), and
     memories stored in bfloat16 are promoted to float32 before the memory attention even
     on frames without object pointers (elsewhere torch.cat with the float32 pointers
     promotes them; without pointers it fails on the CPU)."""
     import sam2.utils.misc as misc
     from sam2.build_sam import build_sam2_video_predictor
 
-    misc.get_connected_components = connected_components
+    if cpu_hole_filling:
+        misc.get_connected_components = connected_components
     predictor = build_sam2_video_predictor(
-        OFFICIAL_CONFIG_FILES[name], str(checkpoint), device="cpu",
+        OFFICIAL_CONFIG_FILES[name], str(checkpoint), device=device,
         hydra_overrides_extra=["++model.add_all_frames_to_correct_as_cond=true"])
     attention = predictor.memory_attention
     forward = attention.forward

@@ -63,3 +63,52 @@ def test_bfloat16_agrees_with_float32_where_float32_is_decided(official_checkpoi
           f"({decided_total} px), {all_rate:.4%} of all pixels")
     assert decided_total > 0.05 * all_total  # enough decided pixels to mean something
     assert decided_rate >= 0.995
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+def test_cuda_equals_official_on_cuda(official_models, official_checkpoint, monkeypatch):
+    """float32 on a GPU: the same answer as the official predictor on that GPU. (PyTorch
+    lets cuDNN run float32 convolutions in TF32 by default, where the two differ by the
+    choice of kernel alone; the math is compared in full float32.)"""
+    import copy
+
+    from tests.official import official_image_predictor
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+
+    official = official_image_predictor(copy.deepcopy(official_models(NAME)).to("cuda"))
+    ours = ImagePredictor(load_model(NAME, checkpoint=official_checkpoint(NAME), device="cuda"))
+    img = make_image(480, 640, seed=5)
+    official.set_image(img)
+    ours.set_image(img)
+    assert ours._features.levels[0].is_cuda
+    for kw in (dict(points=[(200, 150)], labels=[1], multimask=True),
+               dict(box=(50, 40, 400, 350), points=[(100, 100)], labels=[0], multimask=False)):
+        ref = official.predict(point_coords=kw.get("points"), point_labels=kw.get("labels"), box=kw.get("box"),
+                               multimask_output=kw["multimask"], return_logits=True)
+        got = ours.predict(**kw, return_logits=True)
+        for a, b in zip(ref, got):
+            assert a.shape == b.shape
+            assert np.abs(a - b).max() <= 1e-3
+            decided = np.abs(a) >= 1e-3
+            assert np.array_equal(a[decided] > 0, b[decided] > 0)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_on_cuda_agrees_with_float32(official_checkpoint, dtype):
+    path = official_checkpoint(NAME)
+    ref = ImagePredictor(load_model(NAME, checkpoint=path, device="cuda", dtype="float32"))
+    low = ImagePredictor(load_model(NAME, checkpoint=path, device="cuda", dtype=dtype))
+    img = make_image(480, 640, seed=5)
+    ref.set_image(img)
+    low.set_image(img)
+    assert low._features.levels[0].dtype == getattr(torch, dtype)
+    a = ref.predict(points=[(200, 150)], labels=[1], return_logits=True)[0]
+    b = low.predict(points=[(200, 150)], labels=[1], return_logits=True)[0]
+    decided = np.abs(a) >= 1
+    assert decided.sum() > 0.05 * a.size
+    assert ((a > 0) == (b > 0))[decided].mean() >= 0.995

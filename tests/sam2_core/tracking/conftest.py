@@ -35,9 +35,32 @@ def write_png_clip(folder: Path, n: int, first: int = 1001) -> Path:
     return folder
 
 
+# parity runs on every device this machine has; CI has none but the CPU
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                 reason="needs a CUDA GPU"))]
+
+
 @pytest.fixture(scope="session")
-def tiny(official_checkpoint):
-    return load_model(NAME, checkpoint=official_checkpoint(NAME), device="cpu")
+def tiny_on(official_checkpoint):
+    """The tiny model on a device, loaded once per device."""
+    models = {}
+
+    def get(device: str = "cpu"):
+        if device not in models:
+            models[device] = load_model(NAME, checkpoint=official_checkpoint(NAME), device=device)
+        return models[device]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_on):
+    return tiny_on("cpu")
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="session")
@@ -47,13 +70,20 @@ def shared_cache(tmp_path_factory):
 
 
 @pytest.fixture
-def official_pair(official_checkpoint, tiny, shared_cache):
-    """A fresh official video predictor and a function making its state for frames."""
-    predictor = build_official_video(NAME, official_checkpoint(NAME))
+def device_cache(shared_cache, device):
+    """The shared cache for the CPU; a cache of its own for another device, so that its
+    frames are encoded there (cache entries do not depend on the device)."""
+    return shared_cache if device == "cpu" else shared_cache.parent / f"shot-cache-{device}"
+
+
+@pytest.fixture
+def official_pair(official_checkpoint, tiny_on, device, device_cache):
+    """A fresh official video predictor on `device` and a function making its state for frames."""
+    predictor = build_official_video(NAME, official_checkpoint(NAME), device=device)
 
     def state_for(frames: np.ndarray):
-        inputs = torch.cat([normalise(resize_to_input(f, 1024), "cpu") for f in frames])
-        cache = FrameFeatureCache(tiny, ArraySource(frames), shared_cache)
+        inputs = torch.cat([normalise(resize_to_input(f, 1024), device) for f in frames])
+        cache = FrameFeatureCache(tiny_on(device), ArraySource(frames), device_cache)
 
         def features(i):
             f = cache.features(i)

@@ -13,7 +13,7 @@ TOL = 1e-3
 
 
 def assert_same(ref, got, what):
-    ref = ref.numpy() if torch.is_tensor(ref) else np.asarray(ref)
+    ref = ref.cpu().numpy() if torch.is_tensor(ref) else np.asarray(ref)
     assert ref.shape == got.shape, what
     diff = float(np.abs(ref - got).max())
     assert diff <= TOL, f"{what}: max |logit difference| {diff}"
@@ -30,11 +30,11 @@ def assert_frames_same(official_frames, ours_frames, what):
                 assert_same(ref[k, 0], got[obj], f"{what}, frame {f}, object {obj}")
 
 
-def test_session_equals_official(tiny, official_pair, shared_cache):
+def test_session_equals_official(tiny_on, device, official_pair, device_cache):
     frames = moving_disc_frames(10)
     official, state_for = official_pair
     state = state_for(frames)
-    tracker = VideoTracker(tiny, frames, cache_dir=shared_cache)
+    tracker = VideoTracker(tiny_on(device), frames, cache_dir=device_cache)
 
     # object 1: a click, then a refinement with a negative click (the earlier answer is fed back)
     _, _, ref = official.add_new_points_or_box(state, 0, 1, points=[[60, 120]], labels=[1])
@@ -81,15 +81,16 @@ class ForcedPresence(torch.nn.Module):
         return out if self.forced is None else torch.full_like(out, self.forced)
 
 
-def test_object_leaves_and_comes_back_equals_official(tiny, official_pair, shared_cache, monkeypatch):
+def test_object_leaves_and_comes_back_equals_official(tiny_on, device, official_pair, device_cache, monkeypatch):
     frames = moving_disc_frames(10)  # the frames of the test above: their features are cached
+    tiny = tiny_on(device)
     official, state_for = official_pair
     state = state_for(frames)
     ours_head = ForcedPresence(tiny.sam_mask_decoder.pred_obj_score_head)
     ref_head = ForcedPresence(official.sam_mask_decoder.pred_obj_score_head)
     monkeypatch.setattr(tiny.sam_mask_decoder, "pred_obj_score_head", ours_head)
     monkeypatch.setattr(official.sam_mask_decoder, "pred_obj_score_head", ref_head)
-    tracker = VideoTracker(tiny, frames, cache_dir=shared_cache)
+    tracker = VideoTracker(tiny, frames, cache_dir=device_cache)
 
     ours_head.forced = ref_head.forced = 5.0
     _, _, ref = official.add_new_points_or_box(state, 0, 1, points=[[60, 120]], labels=[1])
