@@ -62,7 +62,10 @@ class Official:
 
     def __init__(self, name: str, ckpt: Path, source: MovingDiscSource, device: str):
         self.predictor = build_official_video(name, ckpt, device=device, cpu_hole_filling=device == "cpu")
-        inputs = torch.cat([normalise(resize_to_input(source.read(i), 1024), device) for i in range(len(source))])
+        # every frame as float32 model input, on the device, as its frame loader keeps them
+        inputs = torch.empty(len(source), 3, 1024, 1024, device=device)
+        for i in range(len(source)):
+            inputs[i] = normalise(resize_to_input(source.read(i), 1024), device)[0]
         w, h = source.size
         p = self.predictor
 
@@ -148,19 +151,32 @@ def time_retrack(name, ckpt, n_frames, dtype, device, tmp: Path) -> tuple[float,
     return ours, time.perf_counter() - t
 
 
-def peak_rss(name, ckpt, n_frames, dtype, device, tmp: Path) -> tuple[float, float]:
+def peak_rss(name, ckpt, n_frames, who, dtype, device, tmp: Path) -> tuple[float, float]:
     """Peak RSS and peak GPU memory allocated (GiB) of a child process tracking a whole shot of n_frames."""
-    code = f"""
-import sys, torch
-sys.path.insert(0, {str(ROOT)!r})
-from bench.synthetic import MovingDiscSource
+    if who == "ours":
+        run = f"""
 from sam2_core import VideoTracker, load_model
-src = MovingDiscSource({n_frames})
 tracker = VideoTracker(load_model({name!r}, checkpoint={str(ckpt)!r}, device={device!r}, dtype={dtype!r}), src,
                        cache_dir={str(tmp / f"rss-{n_frames}")!r})
 tracker.add_prompt(0, obj_id=1, points=[src.disc_centre(0)])
 for _ in tracker.propagate():
     pass
+"""
+    else:
+        run = f"""
+import os
+os.environ["TQDM_DISABLE"] = "1"
+from bench.bench_video import Official
+off = Official({name!r}, {str(ckpt)!r}, src, {device!r})
+off.prompt(0, 1, [src.disc_centre(0)], [1])
+off.propagate()
+"""
+    code = f"""
+import sys, torch
+sys.path.insert(0, {str(ROOT)!r})
+from bench.synthetic import MovingDiscSource
+src = MovingDiscSource({n_frames})
+{run}
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec
 hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 gpu = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0
@@ -175,12 +191,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="VideoTracker against the official video predictor")
     ap.add_argument("--quick", action="store_true", help="small sizes: a few minutes")
     ap.add_argument("--model", default="sam2.1_hiera_tiny")
-    ap.add_argument("--parts", default="propagation,clicks,retrack,rss")
+    ap.add_argument("--parts", default="propagation,clicks,retrack,rss",
+                    help="add official-rss to measure the official predictor's memory beside ours "
+                         "(on a CPU it tracks the whole long shot at its speed: an hour)")
     ap.add_argument("--rss-frames", type=int, nargs=2, metavar=("SHORT", "LONG"),
                     help="shot lengths for the memory measurement (default 100 400; quick 20 80)")
     ap.add_argument("--retrack-frames", type=int, help="shot length for the re-track measurement (default 100)")
     ap.add_argument("--prop-frames", type=int, help="shot length for the propagation measurement (default 10)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--objects", type=int, nargs="+", default=[1, 3], help="object counts for the propagation part")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     dev = args.device
@@ -203,7 +222,7 @@ def main() -> None:
             print(f"warm-up {time.perf_counter() - t:.1f} s", flush=True)
         if "propagation" in parts:
             print(f"\npropagation, s/frame over {n_prop - 1} frames (cold cache)")
-            for n_obj in (1, 3):
+            for n_obj in args.objects:
                 row = {}
                 for who, dtype in (("official", "float32"), ("official", "bfloat16"),
                                    ("ours", "float32"), ("ours", "bfloat16")):
@@ -229,13 +248,17 @@ def main() -> None:
                       f"{official / ours:.1f}x", flush=True)
                 results[f"retrack_{dtype}"] = (ours, official)
         if "rss" in parts:
-            print("\npeak RSS (and GPU memory), whole shot, ours bfloat16, GiB")
-            peaks = {n: peak_rss(args.model, ckpt, n, "bfloat16", dev, tmp) for n in rss_lengths}
-            (a, (ra, ga)), (b, (rb, gb)) = peaks.items()
-            print(f"  RSS: {a} frames {ra:.2f}, {b} frames {rb:.2f} ({100 * (rb / ra - 1):+.1f}%)")
-            if dev == "cuda":
-                print(f"  GPU: {a} frames {ga:.2f}, {b} frames {gb:.2f} ({100 * (gb / ga - 1):+.1f}%)")
-            results["rss"] = peaks
+            print("\npeak RSS (and GPU memory), whole shot, GiB")
+            for who, dtype in (("ours", "bfloat16"), ("official", "float32")):
+                if who == "official" and "official-rss" not in parts:
+                    continue
+                peaks = {n: peak_rss(args.model, ckpt, n, who, dtype, dev, tmp) for n in rss_lengths}
+                (a, (ra, ga)), (b, (rb, gb)) = peaks.items()
+                print(f"  {who} {dtype} RSS: {a} frames {ra:.2f}, {b} frames {rb:.2f} ({100 * (rb / ra - 1):+.1f}%)")
+                if dev == "cuda":
+                    print(f"  {who} {dtype} GPU: {a} frames {ga:.2f}, {b} frames {gb:.2f} "
+                          f"({100 * (gb / ga - 1):+.1f}%)", flush=True)
+                results[f"rss_{who}"] = peaks
     print("\n" + json.dumps(results))
 
 

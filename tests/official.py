@@ -160,8 +160,8 @@ def official_video_state(predictor, model_inputs: torch.Tensor, plate_hw: tuple[
 
     The official predictor keeps the image features of the last frame it visited only,
     and would encode a frame again on every visit. To save test time it is handed every
-    frame's features up front: `features(i)` returns (levels, pos) as the official
-    `forward_image` would (the image encoders' equality is tested on its own)."""
+    frame's features instead, as it asks for them: `features(i)` returns (levels, pos) as
+    the official `forward_image` would (the image encoders' equality is tested on its own)."""
     import sam2.sam2_video_predictor as svp
 
     def load_video_frames(video_path, image_size, **_):
@@ -171,13 +171,22 @@ def official_video_state(predictor, model_inputs: torch.Tensor, plate_hw: tuple[
         levels, pos = features(i)
         return {"vision_features": levels[-1], "vision_pos_enc": list(pos), "backbone_fpn": list(levels)}
 
-    cached = {i: (model_inputs[i: i + 1], backbone_out(i)) for i in range(len(model_inputs))}
+    class Features(dict):
+        """Every frame is a hit, looked up when asked for (so hits never replace it)."""
+
+        def get(self, i, default=None):
+            if i not in self:
+                self[i] = (model_inputs[i: i + 1], backbone_out(i))
+            return self[i]
+
+    cached = Features()
+    cached.get(0)  # before forward_image is swapped below: features() may call it
     original_loader, original_forward = svp.load_video_frames, predictor.forward_image
     svp.load_video_frames = load_video_frames
-    predictor.forward_image = lambda images: cached[0][1]  # init_state warms up on frame 0
+    predictor.forward_image = lambda images: cached.get(0)[1]  # init_state warms up on frame 0
     try:
         state = predictor.init_state(video_path="(frames in memory)")
     finally:
         svp.load_video_frames, predictor.forward_image = original_loader, original_forward
-    state["cached_features"] = cached  # hits never replace it
+    state["cached_features"] = cached
     return state
