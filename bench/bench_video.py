@@ -200,6 +200,8 @@ def main() -> None:
     ap.add_argument("--prop-frames", type=int, help="shot length for the propagation measurement (default 10)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--objects", type=int, nargs="+", default=[1, 3], help="object counts for the propagation part")
+    ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"],
+                    help="precisions to run (bfloat16 is slow on CPUs without bfloat16 instructions)")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     dev = args.device
@@ -224,25 +226,24 @@ def main() -> None:
             print(f"\npropagation, s/frame over {n_prop - 1} frames (cold cache)")
             for n_obj in args.objects:
                 row = {}
-                for who, dtype in (("official", "float32"), ("official", "bfloat16"),
-                                   ("ours", "float32"), ("ours", "bfloat16")):
-                    row[f"{who} {dtype}"] = time_propagation(args.model, ckpt, n_prop, n_obj, who, dtype, dev, tmp)
-                base = row["official float32"]
-                print(f"  {n_obj} object(s): " + ", ".join(
-                    f"{k} {v:.2f}" for k, v in row.items()) + f"; official fp32 / ours bf16 = "
-                    f"{base / row['ours bfloat16']:.2f}x, official bf16 / ours bf16 = "
-                    f"{row['official bfloat16'] / row['ours bfloat16']:.2f}x, official fp32 / ours fp32 = "
-                    f"{base / row['ours float32']:.2f}x", flush=True)
+                for who in ("official", "ours"):
+                    for dtype in args.dtypes:
+                        row[f"{who} {dtype}"] = time_propagation(args.model, ckpt, n_prop, n_obj, who, dtype, dev,
+                                                                 tmp)
+                ratios = [f"official {a} / ours {b} = {row[f'official {a}'] / row[f'ours {b}']:.2f}x"
+                          for a in args.dtypes for b in args.dtypes]
+                print(f"  {n_obj} object(s): " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()) + "; "
+                      + ", ".join(ratios), flush=True)
                 results[f"propagation_{n_obj}"] = row
         if "clicks" in parts:
             print("\nclick-to-mask on a cached frame, s")
-            for dtype in ("float32", "bfloat16"):
+            for dtype in args.dtypes:
                 new, corr = time_clicks(args.model, ckpt, dtype, dev, tmp)
                 print(f"  ours {dtype}: new object {new:.3f}, correction {corr:.3f}", flush=True)
                 results[f"clicks_{dtype}"] = (new, corr)
         if "retrack" in parts:
             print(f"\nre-track after a correction at frame {n_retrack // 2} of {n_retrack}, s")
-            for dtype in ("bfloat16",):
+            for dtype in args.dtypes:
                 ours, official = time_retrack(args.model, ckpt, n_retrack, dtype, dev, tmp)
                 print(f"  ours {dtype} {ours:.1f}, official float32 re-running the shot {official:.1f}: "
                       f"{official / ours:.1f}x", flush=True)
