@@ -41,7 +41,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                    help="use this checkpoint file instead of the official download")
     p.add_argument("--device", default="auto", help="auto (CUDA, then Apple MPS, then CPU), cuda, mps or cpu")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                   help="working precision (bfloat16 is about twice as fast on recent CPUs)")
+                   help="working precision (bfloat16 is about twice as fast on CPUs with AMX or "
+                        "AVX512-BF16, several times slower on CPUs without them)")
 
 
 def build_parser() -> argparse.ArgumentParser:
