@@ -66,10 +66,9 @@ class FrameFeatureCache:
         source_key = _key(source.identity, colour_key, str(self.size))
         model_key = _key(model.cfg.name, getattr(model, "weights_id", ""), str(model.dtype))
         root = Path(cache_dir)
-        # not flushed to the disk entry by entry: after a power cut a lost or damaged entry
-        # is found by its checksum and computed again, and fsync per frame costs more than
-        # a frame's whole network pass on a GPU
-        # and written by a writer thread while the network goes on
+        # written by a writer thread while the network goes on, and not flushed to the disk
+        # entry by entry (fsync per frame costs more than a frame's network pass on a GPU):
+        # after a power cut a lost or damaged entry is found by its checksum and computed again
         self.input_store = TensorStore(root / "inputs" / source_key, ram_budget=ram_budget // 8, durable=False,
                                        write_behind=True)
         self.feature_store = TensorStore(root / "features" / f"{source_key}-{model_key}", ram_budget=ram_budget,

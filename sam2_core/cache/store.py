@@ -180,7 +180,7 @@ class TensorStore:
                 return None
             tensors = decode_entry(data)
             if tensors is None:
-                if data[:len(MAGIC) - 1] == MAGIC[:-1] and data[len(MAGIC) - 1:len(MAGIC)] != MAGIC[-1:]:
+                if data[:len(MAGIC) - 1] == MAGIC[:-1] and not data.startswith(MAGIC):  # another version
                     log.info("Cache entry %s is from another version; it will be computed again.", path)
                 else:
                     log.warning("Cache entry %s was damaged; it is removed and will be computed again.", path)
