@@ -212,6 +212,21 @@ def test_hole_filling_matches_the_official_rule():
     assert (got != logits).any() and (got[1, 0, 12:18, 12:18] < 0).all()
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_hole_filling_equals_connected_components_on_random_masks(seed):
+    """Dense and sparse background, thin diagonal chains, regions on the border, several
+    area limits: the same holes as OpenCV's 8-connected components."""
+    from sam2.utils import misc
+
+    misc.get_connected_components = connected_components
+    g = torch.Generator().manual_seed(seed)
+    for density in (0.1, 0.3, 0.45, 0.6):
+        logits = torch.rand(2, 1, 37, 53, generator=g) - density  # below zero: background
+        for max_area in (1, 3, 8, 20):
+            ref = misc.fill_holes_in_mask_scores(logits.clone(), max_area)
+            assert torch.equal(fill_small_holes(logits, max_area), ref), (density, max_area)
+
+
 def test_keep_top_object():
     logits = torch.tensor([[[[3.0, -1.0]]], [[[1.0, 2.0]]]])
     out = keep_top_object(logits)
