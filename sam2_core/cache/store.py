@@ -5,8 +5,12 @@
 - Checked: every file carries a digest of its payload; an entry that reads back wrong
   (a damaged disk, a file truncated by something else) is deleted and reported as
   missing, so the caller computes it again.
-- Bounded: RAM holds the most recently used entries up to a byte budget; the disk may
-  have a budget too, evicting least recently used entries except pinned ones.
+- Bounded: memory holds the most recently used entries up to a byte budget, as they
+  were put (on the GPU if they came from it, so that reading a recent entry copies
+  nothing); the disk may have a budget too, evicting least recently used entries except
+  pinned ones.
+- Written behind, if asked: a writer thread takes the disk writes off the caller's path.
+  Stores that share a writer reach the disk in the order of their puts.
 """
 
 from __future__ import annotations
@@ -103,20 +107,66 @@ def nbytes(tensors: dict[str, torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
+class Writer:
+    """One thread that writes the entries its stores hand it, one at a time, in the order
+    they were handed over. Stores that share a writer therefore reach the disk in the
+    order of their puts: after a crash the disk holds every entry put up to some moment
+    and none after it (a frame's result is never there without the memory put before it)."""
+
+    def __init__(self, name: str, depth: int = 4):
+        self.name = name
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)  # put() blocks when this far behind
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, store: "TensorStore", key: str) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+        self._queue.put((store, key))
+
+    def join(self) -> None:
+        """Wait until everything handed over so far is written (or has failed)."""
+        self._queue.join()
+
+    def close(self) -> None:
+        """Write what is queued, then end the thread (a later submit starts a new one)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                store, key = item
+                store._write_pending(key)
+            finally:
+                self._queue.task_done()
+
+
 class TensorStore:
     def __init__(self, folder: str | Path, ram_budget: int = 512 << 20, disk_budget: int | None = None,
-                 durable: bool = True, write_behind: bool = False):
+                 durable: bool = True, write_behind: bool = False, writer: Writer | None = None):
         """durable: flush each entry to the disk before it counts as written (a power cut
         cannot lose it). Working data that a crash makes worthless anyway can skip that.
         write_behind: `put` hands the entry to a writer thread and returns (reads see it at
         once), so that disk writes overlap the caller's work; a write error is raised by the
-        next `put` or `flush`. For caches only: what was not yet written when the process
-        ends is computed again by the next one."""
+        next `put` or `flush`. What was not yet written when the process dies is lost: for
+        caches, and for data whose loss a later run detects (see Writer).
+        writer: a writer shared with other stores (implies write_behind), so that the disk
+        keeps the order of their puts."""
         self.folder = Path(folder)
         self.durable = durable
-        self.write_behind = write_behind
+        self.write_behind = write_behind or writer is not None
+        self._own_writer = writer is None and write_behind
+        self._writer = Writer(f"sam2roto-cache-writer:{self.folder.name}") if self._own_writer else writer
         self._pending: dict[str, dict] = {}  # handed to the writer, not yet on disk
-        self._queue: queue.Queue | None = None
         self._write_error: CacheError | None = None
         self.ram_budget = ram_budget
         self.disk_budget = disk_budget
@@ -195,19 +245,28 @@ class TensorStore:
         if self.write_behind:
             with self._lock:
                 self._pending[key] = {k: v.detach() for k, v in tensors.items()}
-            self._writer().put(key)  # blocks while the writer is a few entries behind
+            _WRITE_BEHIND.add(self)
+            self._writer.submit(self, key)  # blocks while the writer is a few entries behind
             return
         self._write(key, tensors, ram)
 
     def flush(self) -> None:
         """Wait until every entry handed to the writer is on disk; raise its error if one failed."""
-        if self._queue is not None:
-            self._queue.join()
+        if self._writer is not None:
+            self._writer.join()
         self._raise_write_error()
 
+    def close(self) -> None:
+        """Flush, and end this store's own writer thread."""
+        try:
+            self.flush()
+        finally:
+            if self._own_writer:
+                self._writer.close()
+
     def _write(self, key: str, tensors: dict[str, torch.Tensor], ram: bool) -> None:
-        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}  # one copy off a GPU
-        parts = encode_entry(tensors)
+        kept = {k: v.detach().contiguous() for k, v in tensors.items()}  # memory keeps them where they are
+        parts = encode_entry(kept)  # (one copy off a GPU)
         size = sum(memoryview(p).nbytes for p in parts)
         with self._lock:
             self._make_room(size, keep=key)
@@ -217,7 +276,7 @@ class TensorStore:
             self._disk[key] = size
             self._disk_bytes += size
             if ram:
-                self._remember(key, tensors)
+                self._remember(key, kept)
             else:
                 self._forget_ram(key)
 
@@ -241,34 +300,25 @@ class TensorStore:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _writer(self) -> queue.Queue:
-        if self._queue is None:
-            self._queue = queue.Queue(maxsize=4)
-            _WRITE_BEHIND.add(self)
-            threading.Thread(target=self._write_pending, name=f"sam2roto-cache-writer:{self.folder.name}",
-                             daemon=True).start()
-        return self._queue
-
-    def _write_pending(self) -> None:
-        while True:
-            key = self._queue.get()
-            tensors = None
-            try:
-                with self._lock:
-                    tensors = self._pending.get(key)
-                if tensors is not None:
-                    self._write(key, tensors, ram=True)
-            except CacheError as e:
-                self._write_error = e
-            except Exception as e:  # never let the writer die silently
-                self._write_error = CacheError(errno.EIO, f"Cannot write to the cache folder {self.folder}: {e}")
-            finally:
-                with self._lock:
-                    if tensors is not None and self._pending.get(key) is tensors:
-                        del self._pending[key]
-                    elif tensors is not None and key not in self._pending:  # deleted while being written
-                        self.delete(key)
-                self._queue.task_done()
+    def _write_pending(self, key: str) -> None:
+        """The writer's part: write the entry put under `key`, unless it was replaced or
+        deleted meanwhile."""
+        tensors = None
+        try:
+            with self._lock:
+                tensors = self._pending.get(key)
+            if tensors is not None:
+                self._write(key, tensors, ram=True)
+        except CacheError as e:
+            self._write_error = e
+        except Exception as e:  # never let the writer die silently
+            self._write_error = CacheError(errno.EIO, f"Cannot write to the cache folder {self.folder}: {e}")
+        finally:
+            with self._lock:
+                if tensors is not None and self._pending.get(key) is tensors:
+                    del self._pending[key]
+                elif tensors is not None and key not in self._pending:  # deleted while being written
+                    self.delete(key)
 
     def _raise_write_error(self) -> None:
         error, self._write_error = self._write_error, None
