@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ..model import SAM2
 from ..model.image_encoder import ImageFeatures
+from ..model.loading import upload
 from ..model.transforms import MEAN, STD
 from .store import TensorStore
 
@@ -51,9 +52,9 @@ def resize_to_input(rgb: np.ndarray, size: int) -> torch.Tensor:
 
 def normalise(frame: torch.Tensor, device) -> torch.Tensor:
     """(S, S, 3) uint8 -> (1, 3, S, S) float32, ImageNet-normalised."""
-    x = frame.to(device).permute(2, 0, 1)[None].float() / 255.0
-    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+    x = upload(frame, device).permute(2, 0, 1)[None].float() / 255.0
+    mean = upload(torch.tensor(MEAN).view(1, 3, 1, 1), device)
+    std = upload(torch.tensor(STD).view(1, 3, 1, 1), device)
     return (x - mean) / std
 
 
@@ -122,6 +123,16 @@ class FrameFeatureCache:
         """Wait until every frame and feature computed so far is on disk."""
         self.input_store.flush()
         self.feature_store.flush()
+
+    def close(self) -> None:
+        """Flush, and end the reader and writer threads."""
+        self.stop_background()
+        if self._reader is not None:
+            self._reader.shutdown(cancel_futures=True)
+            self._reader = None
+        self._prefetched.clear()
+        self.input_store.close()
+        self.feature_store.close()
 
     # -- features ------------------------------------------------------------------------
 

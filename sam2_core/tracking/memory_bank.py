@@ -21,6 +21,7 @@ import torch
 
 from ..cache.store import TensorStore
 from ..model import SAM2
+from ..model.loading import upload
 
 _versions = itertools.count(1)
 
@@ -144,7 +145,7 @@ class MemoryBank:
         num_ptr_tokens = 0
         if selection.pointers:
             max_ptrs = min(self.num_frames, cfg.max_obj_ptrs)
-            distances = torch.tensor([d for d, _ in selection.pointers], device=dev)
+            distances = upload(torch.tensor([d for d, _ in selection.pointers]), dev)
             ptr_pos = self.model.pointer_time_encoding(distances, max_ptrs - 1)  # (N, m)
             # each C-wide pointer becomes C / mem_dim tokens of mem_dim
             split = cfg.d_model // cfg.mem_dim

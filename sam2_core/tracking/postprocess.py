@@ -21,7 +21,7 @@ def fill_small_holes(logits: torch.Tensor, max_area: int) -> torch.Tensor:
     if max_area <= 0:
         return logits
     hole = small_regions(logits <= 0, max_area)
-    return torch.where(hole, torch.tensor(HOLE_FILL_LOGIT, dtype=logits.dtype, device=logits.device), logits)
+    return torch.where(hole, HOLE_FILL_LOGIT, logits)
 
 
 def small_regions(mask: torch.Tensor, max_area: int) -> torch.Tensor:
@@ -35,7 +35,7 @@ def small_regions(mask: torch.Tensor, max_area: int) -> torch.Tensor:
     whole region (labels only spread inside a region), so counting it is its area; a
     larger region either still shows contact between labels or counts more than max_area."""
     b, _, h, w = mask.shape
-    inf = torch.tensor(float("inf"), device=mask.device)
+    inf = float("inf")
     index = torch.arange(1, h * w + 1, dtype=torch.float32, device=mask.device).view(1, 1, h, w)
     labels = torch.where(mask, index, inf)  # exact in float32 up to 2**24 pixels
     for _ in range(max_area):

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cache.features import FrameFeatureCache
-from ..cache.store import CacheError, TensorStore
+from ..cache.store import CacheError, TensorStore, Writer
 from ..media.frame_source import as_source, check_index
 from ..model import SAM2
 from ..model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
@@ -98,9 +98,14 @@ class VideoTracker:
         self.persistent = session_dir is not None
         self.session_dir = Path(session_dir) if session_dir else self.cache_dir / "sessions" / uuid.uuid4().hex[:12]
         durable = self.persistent
-        self.bank = MemoryBank(model, TensorStore(self.session_dir / "memory", ram_budget=64 << 20, durable=durable),
-                               self.num_frames)
-        self.results = TensorStore(self.session_dir / "results", ram_budget=16 << 20, durable=durable)
+        # memories and results are written by one thread, in the order they are made, so a
+        # crash leaves every result on disk with the memory it was tracked with
+        self._session_writer = Writer("sam2roto-session-writer")
+        self.bank = MemoryBank(model, TensorStore(self.session_dir / "memory", ram_budget=64 << 20, durable=durable,
+                                                  writer=self._session_writer), self.num_frames)
+        self.results = TensorStore(self.session_dir / "results", ram_budget=16 << 20, durable=durable,
+                                   writer=self._session_writer)
+        # the user's clicks reach the disk before add_prompt returns
         self.prompt_store = TensorStore(self.session_dir / "prompts", ram_budget=16 << 20, durable=durable)
         # each tracked frame's memory-conditioned embedding, so that a correction on it
         # does not run the memory attention again while its memories are unchanged
@@ -210,6 +215,8 @@ class VideoTracker:
                                                 reverse=reverse, prev_logits=prev_logits, encode_memory=False)
             obj.pending[frame] = out
             self._save_result(obj, frame, logits, out, PENDING)
+            if self.persistent:
+                self.results.flush()  # a prompt's answer is kept like the prompt itself
             return self._to_plate(logits)[0, 0].cpu().numpy()
 
     def _make_prompt(self, points, labels, box, mask, frame: int) -> Prompt:
@@ -298,17 +305,22 @@ class VideoTracker:
     def _run_spans(self, spans, ids, cancel, progress):
         total = sum(len(r) for r, _ in spans)
         done = 0
-        for frames, reverse in spans:
-            for k, frame in enumerate(frames):
-                if cancel is not None and cancel.is_set():
-                    return
-                if k + 1 < len(frames):
-                    self.frames.prefetch(frames[k + 1])  # read while the network works on this one
-                yield frame, self._propagate_frame(frame, ids, reverse)
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-        self.frames.flush()  # the features are on disk when the run is
+        finished = False
+        try:
+            for frames, reverse in spans:
+                for k, frame in enumerate(frames):
+                    if cancel is not None and cancel.is_set():
+                        return
+                    if k + 1 < len(frames):
+                        self.frames.prefetch(frames[k + 1])  # read while the network works on this one
+                    yield frame, self._propagate_frame(frame, ids, reverse)
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+            finished = True
+        finally:
+            # what a run made is on disk when it ends, stopped or not
+            self._flush(raise_errors=finished)
 
     def retrack(self, frame: int, cancel: threading.Event | None = None,
                 progress: Callable[[int, int], None] | None = None):
@@ -503,15 +515,28 @@ class VideoTracker:
 
     # -- life cycle ----------------------------------------------------------------------
 
+    def _flush(self, raise_errors: bool = True) -> None:
+        """Wait until everything computed so far is on disk; a write error is raised (or,
+        when a run was stopped anyway, logged)."""
+        errors = []
+        for store in (self.results, self.bank.store, self.frames, self.conditioned):
+            try:
+                store.flush()
+            except CacheError as e:
+                errors.append(e)
+        if errors and raise_errors:
+            raise errors[0]
+        for e in errors:
+            log.warning("%s", e)
+
     def close(self) -> None:
         """Stop background work and delete this tracker's session data (the frame and
         feature cache stays for the next run on the shot)."""
         self.frames.stop_background()
-        try:
-            self.frames.flush()
-            self.conditioned.flush()
-        except CacheError as e:  # the cache is a cache: what did not reach the disk is computed again
-            log.warning("%s", e)
+        self._flush(raise_errors=False)  # (a cache entry that did not reach the disk is computed again)
+        self._session_writer.close()
+        self.conditioned.close()
+        self.frames.close()
         if not self.persistent:
             shutil.rmtree(self.session_dir, ignore_errors=True)
         if self._own_dir:
