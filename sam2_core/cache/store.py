@@ -10,7 +10,6 @@
   nothing); the disk may have a budget too, evicting least recently used entries except
   pinned ones.
 - Written behind, if asked: a writer thread takes the disk writes off the caller's path.
-  Stores that share a writer reach the disk in the order of their puts.
 """
 
 from __future__ import annotations
@@ -108,10 +107,7 @@ def nbytes(tensors: dict[str, torch.Tensor]) -> int:
 
 
 class Writer:
-    """One thread that writes the entries its stores hand it, one at a time, in the order
-    they were handed over. Stores that share a writer therefore reach the disk in the
-    order of their puts: after a crash the disk holds every entry put up to some moment
-    and none after it (a frame's result is never there without the memory put before it)."""
+    """The thread that writes a write-behind store's entries, in the order they were put."""
 
     def __init__(self, name: str, depth: int = 4):
         self.name = name
@@ -152,20 +148,17 @@ class Writer:
 
 class TensorStore:
     def __init__(self, folder: str | Path, ram_budget: int = 512 << 20, disk_budget: int | None = None,
-                 durable: bool = True, write_behind: bool = False, writer: Writer | None = None):
+                 durable: bool = True, write_behind: bool = False):
         """durable: flush each entry to the disk before it counts as written (a power cut
         cannot lose it). Working data that a crash makes worthless anyway can skip that.
         write_behind: `put` hands the entry to a writer thread and returns (reads see it at
         once), so that disk writes overlap the caller's work; a write error is raised by the
-        next `put` or `flush`. What was not yet written when the process dies is lost: for
-        caches, and for data whose loss a later run detects (see Writer).
-        writer: a writer shared with other stores (implies write_behind), so that the disk
-        keeps the order of their puts."""
+        next `put` or `flush`. For caches only: what was not yet written when the process
+        ends is computed again by the next one."""
         self.folder = Path(folder)
         self.durable = durable
-        self.write_behind = write_behind or writer is not None
-        self._own_writer = writer is None and write_behind
-        self._writer = Writer(f"sam2roto-cache-writer:{self.folder.name}") if self._own_writer else writer
+        self.write_behind = write_behind
+        self._writer = Writer(f"sam2roto-cache-writer:{self.folder.name}") if write_behind else None
         self._pending: dict[str, dict] = {}  # handed to the writer, not yet on disk
         self._write_error: CacheError | None = None
         self.ram_budget = ram_budget
@@ -257,11 +250,11 @@ class TensorStore:
         self._raise_write_error()
 
     def close(self) -> None:
-        """Flush, and end this store's own writer thread."""
+        """Flush, and end the writer thread (a later put starts it again)."""
         try:
             self.flush()
         finally:
-            if self._own_writer:
+            if self._writer is not None:
                 self._writer.close()
 
     def _write(self, key: str, tensors: dict[str, torch.Tensor], ram: bool) -> None:

@@ -47,6 +47,8 @@ class ShotSession:
         self.tracker = shot.tracker(model)
         self.source = shot.source
         self.numbers = list(self.source.frame_numbers)
+        if shot.manifest.tracked and not self._every_frame_has_results():
+            shot.manifest.tracked = False  # results lost in a power cut: tracking fills them in again
         self._undo: list[tuple[int, int, list[PromptRecord]]] = []  # (object id, frame number, prompts before)
 
     @classmethod
@@ -311,9 +313,12 @@ class ShotSession:
                 yield self.numbers[index], {names[i]: v for i, v in logits.items()}
         cancelled = cancel is not None and cancel.is_set()
         if whole_shot and not cancelled:
-            self.shot.manifest.tracked = all(self.tracker.has_result(f, i)
-                                             for i in ids for f in range(self.tracker.num_frames))
+            self.shot.manifest.tracked = self._every_frame_has_results(ids)
             self.shot.save()
+
+    def _every_frame_has_results(self, ids: list[int] | None = None) -> bool:
+        ids = self.tracker.object_ids if ids is None else ids
+        return all(self.tracker.has_result(f, i) for i in ids for f in range(self.tracker.num_frames))
 
     # -- results and export --------------------------------------------------------------
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cache.features import FrameFeatureCache
-from ..cache.store import CacheError, TensorStore, Writer
+from ..cache.store import CacheError, TensorStore
 from ..media.frame_source import as_source, check_index
 from ..model import SAM2
 from ..model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
@@ -97,16 +97,14 @@ class VideoTracker:
         # this tracker's own working data: prompts, spatial memories, per-frame results
         self.persistent = session_dir is not None
         self.session_dir = Path(session_dir) if session_dir else self.cache_dir / "sessions" / uuid.uuid4().hex[:12]
-        durable = self.persistent
-        # memories and results are written by one thread, in the order they are made, so a
-        # crash leaves every result on disk with the memory it was tracked with
-        self._session_writer = Writer("sam2roto-session-writer")
-        self.bank = MemoryBank(model, TensorStore(self.session_dir / "memory", ram_budget=64 << 20, durable=durable,
-                                                  writer=self._session_writer), self.num_frames)
-        self.results = TensorStore(self.session_dir / "results", ram_budget=16 << 20, durable=durable,
-                                   writer=self._session_writer)
-        # the user's clicks reach the disk before add_prompt returns
-        self.prompt_store = TensorStore(self.session_dir / "prompts", ram_budget=16 << 20, durable=durable)
+        # memories and results are written before a frame is handed out, so a killed
+        # process loses at most the frame in flight; they are not flushed to the disk one
+        # by one (after a power cut, reloading computes again whatever lost its memory).
+        # The user's clicks are flushed.
+        self.bank = MemoryBank(model, TensorStore(self.session_dir / "memory", ram_budget=64 << 20, durable=False),
+                               self.num_frames)
+        self.results = TensorStore(self.session_dir / "results", ram_budget=16 << 20, durable=False)
+        self.prompt_store = TensorStore(self.session_dir / "prompts", ram_budget=16 << 20, durable=self.persistent)
         # each tracked frame's memory-conditioned embedding, so that a correction on it
         # does not run the memory attention again while its memories are unchanged
         self.conditioned = TensorStore(self.session_dir / "conditioned", ram_budget=32 << 20, durable=False,
@@ -215,8 +213,6 @@ class VideoTracker:
                                                 reverse=reverse, prev_logits=prev_logits, encode_memory=False)
             obj.pending[frame] = out
             self._save_result(obj, frame, logits, out, PENDING)
-            if self.persistent:
-                self.results.flush()  # a prompt's answer is kept like the prompt itself
             return self._to_plate(logits)[0, 0].cpu().numpy()
 
     def _make_prompt(self, points, labels, box, mask, frame: int) -> Prompt:
@@ -319,7 +315,7 @@ class VideoTracker:
                         progress(done, total)
             finished = True
         finally:
-            # what a run made is on disk when it ends, stopped or not
+            # the frames and features a run read are on disk when it ends, stopped or not
             self._flush(raise_errors=finished)
 
     def retrack(self, frame: int, cancel: threading.Event | None = None,
@@ -470,6 +466,14 @@ class VideoTracker:
             if entry is None or "meta" not in entry:
                 continue  # damaged: that frame is simply not tracked
             kind, version, has_spatial, reverse = entry["meta"].tolist()
+            if has_spatial and self.bank.key(obj_id, frame) not in self.bank.store:
+                # after a power cut, a result may be on disk without its memory: a prompted
+                # frame's memory is encoded again from the result, a tracked frame is tracked again
+                log.info("Frame index %d of object %d lost its memory; it is computed again.", frame, obj_id)
+                if kind != CONDITIONING:
+                    self.results.delete(key)
+                    continue
+                kind, has_spatial = PENDING, 0
             record = FrameMemory(obj_ptr=entry["obj_ptr"].to(dev), object_score=entry["score"].to(dev),
                                  has_spatial=bool(has_spatial), version=version)
             obj = self._objects.setdefault(obj_id, TrackedObject(ObjectMemory(obj_id)))
@@ -516,10 +520,10 @@ class VideoTracker:
     # -- life cycle ----------------------------------------------------------------------
 
     def _flush(self, raise_errors: bool = True) -> None:
-        """Wait until everything computed so far is on disk; a write error is raised (or,
-        when a run was stopped anyway, logged)."""
+        """Wait until the frames, features and conditioned embeddings written behind are on
+        disk; a write error is raised (or, when a run was stopped anyway, logged)."""
         errors = []
-        for store in (self.results, self.bank.store, self.frames, self.conditioned):
+        for store in (self.frames, self.conditioned):
             try:
                 store.flush()
             except CacheError as e:
@@ -534,7 +538,6 @@ class VideoTracker:
         feature cache stays for the next run on the shot)."""
         self.frames.stop_background()
         self._flush(raise_errors=False)  # (a cache entry that did not reach the disk is computed again)
-        self._session_writer.close()
         self.conditioned.close()
         self.frames.close()
         if not self.persistent:

@@ -174,9 +174,7 @@ def test_write_behind_error_reaches_the_caller_and_keeps_what_was_there(tmp_path
     assert not list((tmp_path / "s").glob(".tmp-*"))
 
 
-def test_stores_sharing_a_writer_reach_the_disk_in_the_order_of_their_puts(tmp_path, monkeypatch):
-    """The crash-consistency of a tracking session rests on this: a frame's result never
-    reaches the disk before the memory put before it."""
+def test_write_behind_keeps_the_order_of_puts_and_close_ends_the_writer(tmp_path, monkeypatch):
     from sam2_core.cache import store as st
 
     written = []
@@ -188,22 +186,15 @@ def test_stores_sharing_a_writer_reach_the_disk_in_the_order_of_their_puts(tmp_p
         written.append(path.name)
 
     monkeypatch.setattr(st.TensorStore, "_write_atomically", slow_and_recorded)
-    writer = st.Writer("test-writer", depth=2)
-    memory = TensorStore(tmp_path / "memory", writer=writer)
-    results = TensorStore(tmp_path / "results", writer=writer)
-    order = []
-    for frame in range(8):
-        memory.put(f"mem-{frame}", entry(frame))
-        results.put(f"res-{frame}", entry(-frame))
-        order += [f"mem-{frame}.entry", f"res-{frame}.entry"]
-    results.delete("res-7")  # taken back before it was written: never reaches the disk, or is removed
-    memory.flush()
-    assert [n for n in written if n != "res-7.entry"] == order[:-1]
-    assert not results.path("res-7").exists() and "res-7" not in results
-    assert torch.equal(TensorStore(tmp_path / "results").get("res-6")["x"], entry(-6)["x"])
-    writer.close()
-    assert not any(t.name == "test-writer" for t in threading.enumerate())
-    memory.put("mem-8", entry(8))  # a closed writer starts again when needed
-    memory.flush()
-    assert torch.equal(TensorStore(tmp_path / "memory").get("mem-8")["x"], entry(8)["x"])
-
+    store = TensorStore(tmp_path / "ordered", write_behind=True)
+    for i in range(8):
+        store.put(f"k{i}", entry(i))
+    store.delete("k7")  # taken back: never reaches the disk, or is removed from it
+    store.close()
+    assert [n for n in written if n != "k7.entry"] == [f"k{i}.entry" for i in range(7)]
+    assert not store.path("k7").exists() and "k7" not in store
+    assert not any(t.name == "sam2roto-cache-writer:ordered" for t in threading.enumerate())
+    store.put("k8", entry(8))  # a closed store's writer starts again when needed
+    store.flush()
+    assert torch.equal(TensorStore(tmp_path / "ordered").get("k8")["x"], entry(8)["x"])
+    store.close()

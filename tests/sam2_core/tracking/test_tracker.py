@@ -129,25 +129,25 @@ def test_cancel_keeps_what_was_done_and_tracking_resumes(tiny, shared_cache):
     assert tracker.logits(3, 1) is not None and tracker.logits(4, 1) is None
 
 
-def test_kept_session_is_on_disk_when_a_prompt_returns_and_when_a_run_stops(tiny, shared_cache, tmp_path):
-    """Results are written behind; what a user saw is on disk all the same: a prompt's
-    answer when add_prompt returns, every frame a run yielded when it stops, with the
-    memories they were tracked with (another tracker reading the folder finds them)."""
+def test_session_that_lost_memories_in_a_power_cut_computes_them_again(tiny, shared_cache, tmp_path):
+    """Session entries are not flushed to the disk one by one, so a power cut can keep a
+    result and lose its memory. Reloading then encodes a prompted frame's memory again from
+    its result and tracks the other frames again: the same masks as before."""
     session = tmp_path / "session"
     frames = moving_disc_frames(10)
     tracker = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=session)
-    first = tracker.add_prompt(0, 1, **CLICK)
-    assert (session / "results" / "res-1-0000000.entry").is_file()
-    gen = tracker.propagate(end=6)
-    seen = [next(gen)[0] for _ in range(4)]
-    gen.close()
-    assert seen == [0, 1, 2, 3]
-    on_disk = {p.name for p in (session / "results").glob("*.entry")}
-    assert on_disk == {f"res-1-{f:07d}.entry" for f in seen}
-    assert {p.name for p in (session / "memory").glob("*.entry")} == {f"mem-1-{f:07d}.entry" for f in seen}
-    reader = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=session)
-    assert_same_masks(reader.logits(0, 1), first)
-    assert all(reader.logits(f, 1) is not None for f in seen) and reader.logits(4, 1) is None
+    tracker.add_prompt(0, 1, **CLICK)
+    before = dict(tracker.propagate(end=4))
+    tracker.close()
+    for f in (0, 3):
+        (session / "memory" / f"mem-1-{f:07d}.entry").unlink()
+
+    reloaded = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=session)
+    assert reloaded.pending_frames(1) == [0] and reloaded.logits(3, 1) is None
+    assert reloaded.logits(2, 1) is not None and reloaded.logits(4, 1) is not None
+    again = dict(reloaded.propagate(start=0, end=4))
+    for f in range(5):
+        assert_same_masks(before[f][1], again[f][1])
 
 
 def test_bad_input_is_a_clear_error_and_loses_nothing(tiny, shared_cache):
@@ -296,9 +296,7 @@ def test_features_are_keyed_by_weights_precision_and_footage(tiny, shared_cache)
 def test_killed_while_tracking_then_resumed_gives_the_uninterrupted_result(tiny, shared_cache, tmp_path,
                                                                             official_checkpoint):
     """A persistent session survives SIGKILL mid-propagation: a new tracker on the same
-    session folder has the frames whose results reached the disk (results and memories
-    are written behind, in order: all but the last few frames), each with its memory, and
-    continues to the same result."""
+    session folder has every finished frame and continues to the same result."""
     frames = moving_disc_frames(10)
     np.save(tmp_path / "frames.npy", frames)
     session = tmp_path / "session"
@@ -322,7 +320,7 @@ def test_killed_while_tracking_then_resumed_gives_the_uninterrupted_result(tiny,
     resumed = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=session)
     assert resumed.object_ids == [1]
     done = [f for f in range(5) if resumed.logits(f, 1) is not None]
-    assert done[:1] == [0] and done == list(range(len(done)))
+    assert done[:3] == [0, 1, 2] and done == list(range(len(done)))
     rest = dict(resumed.propagate(start=done[-1] + 1, end=4)) if done[-1] < 4 else {}
 
     uninterrupted = VideoTracker(tiny, frames, cache_dir=shared_cache)
