@@ -13,7 +13,8 @@ after the other in one run. Prints:
 
 With --device cuda both run on the GPU; the official then runs as a pip-installed sam2
 does (no CUDA extension, so no hole filling) and "its default" is float32, with the
-bfloat16 autocast its README suggests shown beside it.
+bfloat16 autocast its README suggests shown beside it. Both hand every frame's masks to
+the host (the official's are copied off the GPU as they come out).
 
     .venv/bin/python bench/bench_video.py --quick     # a few minutes
     .venv/bin/python bench/bench_video.py             # the figures the issue asks for (~30 min)
@@ -81,8 +82,10 @@ class Official:
         return self.predictor.add_new_points_or_box(self.state, frame, obj_id, points=points, labels=labels)
 
     def propagate(self, start=None):
-        for _ in self.predictor.propagate_in_video(self.state, start_frame_idx=start):
-            pass
+        # each frame's masks reach the host, as ours are handed out as numpy arrays (so on a
+        # GPU both wait for each frame before going on)
+        for _, _, masks in self.predictor.propagate_in_video(self.state, start_frame_idx=start):
+            masks.float().cpu()
 
 
 def time_propagation(name, ckpt, n_frames, n_objects, who, dtype, device, tmp: Path) -> float:
