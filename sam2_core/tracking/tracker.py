@@ -515,7 +515,8 @@ class VideoTracker:
         plate = self._to_plate(torch.cat([per_object[i] for i in ids]))
         if self.non_overlap:
             plate = keep_top_object(plate)
-        return {i: plate[k, 0].cpu().numpy() for k, i in enumerate(ids)}
+        plate = plate.cpu()  # one copy off a GPU for all objects
+        return {i: plate[k, 0].numpy() for k, i in enumerate(ids)}
 
     # -- life cycle ----------------------------------------------------------------------
 
