@@ -115,7 +115,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def submit(self, store: "TensorStore", key: str) -> None:
+    def submit(self, store: TensorStore, key: str) -> None:
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
