@@ -159,6 +159,8 @@ class TensorStore:
         self.durable = durable
         self.write_behind = write_behind
         self._writer = Writer(f"sam2roto-cache-writer:{self.folder.name}") if write_behind else None
+        if write_behind:
+            _WRITE_BEHIND.add(self)  # flushed at exit
         self._pending: dict[str, dict] = {}  # handed to the writer, not yet on disk
         self._write_error: CacheError | None = None
         self.ram_budget = ram_budget
@@ -238,7 +240,6 @@ class TensorStore:
         if self.write_behind:
             with self._lock:
                 self._pending[key] = {k: v.detach() for k, v in tensors.items()}
-            _WRITE_BEHIND.add(self)
             self._writer.submit(self, key)  # blocks while the writer is a few entries behind
             return
         self._write(key, tensors, ram)
