@@ -125,7 +125,8 @@ def connected_components(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return torch.from_numpy(labels).to(mask.device), torch.from_numpy(areas).to(mask.device)
 
 
-def build_official_video(name: str, checkpoint: Path, device: str = "cpu", cpu_hole_filling: bool = True):
+def build_official_video(name: str, checkpoint: Path, device: str = "cpu", cpu_hole_filling: bool = True,
+                         image_size: int = 1024):
     """SAM2VideoPredictor as build_sam2_video_predictor builds it (post-processing on) with
     add_all_frames_to_correct_as_cond, loading the given official-format checkpoint.
 
@@ -143,7 +144,8 @@ def build_official_video(name: str, checkpoint: Path, device: str = "cpu", cpu_h
         misc.get_connected_components = connected_components
     predictor = build_sam2_video_predictor(
         OFFICIAL_CONFIG_FILES[name], str(checkpoint), device=device,
-        hydra_overrides_extra=["++model.add_all_frames_to_correct_as_cond=true"])
+        hydra_overrides_extra=["++model.add_all_frames_to_correct_as_cond=true",
+                               f"++model.image_size={image_size}"])
     attention = predictor.memory_attention
     forward = attention.forward
 

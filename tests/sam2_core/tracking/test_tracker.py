@@ -17,7 +17,7 @@ from sam2_core.cache.store import CacheError
 from sam2_core.media.frame_source import ArraySource
 from sam2_core.tracking.postprocess import fill_small_holes, keep_top_object
 from tests.official import connected_components
-from tests.sam2_core.tracking.conftest import NAME, moving_disc_frames
+from tests.sam2_core.tracking.conftest import NAME, input_size, moving_disc_frames
 
 CLICK = dict(points=[(60, 120)], labels=[1])
 
@@ -44,7 +44,8 @@ def test_second_process_reuses_features(tiny, shared_cache, official_checkpoint)
         from sam2_core import load_model
         from sam2_core.cache.features import FrameFeatureCache
         from sam2_core.media.frame_source import ArraySource
-        model = load_model({NAME!r}, checkpoint={str(official_checkpoint(NAME))!r}, device="cpu")
+        model = load_model({NAME!r}, checkpoint={str(official_checkpoint(NAME))!r}, device="cpu",
+                           image_size={input_size("cpu")})
         frames = np.load({str(shared_cache / "frames.npy")!r})
         cache = FrameFeatureCache(model, ArraySource(frames), {str(shared_cache)!r})
         f = cache.features(2)
@@ -68,7 +69,8 @@ def test_killed_while_encoding_then_same_masks(tiny, tmp_path, official_checkpoi
         from sam2_core.cache import store as st
         from sam2_core.cache.features import FrameFeatureCache
         from sam2_core.media.frame_source import ArraySource
-        model = load_model({NAME!r}, checkpoint={str(official_checkpoint(NAME))!r}, device="cpu")
+        model = load_model({NAME!r}, checkpoint={str(official_checkpoint(NAME))!r}, device="cpu",
+                           image_size={input_size("cpu")})
         cache = FrameFeatureCache(model, ArraySource(np.load({str(tmp_path / "frames.npy")!r})),
                                   {str(tmp_path / "cache")!r})
         real_replace = os.replace
@@ -303,7 +305,8 @@ def test_killed_while_tracking_then_resumed_gives_the_uninterrupted_result(tiny,
     child = textwrap.dedent(f"""
         import numpy as np
         from sam2_core import VideoTracker, load_model
-        model = load_model({NAME!r}, checkpoint={str(official_checkpoint(NAME))!r}, device="cpu")
+        model = load_model({NAME!r}, checkpoint={str(official_checkpoint(NAME))!r}, device="cpu",
+                           image_size={input_size("cpu")})
         tracker = VideoTracker(model, np.load({str(tmp_path / "frames.npy")!r}), cache_dir={str(shared_cache)!r},
                                session_dir={str(session)!r})
         tracker.add_prompt(0, 1, points=[(60, 120)])
