@@ -178,7 +178,8 @@ class Service:
             ours = "unknown"
         return {"name": "sam2roto", "version": ours, "protocol": PROTOCOL_VERSION, "models": list(CONFIGS)}
 
-    def shot_create(self, shot, source, colorspace=None, model=None, checkpoint=None, device=None, dtype="float32"):
+    def shot_create(self, shot, source, colorspace=None, model=None, checkpoint=None, device=None, dtype="float32",
+                    image_size=None):
         from sam2_core.shot.session import ShotSession
 
         folder, footage = _path(shot, "shot"), _path(source, "source")
@@ -193,7 +194,7 @@ class Service:
         self.session = ShotSession.create(
             folder, footage, colour={"colorspace": colorspace} if colorspace else {}, model_name=model,
             checkpoint=None if checkpoint is None else _path(checkpoint, "checkpoint"),
-            device=device or self.device, dtype=dtype)
+            device=device or self.device, dtype=dtype, image_size=image_size)
         return self.session.info()
 
     def shot_open(self, shot, device=None):

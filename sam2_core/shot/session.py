@@ -54,12 +54,12 @@ class ShotSession:
     @classmethod
     def create(cls, folder: str | Path, source: str | Path, *, colour: dict | None = None,
                model_name: str | None = None, checkpoint: str | Path | None = None, device: str = "auto",
-               dtype: str = "float32") -> ShotSession:
+               dtype: str = "float32", image_size: int | None = None) -> ShotSession:
         from ..model.configs import DEFAULT_MODEL
 
         name = model_name or DEFAULT_MODEL
         model_info = {"name": name, "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
-                      "dtype": dtype}
+                      "dtype": dtype, "image_size": image_size}
         shot = Shot.create(folder, source, colour=colour, model=model_info)
         return cls._with_model(shot, device)
 
@@ -74,7 +74,7 @@ class ShotSession:
         try:
             m = shot.manifest.model
             model = load_model(m.get("name"), checkpoint=m.get("checkpoint") or None, device=device,
-                               dtype=m.get("dtype", "float32"))
+                               dtype=m.get("dtype", "float32"), image_size=m.get("image_size"))
             return cls(shot, model)
         except BaseException:
             shot.close()
@@ -380,7 +380,8 @@ class ShotSession:
             "frames": [self.numbers[0], self.numbers[-1]], "frame_numbers": self.numbers,
             "size": list(src.size), "pixel_aspect": float(getattr(src, "pixel_aspect", 1.0)),
             "rate": None if rate is None else float(rate), "colour": self.shot.manifest.colour,
-            "model": self.shot.manifest.model.get("name"), "tracked": self.shot.manifest.tracked,
+            "model": self.shot.manifest.model.get("name"), "image_size": self.model.cfg.image_size,
+            "tracked": self.shot.manifest.tracked,
             "objects": [self.object_info(o) for o in self.objects],
         }
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from sam2roto.cli import main
+from tests.conftest import CPU_TEST_INPUT_SIZE
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "shapes.png"
 NAME = "sam2.1_hiera_tiny"
@@ -28,7 +29,7 @@ def test_segment_with_box_and_negative_click(official_checkpoint, tmp_path):
     out = tmp_path / "box.png"
     rc = main(["segment", str(SAMPLE), "--box", "330,200,560,320", "--neg-point", "250,190",
                "--out", str(out), "--checkpoint", str(official_checkpoint(NAME)), "--device", "cpu",
-               "--dtype", "bfloat16"])
+               "--dtype", "bfloat16", "--image-size", str(CPU_TEST_INPUT_SIZE)])
     assert rc == 0 and out.is_file()
 
 

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import CPU_TEST_INPUT_SIZE
 from tests.sam2_core.tracking.conftest import write_png_clip
 
 NAME = "sam2.1_hiera_tiny"
@@ -98,7 +99,8 @@ def client():
 
 def new_shot(client, clip, folder, official_checkpoint):
     return client.call("shot/create", {"shot": str(folder), "source": str(clip), "model": NAME,
-                                       "checkpoint": str(official_checkpoint(NAME)), "device": "cpu"})
+                                       "checkpoint": str(official_checkpoint(NAME)), "device": "cpu",
+                                       "image_size": CPU_TEST_INPUT_SIZE})
 
 
 def read_mask(answer) -> np.ndarray:

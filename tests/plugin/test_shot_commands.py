@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from sam2roto.cli import main
+from tests.conftest import CPU_TEST_INPUT_SIZE
 from tests.sam2_core.tracking.conftest import write_png_clip
 
 NAME = "sam2.1_hiera_tiny"
@@ -23,7 +24,7 @@ def clip(tmp_path_factory):
 def test_create_prompt_propagate_correct_export_info(clip, official_checkpoint, tmp_path, capsys):
     shot = tmp_path / "ball.shot"
     dev = ["--device", "cpu"]
-    assert main(["shot", "create", str(shot), str(clip), "--model", NAME,
+    assert main(["shot", "create", str(shot), str(clip), "--model", NAME, "--image-size", str(CPU_TEST_INPUT_SIZE),
                  "--checkpoint", str(official_checkpoint(NAME))] + dev) == 0
     assert "frames 1001-1004" in capsys.readouterr().out
 
@@ -52,6 +53,7 @@ def test_create_prompt_propagate_correct_export_info(clip, official_checkpoint, 
     info = capsys.readouterr().out
     assert f"object  ball: prompts on frames {FIRST}, {FIRST + 2}; clean-up: feather 1.5" in info
     assert "object  square: prompts on frames 1001" in info and "tracked yes" in info
+    assert f"model   {NAME} (input {CPU_TEST_INPUT_SIZE}x{CPU_TEST_INPUT_SIZE})" in info  # kept with the shot
     manifest = json.loads((shot / "shot.json").read_text())
     assert manifest["exports"][-1]["format"] == "exr"
 

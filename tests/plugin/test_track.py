@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from sam2roto.cli import main
+from tests.conftest import CPU_TEST_INPUT_SIZE
 from tests.sam2_core.tracking.conftest import write_png_clip
 
 NAME = "sam2.1_hiera_tiny"
@@ -26,7 +27,7 @@ def clip(tmp_path_factory):
 def track_args(clip, out, ckpt, *extra):
     return ["track", str(clip), "--object", "ball", "--point", "60,120", "--object", "square",
             "--box", f"205,15,275,85,{FIRST}", "--out", str(out), "--checkpoint", str(ckpt), "--device", "cpu",
-            *extra]
+            "--image-size", str(CPU_TEST_INPUT_SIZE), *extra]
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +105,8 @@ def test_bad_input(clip, official_checkpoint, tmp_path, capsys):
         (["track", str(clip), "--point", "10,10,2000", "--out", str(tmp_path / "c")], "not in the shot"),
         (["track", str(clip), "--out", str(tmp_path / "d")], "at least one --point"),
         (["track", str(clip), "--resume", "--out", str(tmp_path / "e")], "Nothing to resume"),
+        (["track", str(clip), "--point", "60,120", "--image-size", "500", "--out", str(tmp_path / "h")],
+         "image_size 500 is not a multiple of 32"),
     ]
     for argv, words in cases:
         assert main(argv + base) == 1, argv

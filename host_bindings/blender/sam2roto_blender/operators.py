@@ -125,12 +125,15 @@ class SAM2ROTO_OT_create_shot(_Guarded, bpy.types.Operator):
     model: StringProperty(name="Model", default="", description="SAM 2 model (default: the preferences')")
     checkpoint: StringProperty(name="Checkpoint", subtype="FILE_PATH", default="",
                                description="Checkpoint file (default: the preferences', else the official one)")
+    input_size: IntProperty(name="Input size", default=0, min=0,
+                            description="The network's square input in pixels (0: the preferences')")
 
     def run(self, context):
         clip = _clip(context, self.clip)
         prefs = preferences.get(context)
         folder = bpy.path.abspath(self.folder) if self.folder else _default_folder(clip)
-        params = {"shot": folder, "source": footage.source_path(clip), "device": prefs.device}
+        params = {"shot": folder, "source": footage.source_path(clip), "device": prefs.device,
+                  "image_size": self.input_size or int(prefs.input_size)}
         colorspace = footage.core_colorspace(clip)
         if colorspace is not None:
             params["colorspace"] = colorspace

@@ -6,6 +6,8 @@ from __future__ import annotations
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
+INPUT_SIZES = [("1024", "1024 (as trained)", "The size the SAM 2 models were trained at: the best mattes"),
+               ("512", "512 (draft)", "Several times faster on a CPU, with coarser mattes")]
 DEVICES = [("auto", "Auto", "CUDA, then Apple MPS, then the CPU"), ("cuda", "CUDA", "An NVIDIA GPU"),
            ("mps", "Apple MPS", "Apple silicon GPU"), ("cpu", "CPU", "The processor (slow)")]
 
@@ -23,6 +25,8 @@ class SAM2ROTO_Preferences(bpy.types.AddonPreferences):
     checkpoint: StringProperty(name="Checkpoint", subtype="FILE_PATH", default="",
                                description="A checkpoint file to use instead of the official download (optional)")
     device: EnumProperty(name="Device", items=DEVICES, default="auto")
+    input_size: EnumProperty(name="Input size", items=INPUT_SIZES, default="1024",
+                             description="The square picture the network sees, for new shots")
 
     def draw(self, _context):
         layout = self.layout
@@ -30,6 +34,7 @@ class SAM2ROTO_Preferences(bpy.types.AddonPreferences):
         layout.prop(self, "model")
         layout.prop(self, "checkpoint")
         layout.prop(self, "device")
+        layout.prop(self, "input_size")
 
 
 def get(context=None) -> SAM2ROTO_Preferences:

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import CPU_TEST_INPUT_SIZE
 from tests.sam2_core.tracking.conftest import write_png_clip
 
 NAME = "sam2.1_hiera_tiny"
@@ -27,7 +28,8 @@ def clip(tmp_path_factory):
 def found(blender, clip, official_checkpoint, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"e2e-{blender.series}")
     findings = blender.run("end_to_end.py", folder, clip=str(clip), shot=str(folder / "shot"),
-                           export=str(folder / "mattes"), checkpoint=str(official_checkpoint(NAME)), model=NAME)
+                           export=str(folder / "mattes"), checkpoint=str(official_checkpoint(NAME)), model=NAME,
+                           input_size=CPU_TEST_INPUT_SIZE)
     findings["folder"] = str(folder)
     return findings
 
@@ -46,6 +48,7 @@ def test_roto_in_blender_end_to_end(found):
 
     assert found["shot"]["frames"] == [FIRST, FIRST + FRAMES - 1] and found["shot"]["size"] == [320, 240]
     assert re.search(r"plate\.%04d\.png$", found["shot"]["source"])
+    assert found["shot"]["image_size"] == CPU_TEST_INPUT_SIZE  # the add-on's input size reached the core
     assert found["scene_range"] == [1, FRAMES]
     assert [name for name, _ in found["objects"]] == ["ball", "square"]
     assert found["objects"][1][1] == [0.1, 0.9, 0.2]

@@ -11,6 +11,7 @@ import pytest
 from sam2_core.mattes.cleanup import Cleanup
 from sam2_core.mattes.writers import ExportError
 from sam2_core.shot.session import SessionError, ShotSession
+from tests.conftest import CPU_TEST_INPUT_SIZE
 from tests.sam2_core.tracking.conftest import write_png_clip
 
 NAME = "sam2.1_hiera_tiny"
@@ -29,7 +30,8 @@ def new_session(clip, official_checkpoint, tmp_path):
 
     def make(folder=None):
         session = ShotSession.create(folder or tmp_path / "shot", clip, model_name=NAME,
-                                     checkpoint=official_checkpoint(NAME), device="cpu")
+                                     checkpoint=official_checkpoint(NAME), device="cpu",
+                                     image_size=CPU_TEST_INPUT_SIZE)
         opened.append(session)
         return session
 
@@ -102,6 +104,7 @@ def test_an_interrupted_run_resumes_where_it_stopped_after_reopening(new_session
     s.close()
     again = ShotSession.open(tmp_path / "shot", device="cpu")
     try:
+        assert again.model.cfg.image_size == CPU_TEST_INPUT_SIZE  # the shot keeps its input size
         rest = [frame for frame, _ in again.track()]
         assert rest == [FIRST + 4, FIRST + 5, FIRST + 1, FIRST + 0]
         assert again.shot.manifest.tracked

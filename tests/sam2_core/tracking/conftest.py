@@ -8,7 +8,7 @@ import torch
 from sam2_core import load_model
 from sam2_core.cache.features import FrameFeatureCache, normalise, resize_to_input
 from sam2_core.media.frame_source import ArraySource
-from tests.conftest import make_image
+from tests.conftest import CPU_TEST_INPUT_SIZE, make_image
 from tests.official import build_official_video, official_video_state
 
 NAME = "sam2.1_hiera_tiny"
@@ -16,11 +16,9 @@ H, W = 240, 320
 
 
 def input_size(device: str) -> int:
-    """The network's input size for the tracking tests. On the CPU they run the tiny model
-    at 512 (every weight is the same; the memory attention costs a sixteenth of 1024's),
-    which keeps them within CI's time: they test what the tracker does with the network,
-    and tests/sam2_core/model/test_parity.py checks each module at 1024. A GPU runs 1024."""
-    return 1024 if device == "cuda" else 512
+    """The network's input size for the tracking tests: a GPU runs the size the models were
+    trained at; the CPU the smaller one of tests/conftest.py."""
+    return 1024 if device == "cuda" else CPU_TEST_INPUT_SIZE
 
 
 def moving_disc_frames(n: int, seed: int = 0) -> np.ndarray:

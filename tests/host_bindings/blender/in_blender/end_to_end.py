@@ -77,9 +77,9 @@ def main(args):
     prefs.core_env = core_env
     started = time.monotonic()
     assert ops.create_shot(clip=clip.name, folder=args["shot"], checkpoint=args["checkpoint"],
-                           model=args["model"]) == {"FINISHED"}
+                           model=args["model"], input_size=args["input_size"]) == {"FINISHED"}
     found["create_seconds"] = round(time.monotonic() - started, 2)
-    found["shot"] = {k: session.shot[k] for k in ("frames", "size", "source")}
+    found["shot"] = {k: session.shot[k] for k in ("frames", "size", "source", "image_size")}
     found["scene_range"] = [scene.frame_start, scene.frame_end]
     ops.add_object(name="ball")
     ops.add_object(name="square", colour=(0.1, 0.9, 0.2))
