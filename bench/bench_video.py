@@ -88,7 +88,8 @@ class Official:
             masks.float().cpu()
 
 
-def time_propagation(name, ckpt, n_frames, n_objects, who, dtype, device, tmp: Path) -> float:
+def time_propagation(name, ckpt, n_frames, n_objects, who, dtype, device, tmp: Path,
+                     image_size: int | None = None) -> float:
     source = MovingDiscSource(n_frames)
     if who == "official":
         off = Official(name, ckpt, source, device)
@@ -100,8 +101,8 @@ def time_propagation(name, ckpt, n_frames, n_objects, who, dtype, device, tmp: P
             t = time.perf_counter()
             off.propagate()
     else:
-        model = load_model(name, checkpoint=ckpt, device=device, dtype=dtype)
-        tracker = VideoTracker(model, source, cache_dir=tmp / f"prop-{dtype}-{n_objects}")
+        model = load_model(name, checkpoint=ckpt, device=device, dtype=dtype, image_size=image_size)
+        tracker = VideoTracker(model, source, cache_dir=tmp / f"prop-{dtype}-{n_objects}-{image_size}")
         for p in prompts(source, n_objects):
             tracker.add_prompt(0, **p)
         tracker._commit_pending()
@@ -203,6 +204,8 @@ def main() -> None:
     ap.add_argument("--prop-frames", type=int, help="shot length for the propagation measurement (default 10)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--objects", type=int, nargs="+", default=[1, 3], help="object counts for the propagation part")
+    ap.add_argument("--draft-size", type=int, metavar="PIXELS",
+                    help="also time ours at this input size (e.g. 512: coarser mattes, not the official's quality)")
     ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"],
                     help="precisions to run (bfloat16 is slow on CPUs without bfloat16 instructions)")
     args = ap.parse_args()
@@ -237,6 +240,14 @@ def main() -> None:
                           for a in args.dtypes for b in args.dtypes]
                 print(f"  {n_obj} object(s): " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()) + "; "
                       + ", ".join(ratios), flush=True)
+                if args.draft_size:
+                    for dtype in args.dtypes:
+                        draft = time_propagation(args.model, ckpt, n_prop, n_obj, "ours", dtype, dev, tmp,
+                                                 image_size=args.draft_size)
+                        row[f"ours {dtype} at {args.draft_size}"] = draft
+                        print(f"    ours {dtype} at input {args.draft_size} (a draft): {draft:.3f}; official "
+                              f"{args.dtypes[0]} at 1024 / this = {row[f'official {args.dtypes[0]}'] / draft:.2f}x",
+                              flush=True)
                 results[f"propagation_{n_obj}"] = row
         if "clicks" in parts:
             print("\nclick-to-mask on a cached frame, s")
