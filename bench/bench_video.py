@@ -88,6 +88,18 @@ class Official:
             masks.float().cpu()
 
 
+def cpu_description() -> str:
+    """The CPU's model and its bfloat16 instructions: the CPU figures depend on both."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "CPU"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "CPU")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    bf16 = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+    return f"{model} ({', '.join(bf16) if bf16 else 'no bfloat16 instructions'})"
+
+
 def time_propagation(name, ckpt, n_frames, n_objects, who, dtype, device, tmp: Path,
                      image_size: int | None = None) -> float:
     source = MovingDiscSource(n_frames)
@@ -215,7 +227,7 @@ def main() -> None:
     n_prop = args.prop_frames or n_prop
     n_retrack = args.retrack_frames or n_retrack
     rss_lengths = tuple(args.rss_frames) if args.rss_frames else rss_lengths
-    where = torch.cuda.get_device_name() if dev == "cuda" else "CPU"
+    where = torch.cuda.get_device_name() if dev == "cuda" else cpu_description()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {where}; {args.model}, random weights; "
           f"frames 1920x1080{' (quick)' if args.quick else ''}", flush=True)
     results = {}
