@@ -8,6 +8,8 @@ Everything it does is recorded in the shot folder as it happens.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +42,18 @@ class Span:
         return abs(self.end - self.start) + 1
 
 
+
+def _remove_new_entries(folder: Path, before: set[Path] | None) -> None:
+    """Delete what is in `folder` now but was not in `before` (None: the folder is new)."""
+    for entry in set(folder.iterdir()) - (before or set()):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    if before is None:
+        with contextlib.suppress(OSError):  # never hide the error that brought us here
+            folder.rmdir()
+
 class ShotSession:
     def __init__(self, shot: Shot, model):
         self.shot = shot
@@ -60,8 +74,16 @@ class ShotSession:
         name = model_name or DEFAULT_MODEL
         model_info = {"name": name, "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
                       "dtype": dtype, "image_size": image_size}
+        folder = Path(folder)
+        before = set(folder.iterdir()) if folder.is_dir() else None
         shot = Shot.create(folder, source, colour=colour, model=model_info)
-        return cls._with_model(shot, device)
+        try:
+            return cls._with_model(shot, device)
+        except BaseException:
+            # a shot whose model cannot load (weights not there yet, a bad setting) would block
+            # the next try in this folder: take back what was made, leave what was there
+            _remove_new_entries(folder, before)
+            raise
 
     @classmethod
     def open(cls, folder: str | Path, *, device: str = "auto") -> ShotSession:

@@ -200,6 +200,10 @@ def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official
     assert client.error("shot/create", {"shot": str(busy), "source": str(clip)})["code"] == -32003
     assert (busy / "notes.txt").read_text() == "mine" and sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
     alive()
+    # a setting the model refuses: a clear error, and nothing half-made blocks the next try in that folder
+    err = client.error("shot/create", {"shot": str(tmp_path / "shot"), "source": str(clip), "image_size": 500,
+                                       "checkpoint": str(official_checkpoint(NAME)), "device": "cpu"})
+    assert err["code"] == -32000 and "image_size 500 is not a multiple of 32" in err["message"]
 
     new_shot(client, clip, tmp_path / "shot", official_checkpoint)
     bad_prompts = [

@@ -223,3 +223,24 @@ def test_export_applies_each_objects_cleanup_and_sparse_shape_keys(new_session, 
     assert s.shot.manifest.objects[0].cleanup == cleanup
     with pytest.raises(ExportError, match="already holds"):
         s.export(tmp_path / "plain", "exr")  # an export never overwrites other files unasked
+
+
+def test_a_shot_whose_model_cannot_load_leaves_its_folder_as_it_was(clip, official_checkpoint, tmp_path):
+    """Weights not there yet, or a setting the model refuses: a clear error, what the folder
+    held is untouched, and the next try in the same folder makes the shot."""
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    new = tmp_path / "new"
+    bad = [({"checkpoint": tmp_path / "absent.pt"}, "Checkpoint file not found"),
+           ({"checkpoint": official_checkpoint(NAME), "image_size": 500}, "image_size 500 is not a multiple of 32")]
+    for settings, words in bad:
+        for folder in (kept, new):
+            with pytest.raises(ValueError, match=words):
+                ShotSession.create(folder, clip, model_name=NAME, device="cpu", **settings)
+        assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"] and (kept / "notes.txt").read_text() == "mine"
+        assert not new.exists()
+    with ShotSession.create(kept, clip, model_name=NAME, checkpoint=official_checkpoint(NAME), device="cpu",
+                            image_size=CPU_TEST_INPUT_SIZE) as session:
+        assert session.info()["image_size"] == CPU_TEST_INPUT_SIZE
+    assert (kept / "shot.json").is_file() and (kept / "notes.txt").read_text() == "mine"
