@@ -12,7 +12,7 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 # Tests that track shots on the CPU run the tiny model at this input size: every weight and
-# every code path is the same, a tracked frame costs an eighth of 1024's, and CI's time
+# every code path is the same, a tracked frame costs about a sixth of 1024's, and CI's time
 # stays in bounds. Each module's parity at 1024 is tested in tests/sam2_core/model.
 CPU_TEST_INPUT_SIZE = 512
 
