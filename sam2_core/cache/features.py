@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..model import SAM2
 from ..model.image_encoder import ImageFeatures
 from ..model.loading import upload
-from ..model.transforms import MEAN, STD
+from ..model.transforms import imagenet_normalise
 from .store import TensorStore
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,7 @@ def resize_to_input(rgb: np.ndarray, size: int) -> torch.Tensor:
 
 def normalise(frame: torch.Tensor, device) -> torch.Tensor:
     """(S, S, 3) uint8 -> (1, 3, S, S) float32, ImageNet-normalised."""
-    x = upload(frame, device).permute(2, 0, 1)[None].float() / 255.0
-    mean = upload(torch.tensor(MEAN).view(1, 3, 1, 1), device)
-    std = upload(torch.tensor(STD).view(1, 3, 1, 1), device)
-    return (x - mean) / std
+    return imagenet_normalise(upload(frame, device).permute(2, 0, 1)[None].float() / 255.0)
 
 
 class FrameFeatureCache:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -9,6 +11,20 @@ import torch.nn.functional as F
 # ImageNet statistics, as the image encoder was trained with
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
+
+
+@functools.cache
+def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """MEAN and STD as (1, 3, 1, 1) tensors on `device`, made once per device (not per frame)."""
+    with torch.inference_mode(False):  # ordinary tensors, usable in and out of inference mode
+        return (torch.tensor(MEAN, device=device).view(1, 3, 1, 1),
+                torch.tensor(STD, device=device).view(1, 3, 1, 1))
+
+
+def imagenet_normalise(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) colours in 0..1 -> normalised with the ImageNet statistics."""
+    mean, std = _mean_std(x.device)
+    return (x - mean) / std
 
 
 def check_rgb(image, what: str = "image") -> np.ndarray:
@@ -29,9 +45,7 @@ def image_to_input(rgb: np.ndarray, size: int, device) -> torch.Tensor:
     aspect ratio is not kept) and normalised."""
     x = torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1)[None].float() / 255.0
     x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return imagenet_normalise(x)
 
 
 def points_to_input(xy: torch.Tensor, image_hw: tuple[int, int], size: int) -> torch.Tensor:
