@@ -42,7 +42,6 @@ class Span:
         return abs(self.end - self.start) + 1
 
 
-
 def _remove_new_entries(folder: Path, before: set[Path] | None) -> None:
     """Delete what is in `folder` now but was not in `before` (None: the folder is new)."""
     for entry in set(folder.iterdir()) - (before or set()):
@@ -53,6 +52,7 @@ def _remove_new_entries(folder: Path, before: set[Path] | None) -> None:
     if before is None:
         with contextlib.suppress(OSError):  # never hide the error that brought us here
             folder.rmdir()
+
 
 class ShotSession:
     def __init__(self, shot: Shot, model):
