@@ -26,7 +26,7 @@ from ..model import SAM2
 from ..model.image_encoder import ImageFeatures
 from ..model.loading import upload
 from ..model.transforms import imagenet_normalise
-from .store import TensorStore
+from .store import TensorStore, flush_all
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,7 @@ class FrameFeatureCache:
 
     def flush(self) -> None:
         """Wait until every frame and feature computed so far is on disk."""
-        self.input_store.flush()
-        self.feature_store.flush()
+        flush_all((self.input_store, self.feature_store))
 
     def close(self) -> None:
         """Flush, and end the reader and writer threads."""

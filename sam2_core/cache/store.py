@@ -372,6 +372,21 @@ class TensorStore:
             self._disk_bytes -= old
 
 
+def flush_all(stores) -> None:
+    """Flush every store (anything with `flush()`), even after one of them failed: the
+    first error is raised, the others are logged (a full disk fails them all at once)."""
+    errors = []
+    for store in stores:
+        try:
+            store.flush()
+        except CacheError as e:
+            errors.append(e)
+    for e in errors[1:]:
+        log.warning("%s", e)
+    if errors:
+        raise errors[0]
+
+
 # Stores with a writer thread. At exit each is flushed: what was computed is kept, and no
 # writer is left inside a copy or a write while the interpreter shuts down (which aborts it).
 _WRITE_BEHIND: weakref.WeakSet[TensorStore] = weakref.WeakSet()

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cache.features import FrameFeatureCache
-from ..cache.store import CacheError, TensorStore
+from ..cache.store import CacheError, TensorStore, flush_all
 from ..media.frame_source import as_source, check_index
 from ..model import SAM2
 from ..model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
@@ -523,15 +523,11 @@ class VideoTracker:
     def _flush(self, raise_errors: bool = True) -> None:
         """Wait until the frames, features and conditioned embeddings written behind are on
         disk; a write error is raised (or, when a run was stopped anyway, logged)."""
-        errors = []
-        for store in (self.frames, self.conditioned):
-            try:
-                store.flush()
-            except CacheError as e:
-                errors.append(e)
-        if errors and raise_errors:
-            raise errors[0]
-        for e in errors:
+        try:
+            flush_all((self.frames, self.conditioned))
+        except CacheError as e:
+            if raise_errors:
+                raise
             log.warning("%s", e)
 
     def close(self) -> None:

@@ -7,11 +7,12 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
-from sam2_core.cache.store import CacheError, TensorStore
+from sam2_core.cache.store import CacheError, TensorStore, flush_all
 
 
 def entry(i: int, n: int = 1000) -> dict:
@@ -198,3 +199,23 @@ def test_write_behind_keeps_the_order_of_puts_and_close_ends_the_writer(tmp_path
     store.flush()
     assert torch.equal(TensorStore(tmp_path / "ordered").get("k8")["x"], entry(8)["x"])
     store.close()
+
+
+def test_flush_all_waits_for_every_store_and_raises_the_first_error(tmp_path, monkeypatch, caplog):
+    stores = [TensorStore(tmp_path / name, write_behind=True) for name in ("a", "b", "c")]
+    real_replace = os.replace
+
+    def full_disk_for_a_and_b(src, dst):
+        if Path(dst).parent.name in ("a", "b"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("sam2_core.cache.store.os.replace", full_disk_for_a_and_b)
+    for store in stores:
+        store.put("k", entry(1))
+    with pytest.raises(CacheError, match="disk is full") as info:
+        flush_all(stores)
+    assert str(tmp_path / "a") in str(info.value)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(str(tmp_path / "b") in m for m in warned)  # the second error is not lost
+    assert torch.equal(TensorStore(tmp_path / "c").get("k")["x"], entry(1)["x"])  # c was still written

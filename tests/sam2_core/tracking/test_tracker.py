@@ -1,11 +1,13 @@
 """VideoTracker behaviour beyond parity: the feature cache across processes and crashes,
 the disk budget, cancellation, bad input, options."""
 
+import errno
 import os
 import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,6 +190,34 @@ def test_unwritable_cache_folder_is_a_clear_error(tiny, tmp_path, monkeypatch):
     blocker.write_text("")
     with pytest.raises(CacheError, match="Cannot create the cache folder"):
         VideoTracker(tiny, moving_disc_frames(2), cache_dir=blocker)
+
+
+def test_cache_disk_full_while_tracking_is_a_clear_error_and_keeps_the_results(tiny, tmp_path, monkeypatch):
+    tracker = VideoTracker(tiny, moving_disc_frames(4), cache_dir=tmp_path / "cache")
+    tracker.add_prompt(0, 1, **CLICK)
+    real_replace = os.replace
+
+    def full_disk_for_the_caches(src, dst):
+        # the frame and feature caches and the conditioned embeddings are written behind
+        # the run; the session's memories and results go on being written
+        parts = Path(dst).parts
+        if "sessions" not in parts or "conditioned" in parts:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("sam2_core.cache.store.os.replace", full_disk_for_the_caches)
+    handed_out = {}
+    with pytest.raises(CacheError, match="disk is full") as info:
+        for frame, out in tracker.propagate():
+            handed_out[frame] = out[1]
+    assert handed_out  # the run got under way before the writers' errors reached it
+    assert str(tmp_path / "cache") in str(info.value)
+    assert all(np.array_equal(tracker.logits(f, 1), m) for f, m in handed_out.items())
+    monkeypatch.setattr("sam2_core.cache.store.os.replace", real_replace)
+    again = {frame: out[1] for frame, out in tracker.propagate()}  # room again: it goes on
+    assert sorted(again) == [0, 1, 2, 3]
+    assert all(np.array_equal(again[f], m) for f, m in handed_out.items())
+    tracker.close()
 
 
 def test_remove_object_and_add_one_after_tracking(tiny, shared_cache):
