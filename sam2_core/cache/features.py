@@ -12,9 +12,11 @@ A later process opening the same shot finds both. Features are always used as st
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import threading
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -67,7 +69,10 @@ class FrameFeatureCache:
         # written by a writer thread while the network goes on, and not flushed to the disk
         # entry by entry (fsync per frame costs more than a frame's network pass on a GPU):
         # after a power cut a lost or damaged entry is found by its checksum and computed again
+        # the resized frames are only needed to encode features again: they get a quarter
+        # of the features' room (a frame is 3 MiB at 1024, its tiny features 8-16 MiB)
         self.input_store = TensorStore(root / "inputs" / source_key, ram_budget=ram_budget // 8, durable=False,
+                                       disk_budget=None if disk_budget is None else disk_budget // 4,
                                        write_behind=True)
         self.feature_store = TensorStore(root / "features" / f"{source_key}-{model_key}", ram_budget=ram_budget,
                                          disk_budget=disk_budget, durable=False, write_behind=True)
@@ -102,7 +107,7 @@ class FrameFeatureCache:
         if self._reader is None:
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="sam2roto-reader")
         while len(self._prefetched) >= 4:  # frames read ahead but never asked for (a run stopped)
-            self._prefetched.pop(next(iter(self._prefetched)))
+            self._prefetched.pop(next(iter(self._prefetched)), None)  # (the encoder thread pops too)
         self._prefetched[index] = self._reader.submit(self._read_input, index)
 
     def _read_input(self, index: int) -> torch.Tensor:
@@ -121,14 +126,18 @@ class FrameFeatureCache:
         flush_all((self.input_store, self.feature_store))
 
     def close(self) -> None:
-        """Flush, and end the reader and writer threads."""
+        """Flush, and end the reader and writer threads (a write error is raised after
+        both stores are closed)."""
         self.stop_background()
         if self._reader is not None:
             self._reader.shutdown(cancel_futures=True)
             self._reader = None
         self._prefetched.clear()
-        self.input_store.close()
-        self.feature_store.close()
+        try:
+            self.flush()
+        finally:
+            self.input_store.close()
+            self.feature_store.close()
 
     # -- features ------------------------------------------------------------------------
 
@@ -150,6 +159,7 @@ class FrameFeatureCache:
         self.feature_store.pin(f"{index:07d}")
 
     def clear(self) -> None:
+        """Delete this shot's cached frames and features."""
         self.stop_background()
         self._prefetched.clear()
         self.feature_store.clear()
@@ -206,6 +216,7 @@ class FrameFeatureCache:
         self._stop.clear()
         self._background = threading.Thread(target=self._run_background, args=(order,),
                                             name="sam2roto-encoder", daemon=True)
+        _ENCODING.add(self)
         self._background.start()
 
     def stop_background(self) -> None:
@@ -236,6 +247,17 @@ class FrameFeatureCache:
                     continue
                 try:
                     self._encode(index)
-                except Exception as e:  # a bad frame: the foreground will report it when it gets there
+                except Exception as e:  # a bad frame or a full disk: the foreground reports it
                     log.warning("Background encoding stopped at frame index %d: %s", index, e)
                     return
+
+
+# Caches encoding in the background. At exit their encoders are stopped first: a thread
+# left inside the network while the interpreter shuts down aborts the process.
+_ENCODING: weakref.WeakSet[FrameFeatureCache] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_encoding_at_exit() -> None:
+    for cache in list(_ENCODING):
+        cache.stop_background()

@@ -134,15 +134,22 @@ class Writer:
             self._queue.put(None)
             thread.join()
 
+    def end_soon(self) -> None:
+        """End the thread without waiting for it (its store is gone, so nothing is queued)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put_nowait(None)
+
     def _run(self) -> None:
         while True:
             item = self._queue.get()
             try:
                 if item is None:
                     return
-                store, key = item
-                store._write_pending(key)
+                item[0]._write_pending(item[1])
             finally:
+                item = None  # (holding the store while idle would keep it and its RAM window alive)
                 self._queue.task_done()
 
 
@@ -161,6 +168,7 @@ class TensorStore:
         self._writer = Writer(f"sam2roto-cache-writer:{self.folder.name}") if write_behind else None
         if write_behind:
             _WRITE_BEHIND.add(self)  # flushed at exit
+            weakref.finalize(self, self._writer.end_soon)  # a store dropped unclosed ends its thread
         self._pending: dict[str, dict] = {}  # handed to the writer, not yet on disk
         self._write_error: CacheError | None = None
         self.ram_budget = ram_budget
@@ -174,11 +182,12 @@ class TensorStore:
         except OSError as e:
             raise CacheError(e.errno, f"Cannot create the cache folder {self.folder}: {e.strerror}. "
                                       "Choose a writable cache folder.") from None
-        # what is on disk: key -> (bytes, last use), oldest use first
+        # what is on disk: key -> bytes, least recently used first
         self._disk: OrderedDict[str, int] = OrderedDict()
-        for path in sorted(self.folder.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_atime_ns):
-            self._disk[path.name[: -len(SUFFIX)]] = path.stat().st_size
+        for key, st in sorted(_entries_on_disk(self.folder), key=lambda e: e[1].st_atime_ns):
+            self._disk[key] = st.st_size
         self._disk_bytes = sum(self._disk.values())
+        _remove_stale_temporaries(self.folder)
 
     # -- keys ----------------------------------------------------------------------------
 
@@ -215,7 +224,7 @@ class TensorStore:
                 if key in self._disk:
                     self._disk.move_to_end(key)
                 return hit[0]
-            if key not in self._disk:
+            if key not in self._disk and not self._found_on_disk(key):
                 return None
             path = self.path(key)
             try:
@@ -229,14 +238,18 @@ class TensorStore:
                     log.info("Cache entry %s is from another version; it will be computed again.", path)
                 else:
                     log.warning("Cache entry %s was damaged; it is removed and will be computed again.", path)
-                self.delete(key)
+                try:
+                    self.delete(key)
+                except OSError:  # (a read-only cache: it stays on disk and is skipped again next time)
+                    pass
                 return None
             self._disk.move_to_end(key)
             self._remember(key, tensors)
             return tensors
 
     def put(self, key: str, tensors: dict[str, torch.Tensor], *, ram: bool = True) -> None:
-        self._raise_write_error()
+        if self._write_error is not None:  # the disk is full or gone: no use queuing more
+            raise self._write_error
         if self.write_behind:
             with self._lock:
                 self._pending[key] = {k: v.detach() for k, v in tensors.items()}
@@ -245,10 +258,13 @@ class TensorStore:
         self._write(key, tensors, ram)
 
     def flush(self) -> None:
-        """Wait until every entry handed to the writer is on disk; raise its error if one failed."""
+        """Wait until every entry handed to the writer is on disk; raise its error if one
+        failed (once: a later put tries the disk again)."""
         if self._writer is not None:
             self._writer.join()
-        self._raise_write_error()
+        error, self._write_error = self._write_error, None
+        if error is not None:
+            raise error
 
     def close(self) -> None:
         """Flush, and end the writer thread (a later put starts it again)."""
@@ -282,10 +298,12 @@ class TensorStore:
             self.path(key).unlink(missing_ok=True)
 
     def clear(self) -> None:
-        """Delete every entry (pinned ones too)."""
-        self.flush()
+        """Delete every entry (pinned ones too, and those other processes wrote)."""
+        if self._writer is not None:
+            self._writer.join()
         with self._lock:
-            for key in list(self._disk):
+            self._write_error = None  # (what failed to be written is gone anyway)
+            for key in {*self._disk, *(k for k, _ in _entries_on_disk(self.folder))}:
                 self.delete(key)
             for stray in self.folder.glob(".tmp-*"):
                 stray.unlink(missing_ok=True)
@@ -305,8 +323,10 @@ class TensorStore:
                 self._write(key, tensors, ram=True)
         except CacheError as e:
             self._write_error = e
+            self._drop_older(key)
         except Exception as e:  # never let the writer die silently
             self._write_error = CacheError(errno.EIO, f"Cannot write to the cache folder {self.folder}: {e}")
+            self._drop_older(key)
         finally:
             with self._lock:
                 if tensors is not None and self._pending.get(key) is tensors:
@@ -314,10 +334,25 @@ class TensorStore:
                 elif tensors is not None and key not in self._pending:  # deleted while being written
                     self.delete(key)
 
-    def _raise_write_error(self) -> None:
-        error, self._write_error = self._write_error, None
-        if error is not None:
-            raise error
+    def _drop_older(self, key: str) -> None:
+        """After a failed write: an older entry under `key` must not be read in its place."""
+        with self._lock:
+            self._forget_ram(key)
+            self._forget_disk(key)
+            try:
+                self.path(key).unlink(missing_ok=True)
+            except OSError:
+                pass
+
+    def _found_on_disk(self, key: str) -> bool:
+        """Whether another process wrote `key` since this store looked (it is then counted)."""
+        try:
+            size = self.path(key).stat().st_size
+        except OSError:
+            return False
+        self._disk[key] = size
+        self._disk_bytes += size
+        return True
 
     def _write_atomically(self, path: Path, parts: list) -> None:
         tmp = path.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}")
@@ -343,8 +378,9 @@ class TensorStore:
     def _make_room(self, incoming: int, keep: str) -> None:
         if self.disk_budget is None:
             return
+        replaced = self._disk.get(keep, 0)  # (an entry written again frees its old room)
         for key in list(self._disk):
-            if self._disk_bytes + incoming <= self.disk_budget:
+            if self._disk_bytes - replaced + incoming <= self.disk_budget:
                 break
             if key in self._pinned or key == keep:
                 continue
@@ -399,6 +435,29 @@ def _flush_at_exit() -> None:
             store.flush()
         except CacheError as e:
             log.warning("%s", e)
+
+
+def _entries_on_disk(folder: Path):
+    """(key, stat) of each entry file in `folder`; files removed meanwhile (by another
+    process's eviction) are skipped."""
+    for path in folder.glob(f"*{SUFFIX}"):
+        try:
+            yield path.name[: -len(SUFFIX)], path.stat()
+        except FileNotFoundError:
+            continue
+
+
+STALE_TEMPORARY_S = 3600  # a write takes seconds: a temporary this old was left by a killed process
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    now = time.time()
+    for tmp in folder.glob(".tmp-*"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_TEMPORARY_S:
+                tmp.unlink()
+        except OSError:
+            continue
 
 
 def _read_whole(path: Path) -> bytearray:

@@ -1,18 +1,20 @@
 """TensorStore: atomic, checked entries; bounded RAM; a disk budget that keeps pinned keys."""
 
 import errno
+import gc
 import os
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import pytest
 import torch
 
-from sam2_core.cache.store import CacheError, TensorStore, flush_all
+from sam2_core.cache.store import CacheError, TensorStore, encode_entry, flush_all
 
 
 def entry(i: int, n: int = 1000) -> dict:
@@ -219,3 +221,136 @@ def test_flush_all_waits_for_every_store_and_raises_the_first_error(tmp_path, mo
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(str(tmp_path / "b") in m for m in warned)  # the second error is not lost
     assert torch.equal(TensorStore(tmp_path / "c").get("k")["x"], entry(1)["x"])  # c was still written
+
+
+def full_disk_replace(monkeypatch):
+    """Make every entry write fail as on a full disk; returns a function that ends it."""
+    real_replace = os.replace
+
+    def full_disk(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("sam2_core.cache.store.os.replace", full_disk)
+    return lambda: monkeypatch.setattr("sam2_core.cache.store.os.replace", real_replace)
+
+
+def test_write_error_met_by_another_thread_still_reaches_flush(tmp_path, monkeypatch):
+    store = TensorStore(tmp_path / "s", write_behind=True)
+    room_again = full_disk_replace(monkeypatch)
+    store.put("a", entry(1))
+    store._writer.join()
+    met = []
+
+    def background_put():  # (a background encoder putting features, say)
+        try:
+            store.put("b", entry(2))
+        except CacheError as e:
+            met.append(e)
+
+    worker = threading.Thread(target=background_put)
+    worker.start()
+    worker.join()
+    assert met  # the thread that put next was told
+    with pytest.raises(CacheError, match="disk is full"):
+        store.flush()  # and so is the owner
+    room_again()
+    store.put("c", entry(3))  # reported once: the disk is tried again
+    store.flush()
+    assert torch.equal(TensorStore(tmp_path / "s").get("c")["x"], entry(3)["x"])
+
+
+def test_failed_overwrite_never_reads_back_the_older_entry(tmp_path, monkeypatch):
+    store = TensorStore(tmp_path / "s", write_behind=True)
+    store.put("k", entry(1))
+    store.flush()
+    room_again = full_disk_replace(monkeypatch)
+    store.put("k", entry(2))
+    with pytest.raises(CacheError):
+        store.flush()
+    room_again()
+    assert store.get("k") is None and TensorStore(tmp_path / "s").get("k") is None  # missing: computed again
+
+
+def test_clear_after_a_write_error_deletes_everything_other_processes_wrote_too(tmp_path, monkeypatch):
+    store = TensorStore(tmp_path / "s", write_behind=True)
+    store.put("mine", entry(1))
+    store.flush()
+    TensorStore(tmp_path / "s").put("theirs", entry(2))  # another process, after this one opened
+    room_again = full_disk_replace(monkeypatch)
+    store.put("lost", entry(3))
+    store._writer.join()
+    room_again()
+    store.clear()
+    assert not list((tmp_path / "s").iterdir())
+    store.put("new", entry(4))
+    store.flush()  # the error that clear() made moot is not raised later
+    assert TensorStore(tmp_path / "s").keys() == ["new"]
+
+
+def test_entry_written_by_another_process_is_found_and_counted(tmp_path):
+    store = TensorStore(tmp_path / "s", ram_budget=0)
+    TensorStore(tmp_path / "s").put("theirs", entry(5))
+    assert torch.equal(store.get("theirs")["x"], entry(5)["x"])
+    assert store.disk_bytes == store.path("theirs").stat().st_size
+
+
+def test_store_opens_while_another_process_evicts(tmp_path, monkeypatch):
+    store = TensorStore(tmp_path / "s")
+    store.put("a", entry(1))
+    store.put("b", entry(2))
+    real_glob = Path.glob
+
+    def glob_then_evicted(self, pattern):
+        found = list(real_glob(self, pattern))
+        store.path("b").unlink(missing_ok=True)  # gone between the listing and its stat
+        return iter(found)
+
+    monkeypatch.setattr(Path, "glob", glob_then_evicted)
+    reopened = TensorStore(tmp_path / "s")
+    assert reopened.keys() == ["a"] and reopened.disk_bytes == store.path("a").stat().st_size
+
+
+def test_damaged_entry_on_a_read_only_disk_reads_as_missing(tmp_path, monkeypatch, caplog):
+    store = TensorStore(tmp_path / "s")
+    store.put("k", entry(1))
+    store.path("k").write_bytes(b"S2RC\x02 not an entry")
+
+    def read_only(self, missing_ok=False):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    assert TensorStore(tmp_path / "s").get("k") is None
+    assert "damaged" in caplog.text
+
+
+def test_writing_an_entry_again_evicts_nothing_that_fits(tmp_path):
+    size = len(b"".join(bytes(memoryview(p)) for p in encode_entry(entry(0))))
+    store = TensorStore(tmp_path / "s", disk_budget=3 * size)
+    for key in "abc":
+        store.put(key, entry(1))
+    store.put("c", entry(2))
+    assert sorted(store.keys()) == ["a", "b", "c"] and store.disk_bytes == 3 * size
+
+
+def test_temporaries_left_by_killed_writers_are_removed_when_old(tmp_path):
+    folder = tmp_path / "s"
+    TensorStore(folder).put("a", entry(1))
+    old, fresh = folder / ".tmp-1-2-3", folder / ".tmp-4-5-6"  # fresh: another process's write under way
+    for tmp in (old, fresh):
+        tmp.write_bytes(b"x" * 100)
+    os.utime(old, (time.time() - 2 * 3600,) * 2)
+    TensorStore(folder)
+    assert not old.exists() and fresh.exists()
+
+
+def test_store_dropped_without_close_frees_its_writer_and_memory(tmp_path):
+    store = TensorStore(tmp_path / "s", write_behind=True)
+    store.put("a", entry(1, n=100_000))
+    store.flush()
+    gone = weakref.ref(store)
+    writer = store._writer._thread
+    del store
+    gc.collect()
+    assert gone() is None
+    writer.join(timeout=10)
+    assert not writer.is_alive()

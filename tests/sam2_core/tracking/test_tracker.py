@@ -109,6 +109,7 @@ def test_disk_budget_evicts_and_results_stay_equal(tiny, shared_cache, tmp_path)
     got = track(tight, 3)
     store = tight.frames.feature_store
     assert store.disk_bytes <= 2 * one_frame + (1 << 20)
+    assert tight.frames.input_store.disk_bytes <= (2 * one_frame + (1 << 20)) // 4  # resized frames: a quarter
     assert "0000000" in store  # the prompted frame is pinned
     assert tight.frames.encoder_calls == 4
     for f in reference:
@@ -240,6 +241,44 @@ def test_background_encoding_fills_the_cache(tiny, tmp_path):
     assert tracker.frames.background_done(timeout=120)
     assert all(tracker.frames.features_if_cached(i) is not None for i in range(3))
     assert tracker.frames.encoder_calls == 3  # each frame once, whoever got there first
+
+
+def test_background_encoder_meeting_a_full_disk_tells_the_foreground(tiny, tmp_path, monkeypatch):
+    real_replace = os.replace
+
+    def full_disk_for_features(src, dst):
+        if "features" in Path(dst).parts:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("sam2_core.cache.store.os.replace", full_disk_for_features)
+    cache = FrameFeatureCache(tiny, ArraySource(moving_disc_frames(3)), tmp_path)
+    cache.encode_in_background(0)
+    assert cache.background_done(timeout=120)  # it stopped at the error
+    with pytest.raises(CacheError, match="disk is full"):
+        cache.flush()
+
+
+def test_process_that_ends_while_encoding_in_background_exits_cleanly(tmp_path, official_checkpoint):
+    np.save(tmp_path / "frames.npy", moving_disc_frames(6))
+    child = textwrap.dedent(f"""
+        import numpy as np
+        from sam2_core import load_model
+        from sam2_core.cache.features import FrameFeatureCache
+        from sam2_core.media.frame_source import ArraySource
+        model = load_model({NAME!r}, checkpoint={str(official_checkpoint(NAME))!r}, device="cpu",
+                           image_size={input_size("cpu")})
+        cache = FrameFeatureCache(model, ArraySource(np.load({str(tmp_path / "frames.npy")!r})),
+                                  {str(tmp_path / "cache")!r})
+        cache.encode_in_background(0)
+        cache.features(5)  # by now the encoder thread is inside the network
+        print("leaving", cache.background_done(0), flush=True)
+    """)
+    # (a thread left inside the network at interpreter shutdown aborts the process)
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.stdout.split() == ["leaving", "False"]
+    assert done.returncode == 0, done.stderr
 
 
 def test_non_overlap_option(tiny, shared_cache):
