@@ -309,7 +309,7 @@ class ShotSession:
             if first > 0:
                 spans.append(Span(first - 1, "backward", 0, fresh))
         for frame in sorted(corrections):
-            spans.append(Span(*t.retrack_range(frame, corrections[frame])))
+            spans.extend(Span(*span) for span in t.retrack_spans(frame, corrections[frame]))
         for obj_id in (i for i in ids if i not in fresh):
             first = min(t.prompted_frames(obj_id))
             covered = {f for s in spans if obj_id in s.objects for f in _frames(s)}

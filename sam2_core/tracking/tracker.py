@@ -15,6 +15,7 @@ coordinates (x right, y down), float32 logits at plate resolution (object = logi
 from __future__ import annotations
 
 import logging
+import numbers
 import shutil
 import tempfile
 import threading
@@ -66,6 +67,14 @@ class TrackedObject:
 
 def _on(t: torch.Tensor | None, device) -> torch.Tensor | None:
     return None if t is None else t.to(device)
+
+
+def _check_object_id(obj_id) -> int:
+    """Object ids are whole numbers from 0 (as the official predictor's); they name the
+    object's files in a session."""
+    if isinstance(obj_id, bool) or not isinstance(obj_id, numbers.Integral) or obj_id < 0:
+        raise ValueError(f"Object id {obj_id!r}: use a whole number, 0 or more")
+    return int(obj_id)
 
 
 def _signature_tensor(signature: tuple, reverse: bool) -> torch.Tensor:
@@ -151,6 +160,7 @@ class VideoTracker:
             self.bank.forget(obj.memory)
             for frame in list(obj.memory.reverse) + list(obj.pending) + list(obj.prompts):
                 self.results.delete(self._result_key(obj_id, frame))
+                self.results.delete(self._pending_key(obj_id, frame))
                 self.conditioned.delete(f"cond-{obj_id}-{frame:07d}")
                 self.prompt_store.delete(f"prompt-{obj_id}-{frame:07d}")
             del self._objects[obj_id]
@@ -164,13 +174,18 @@ class VideoTracker:
             frame = check_index(self.source, frame)
             obj.prompts.pop(frame, None)
             obj.pending.pop(frame, None)
-            if obj.memory.cond.pop(frame, None) is not None or obj.memory.tracked.pop(frame, None) is not None:
-                self.bank.store.delete(self.bank.key(obj_id, frame))
-            obj.memory.reverse.pop(frame, None)
-            for store, key in ((self.results, self._result_key(obj_id, frame)),
-                               (self.conditioned, f"cond-{obj_id}-{frame:07d}"),
-                               (self.prompt_store, f"prompt-{obj_id}-{frame:07d}")):
-                store.delete(key)
+            self.prompt_store.delete(f"prompt-{obj_id}-{frame:07d}")
+            self.results.delete(self._pending_key(obj_id, frame))
+            self._forget_result(obj, frame)
+
+    def _forget_result(self, obj: TrackedObject, frame: int) -> None:
+        """The frame no longer has a result (nor a memory) for the object."""
+        obj_id = obj.memory.obj_id
+        if obj.memory.cond.pop(frame, None) is not None or obj.memory.tracked.pop(frame, None) is not None:
+            self.bank.store.delete(self.bank.key(obj_id, frame))
+        obj.memory.reverse.pop(frame, None)
+        self.results.delete(self._result_key(obj_id, frame))
+        self.conditioned.delete(f"cond-{obj_id}-{frame:07d}")
 
     def _object(self, obj_id: int) -> TrackedObject:
         try:
@@ -193,27 +208,32 @@ class VideoTracker:
         previous answer on the frame is fed back to the model with them."""
         with self._lock:
             frame = check_index(self.source, frame)
+            obj_id = _check_object_id(obj_id)
             prompt = self._make_prompt(points, labels, box, mask, frame)
-            obj = self._objects.get(obj_id)
-            if obj is None:
-                obj = self._objects[obj_id] = TrackedObject(ObjectMemory(obj_id))
-            obj.prompts[frame] = prompt
-            self._save_prompt(obj_id, frame, prompt)
-            self.frames.pin(frame)
-
+            # the object and its prompt are kept only once the answer is there: a failed
+            # prompt (an unreadable frame, a full disk) leaves the tracker as it was
+            obj = self._objects.get(obj_id) or TrackedObject(ObjectMemory(obj_id))
             tracked_before = frame in obj.memory.reverse
             reverse = obj.memory.reverse.get(frame, False)
             prev_logits = None
             if prompt.mask is None:
-                prev = self.results.get(self._result_key(obj_id, frame))
+                prev = self._latest_result(obj_id, frame)
                 if prev is not None:
                     prev_logits = prev["logits"].to(self.model.device).clamp(-LOGIT_CLAMP, LOGIT_CLAMP)
             with self.frames.foreground():
                 out, logits = self._track_frame(obj, frame, prompt, is_init=not tracked_before,
                                                 reverse=reverse, prev_logits=prev_logits, encode_memory=False)
+            try:
+                self._save_prompt(obj_id, frame, prompt)
+                self._save_result(obj, frame, logits, out, PENDING)
+            except BaseException:
+                self._restore_saved_prompt(obj, frame)
+                raise
+            self._objects[obj_id] = obj
+            obj.prompts[frame] = prompt
             obj.pending[frame] = out
-            self._save_result(obj, frame, logits, out, PENDING)
-            return self._to_plate(logits)[0, 0].cpu().numpy()
+            self.frames.pin(frame)
+            return self._plate_logits(frame, {obj_id: logits})[obj_id]
 
     def _make_prompt(self, points, labels, box, mask, frame: int) -> Prompt:
         w, h = self.source.size
@@ -271,7 +291,8 @@ class VideoTracker:
                   progress: Callable[[int, int], None] | None = None) -> Iterator[tuple[int, dict[int, np.ndarray]]]:
         """Track from `start` (default: the earliest prompted frame) towards `end`
         (inclusive; default: the end of the shot in that direction). direction:
-        "forward", "backward" or "both" (forward, then backward from start).
+        "forward", "backward" or "both" (forward from start, then backward from the frame
+        before it).
 
         A generator: yields (frame index, {object id: logits H x W}) as each frame is
         done, so a caller can show progress, stop early (close the generator, or set
@@ -282,33 +303,46 @@ class VideoTracker:
             raise ValueError("end cannot be given with direction='both'")
         with self._lock:
             ids = self._tracking_objects(objects)
+            # a bad request is refused before anything changes
+            start = None if start is None else check_index(self.source, start)
+            end = None if end is None else check_index(self.source, end)
+            if start is not None and end is not None and (end < start if direction == "forward" else end > start):
+                raise ValueError(f"Tracking {direction} from frame index {start} never reaches frame index "
+                                 f"{end}: swap them or change the direction")
             self._commit_pending()
             if start is None:
                 start = min(f for i in ids for f in self._objects[i].memory.cond)
-            start = check_index(self.source, start)
-            if end is not None:
-                end = check_index(self.source, end)
             spans = []
             if direction in ("forward", "both"):
-                spans.append((range(start, (self.num_frames - 1 if end is None else end) + 1), False))
-            if direction in ("backward", "both"):
-                stop = 0 if end is None else end
+                spans.append(self._span(start, self.num_frames - 1 if end is None else end, False, ids))
+            if direction == "backward":
                 # (the official predictor yields nothing going backward from frame 0; asked
                 # to track frame 0 backward, this one does)
-                spans.append((range(start, stop - 1, -1), True))
-        return self._run_spans(spans, ids, cancel, progress)
+                spans.append(self._span(start, 0 if end is None else end, True, ids))
+            if direction == "both" and start > 0:  # (the start frame was just done going forward)
+                spans.append(self._span(start - 1, 0, True, ids))
+        return self._run_spans(spans, cancel, progress)
 
-    def _run_spans(self, spans, ids, cancel, progress):
-        total = sum(len(r) for r, _ in spans)
+    @staticmethod
+    def _span(start: int, end: int, reverse: bool, ends: list[int] | dict[int, int]):
+        """A run over frames `start`..`end` (inclusive) in one direction: (frames, reverse,
+        {object id: the last frame it is tracked on})."""
+        if not isinstance(ends, dict):
+            ends = {i: end for i in ends}
+        return range(start, end - 1, -1) if reverse else range(start, end + 1), reverse, ends
+
+    def _run_spans(self, spans, cancel, progress):
+        total = sum(len(frames) for frames, _, _ in spans)
         done = 0
         finished = False
         try:
-            for frames, reverse in spans:
+            for frames, reverse, ends in spans:
                 for k, frame in enumerate(frames):
                     if cancel is not None and cancel.is_set():
                         return
                     if k + 1 < len(frames):
                         self.frames.prefetch(frames[k + 1])  # read while the network works on this one
+                    ids = [i for i, last in ends.items() if (frame >= last if reverse else frame <= last)]
                     yield frame, self._propagate_frame(frame, ids, reverse)
                     done += 1
                     if progress is not None:
@@ -320,24 +354,43 @@ class VideoTracker:
 
     def retrack(self, frame: int, cancel: threading.Event | None = None,
                 progress: Callable[[int, int], None] | None = None):
-        """After corrections on `frame`: re-track from it in the direction it was tracked,
-        up to the next prompted frame of the corrected objects (or the shot's end). Only
-        the corrected objects run; frames on the other side keep their results."""
-        start, direction, end, ids = self.retrack_range(frame)
-        return self.propagate(start, direction, end, ids, cancel, progress)
+        """After corrections on `frame`: re-track each corrected object from it in the
+        direction it was tracked there, up to its next prompted frame (or the shot's end).
+        Only the corrected objects run; frames on the other side keep their results."""
+        with self._lock:
+            plan = self.retrack_spans(frame)
+            self._commit_pending()
+            spans = []
+            for reverse in (False, True):
+                ends = {i: end for _, direction, end, ids in plan if (direction == "backward") == reverse
+                        for i in ids}
+                if ends:
+                    last = min(ends.values()) if reverse else max(ends.values())
+                    spans.append(self._span(plan[0][0], last, reverse, ends))
+        return self._run_spans(spans, cancel, progress)
 
-    def retrack_range(self, frame: int, objects: list[int] | None = None) -> tuple[int, str, int, list[int]]:
-        """What `retrack(frame)` runs: (start, direction, end, objects)."""
+    def retrack_spans(self, frame: int, objects: list[int] | None = None) -> list[tuple[int, str, int, list[int]]]:
+        """What `retrack(frame)` runs: [(start, direction, end, objects)], one entry per
+        direction and end (each corrected object runs to its own next prompted frame)."""
         with self._lock:
             frame = check_index(self.source, frame)
             ids = [i for i, o in self._objects.items() if frame in o.pending and (objects is None or i in objects)]
             if not ids:
                 raise ValueError(f"No new prompt on frame index {frame} to re-track from")
-            reverse = self._objects[ids[0]].memory.reverse.get(frame, False)
-            later = [f for i in ids for f in list(self._objects[i].memory.cond) + list(self._objects[i].pending)
-                     if (f < frame if reverse else f > frame)]
-            end = (max(later) if reverse else min(later)) if later else (0 if reverse else self.num_frames - 1)
-        return frame, "backward" if reverse else "forward", end, ids
+            groups: dict[tuple[str, int], list[int]] = {}
+            for i in ids:
+                reverse = self._objects[i].memory.reverse.get(frame, False)
+                groups.setdefault(("backward" if reverse else "forward", self._next_prompted(i, frame, reverse)),
+                                  []).append(i)
+        return [(frame, direction, end, group) for (direction, end), group in sorted(groups.items())]
+
+    def _next_prompted(self, obj_id: int, frame: int, reverse: bool) -> int:
+        """The object's nearest prompted frame beyond `frame` in a direction (or the shot's end)."""
+        obj = self._objects[obj_id]
+        later = [f for f in [*obj.memory.cond, *obj.pending] if (f < frame if reverse else f > frame)]
+        if not later:
+            return 0 if reverse else self.num_frames - 1
+        return max(later) if reverse else min(later)
 
     def _tracking_objects(self, objects: list[int] | None) -> list[int]:
         ids = list(self._objects) if objects is None else list(objects)
@@ -352,10 +405,15 @@ class VideoTracker:
     @torch.inference_mode()
     def _commit_pending(self) -> None:
         """Prompted frames' answers enter the memory bank as conditioning frames, their
-        memory encoded from exactly the mask the user saw."""
+        memory encoded from exactly the mask the user saw. Results tracked from a corrected
+        frame are out of date: they are dropped, so that a run stopped before it re-tracked
+        them leaves them to be tracked again rather than showing the old masks."""
         for obj in self._objects.values():
+            for frame in obj.pending:
+                if frame in obj.memory.reverse:
+                    self._drop_tracked_beyond(obj, frame, obj.memory.reverse[frame])
             for frame, out in sorted(obj.pending.items()):
-                logits = self.results.get(self._result_key(obj.memory.obj_id, frame))["logits"]
+                logits = self._latest_result(obj.memory.obj_id, frame)["logits"]
                 high_res = self.model.upscale_to_input(logits.to(self.model.device))
                 with self.frames.foreground():
                     feats = self.frames.features(frame)
@@ -367,7 +425,17 @@ class VideoTracker:
                 obj.memory.cond[frame] = out
                 obj.memory.tracked.pop(frame, None)
                 self._save_result(obj, frame, logits, out, CONDITIONING)
+                self.results.delete(self._pending_key(obj.memory.obj_id, frame))
             obj.pending.clear()
+
+    def _drop_tracked_beyond(self, obj: TrackedObject, frame: int, reverse: bool) -> None:
+        """Forget the results tracked from `frame` onwards in a direction, up to the next
+        prompted frame."""
+        end = self._next_prompted(obj.memory.obj_id, frame, reverse)
+        beyond = range(frame - 1, end - 1, -1) if reverse else range(frame + 1, end + 1)
+        for f in beyond:
+            if f in obj.memory.tracked and f not in obj.pending:
+                self._forget_result(obj, f)
 
     @torch.inference_mode()
     def _propagate_frame(self, frame: int, ids: list[int], reverse: bool) -> dict[int, np.ndarray]:
@@ -375,7 +443,9 @@ class VideoTracker:
             per_object = {}
             for obj_id in ids:
                 obj = self._objects[obj_id]
-                if frame in obj.memory.cond:
+                if frame in obj.pending:  # prompted while this run was under way: the answer stands
+                    logits = self._latest_result(obj_id, frame)["logits"].to(self.model.device)
+                elif frame in obj.memory.cond:
                     logits = self.results.get(self._result_key(obj_id, frame))["logits"].to(self.model.device)
                     if obj.memory.reverse.get(frame) != reverse:
                         obj.memory.reverse[frame] = reverse
@@ -388,7 +458,7 @@ class VideoTracker:
                     obj.memory.reverse[frame] = reverse
                     self._save_result(obj, frame, logits, out, TRACKED)
                 per_object[obj_id] = logits
-            return self._plate_logits(per_object)
+            return self._plate_logits(frame, per_object)
 
     # -- one frame, one object -----------------------------------------------------------
 
@@ -440,12 +510,23 @@ class VideoTracker:
     def _result_key(obj_id: int, frame: int) -> str:
         return f"res-{obj_id}-{frame:07d}"
 
+    @staticmethod
+    def _pending_key(obj_id: int, frame: int) -> str:
+        """A prompt's answer not yet committed: kept apart, because until the commit the
+        frame's tracked result stays in the memory bank (and must reload with it)."""
+        return f"pend-{obj_id}-{frame:07d}"
+
+    def _latest_result(self, obj_id: int, frame: int) -> dict | None:
+        pending = self.results.get(self._pending_key(obj_id, frame))
+        return pending if pending is not None else self.results.get(self._result_key(obj_id, frame))
+
     def _save_result(self, obj: TrackedObject, frame: int, logits: torch.Tensor, record: FrameMemory,
                      kind: int) -> None:
         """A frame's result with what the memory bank needs of it, so a session reloads."""
         reverse = obj.memory.reverse.get(frame)
         meta = [kind, record.version, int(record.has_spatial), -1 if reverse is None else int(reverse)]
-        self.results.put(self._result_key(obj.memory.obj_id, frame), {
+        key = (self._pending_key if kind == PENDING else self._result_key)(obj.memory.obj_id, frame)
+        self.results.put(key, {
             "logits": logits.float(), "score": record.object_score.float(), "obj_ptr": record.obj_ptr.float(),
             "meta": torch.tensor(meta, dtype=torch.int64)})
 
@@ -456,10 +537,22 @@ class VideoTracker:
                                    ("mask", None if prompt.mask is None else prompt.mask.bool())) if v is not None}
         self.prompt_store.put(f"prompt-{obj_id}-{frame:07d}", entry)
 
+    def _restore_saved_prompt(self, obj: TrackedObject, frame: int) -> None:
+        """After a prompt that failed: the session keeps the prompt the frame had (if it can)."""
+        old = obj.prompts.get(frame)
+        try:
+            if old is None:
+                self.prompt_store.delete(f"prompt-{obj.memory.obj_id}-{frame:07d}")
+            else:
+                self._save_prompt(obj.memory.obj_id, frame, old)
+        except OSError as e:
+            log.warning("%s", e)
+
     def _load_session(self) -> None:
         """Rebuild objects, prompts and the memory bank from a session folder."""
         dev, newest = self.model.device, 0
-        for key in sorted(self.results.keys()):
+        # (a prompt's answer, kept apart until committed, comes after the frame's result)
+        for key in sorted(self.results.keys(), key=lambda k: (k.startswith("pend-"), k)):
             _, obj_id, frame = key.split("-")
             obj_id, frame = int(obj_id), int(frame)
             entry = self.results.get(key)
@@ -495,28 +588,40 @@ class VideoTracker:
 
     def logits(self, frame: int, obj_id: int) -> np.ndarray | None:
         """The latest result for an object on a frame (H x W float32), or None if the
-        frame has not been tracked for it."""
+        frame has not been tracked for it. With non-overlap, the other objects' results
+        on the frame have been taken into account, as in what propagate yields."""
         self._object(obj_id)
-        got = self.results.get(self._result_key(obj_id, check_index(self.source, frame)))
-        return None if got is None else self._to_plate(got["logits"])[0, 0].cpu().numpy()
+        frame = check_index(self.source, frame)
+        got = self._latest_result(obj_id, frame)
+        return None if got is None else self._plate_logits(frame, {obj_id: got["logits"]})[obj_id]
 
     def object_score(self, frame: int, obj_id: int) -> float | None:
         """The model's logit that the object is visible on the frame (> 0: visible)."""
         self._object(obj_id)
-        got = self.results.get(self._result_key(obj_id, check_index(self.source, frame)))
+        got = self._latest_result(obj_id, check_index(self.source, frame))
         return None if got is None else float(got["score"].reshape(-1)[0])
 
     def _to_plate(self, low_res: torch.Tensor) -> torch.Tensor:
         w, h = self.source.size
         return F.interpolate(low_res.float(), size=(h, w), mode="bilinear", align_corners=False)
 
-    def _plate_logits(self, per_object: dict[int, torch.Tensor]) -> dict[int, np.ndarray]:
-        ids = list(per_object)
-        plate = self._to_plate(torch.cat([per_object[i] for i in ids]))
+    def _plate_logits(self, frame: int, per_object: dict[int, torch.Tensor]) -> dict[int, np.ndarray]:
+        """Low-res logits (1, 1, 256, 256) of some objects on a frame -> plate-sized ones.
+        With non-overlap, every other object's result on the frame takes part too."""
+        low_res = dict(per_object)
+        if self.non_overlap:
+            for other in (i for i in self._objects if i not in per_object):
+                got = self._latest_result(other, frame)
+                if got is not None:
+                    low_res[other] = got["logits"]
+        # in the objects' order, whoever asks: a tie goes to the object added first
+        order = [i for i in self._objects if i in low_res] + [i for i in low_res if i not in self._objects]
+        device = next(iter(per_object.values())).device
+        plate = self._to_plate(torch.cat([low_res[i].to(device) for i in order]))
         if self.non_overlap:
             plate = keep_top_object(plate)
         plate = plate.cpu()  # one copy off a GPU for all objects
-        return {i: plate[k, 0].numpy() for k, i in enumerate(ids)}
+        return {i: plate[order.index(i), 0].numpy() for i in per_object}
 
     # -- life cycle ----------------------------------------------------------------------
 

@@ -134,6 +134,14 @@ def test_cancel_keeps_what_was_done_and_tracking_resumes(tiny, shared_cache):
     assert tracker.logits(3, 1) is not None and tracker.logits(4, 1) is None
 
 
+def test_both_directions_hand_out_the_start_frame_once(tiny, shared_cache):
+    tracker = VideoTracker(tiny, moving_disc_frames(10)[:5], cache_dir=shared_cache)
+    tracker.add_prompt(2, 1, points=[(96, 120)])
+    progress = []
+    seen = [f for f, _ in tracker.propagate(direction="both", progress=lambda d, t: progress.append((d, t)))]
+    assert seen == [2, 3, 4, 1, 0] and progress[-1] == (5, 5)
+
+
 def test_session_that_lost_memories_in_a_power_cut_computes_them_again(tiny, shared_cache, tmp_path):
     """Session entries are not flushed to the disk one by one, so a power cut can keep a
     result and lose its memory. Reloading then encodes a prompted frame's memory again from
@@ -179,11 +187,43 @@ def test_bad_input_is_a_clear_error_and_loses_nothing(tiny, shared_cache):
         tracker.remove_object(7)
     with pytest.raises(ValueError, match="direction"):
         tracker.propagate(direction="sideways")
+    for obj_id in (-1, "lamp", 1.5, True):
+        with pytest.raises(ValueError, match="whole number"):
+            tracker.add_prompt(0, obj_id, **CLICK)
+    # a bad range is refused before the prompt's answer enters the memory bank
+    for kwargs, error, words in ((dict(start=12), IndexError, "outside the source"),
+                                 (dict(start=0, end=10), IndexError, "outside the source"),
+                                 (dict(start=4, end=1), ValueError, "never reaches"),
+                                 (dict(start=1, direction="backward", end=4), ValueError, "never reaches")):
+        with pytest.raises(error, match=words):
+            tracker.propagate(**kwargs)
+        assert tracker.pending_frames(1) == [0]
     assert tracker.object_ids == [1]
     assert np.array_equal(tracker.logits(0, 1), first)  # nothing lost
     empty = VideoTracker(tiny, moving_disc_frames(10), cache_dir=shared_cache)
     with pytest.raises(ValueError, match="No objects"):
         empty.propagate()
+
+
+class UnreadableFrame(ArraySource):
+    def read(self, index):
+        if index == 2:
+            raise OSError("frame 2 is damaged")
+        return super().read(index)
+
+
+def test_prompt_that_fails_leaves_no_object_and_no_prompt_behind(tiny, tmp_path):
+    tracker = VideoTracker(tiny, UnreadableFrame(moving_disc_frames(4)), cache_dir=tmp_path,
+                           session_dir=tmp_path / "session")
+    first = tracker.add_prompt(0, 1, **CLICK)
+    for obj_id in (1, 2):
+        with pytest.raises(OSError, match="damaged"):
+            tracker.add_prompt(2, obj_id, **CLICK)
+    assert tracker.object_ids == [1] and tracker.prompted_frames() == [0]
+    assert list(tracker.propagate(end=1))  # nothing half-made blocks tracking
+    reloaded = VideoTracker(tiny, moving_disc_frames(4), cache_dir=tmp_path, session_dir=tmp_path / "session")
+    assert reloaded.object_ids == [1] and reloaded.prompted_frames() == [0]
+    assert np.array_equal(reloaded.logits(0, 1), first)
 
 
 def test_unwritable_cache_folder_is_a_clear_error(tiny, tmp_path, monkeypatch):
@@ -284,11 +324,17 @@ def test_process_that_ends_while_encoding_in_background_exits_cleanly(tmp_path, 
 def test_non_overlap_option(tiny, shared_cache):
     tracker = VideoTracker(tiny, moving_disc_frames(10), cache_dir=shared_cache, non_overlap=True)
     tracker.add_prompt(0, 1, points=[(60, 120)])
-    tracker.add_prompt(0, 2, points=[(70, 125)])  # the same object: heavy overlap
-    frame, outs = next(iter(tracker.propagate(end=0)))
-    both = (outs[1] > 0) & (outs[2] > 0)
-    assert not both.any()
-    assert ((outs[1] > 0) | (outs[2] > 0)).any()
+    second = tracker.add_prompt(0, 2, points=[(70, 125)])  # the same object: heavy overlap
+    assert np.array_equal(second, tracker.logits(0, 2))
+    outs = dict(tracker.propagate(end=1))
+    for frame in (0, 1):
+        assert not ((outs[frame][1] > 0) & (outs[frame][2] > 0)).any()
+        assert ((outs[frame][1] > 0) | (outs[frame][2] > 0)).any()
+        # what is read back (and exported) is what was handed out
+        assert all(np.array_equal(tracker.logits(frame, i), outs[frame][i]) for i in (1, 2))
+    # a run of one object keeps out of the other's results too
+    alone = dict(tracker.propagate(start=1, end=1, objects=[1]))[1][1]
+    assert not ((alone > 0) & (tracker.logits(1, 2) > 0)).any()
 
 
 def test_hole_filling_matches_the_official_rule():
