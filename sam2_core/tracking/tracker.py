@@ -393,7 +393,7 @@ class VideoTracker:
         return max(later) if reverse else min(later)
 
     def _tracking_objects(self, objects: list[int] | None) -> list[int]:
-        ids = list(self._objects) if objects is None else list(objects)
+        ids = list(self._objects) if objects is None else list(dict.fromkeys(objects))  # (each once)
         if not ids:
             raise ValueError("No objects to track: prompt an object first (add_prompt)")
         for i in ids:

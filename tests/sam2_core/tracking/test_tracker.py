@@ -134,12 +134,17 @@ def test_cancel_keeps_what_was_done_and_tracking_resumes(tiny, shared_cache):
     assert tracker.logits(3, 1) is not None and tracker.logits(4, 1) is None
 
 
-def test_both_directions_hand_out_the_start_frame_once(tiny, shared_cache):
+def test_both_directions_hand_out_the_start_frame_once(tiny, shared_cache, monkeypatch):
     tracker = VideoTracker(tiny, moving_disc_frames(10)[:5], cache_dir=shared_cache)
     tracker.add_prompt(2, 1, points=[(96, 120)])
     progress = []
     seen = [f for f, _ in tracker.propagate(direction="both", progress=lambda d, t: progress.append((d, t)))]
     assert seen == [2, 3, 4, 1, 0] and progress[-1] == (5, 5)
+    calls = []
+    heads = tiny.sam_heads
+    monkeypatch.setattr(tiny, "sam_heads", lambda *a, **k: calls.append(1) or heads(*a, **k))
+    assert list(dict(tracker.propagate(start=3, end=3, objects=[1, 1]))) == [3]
+    assert calls == [1]  # an object named twice is tracked once
 
 
 def test_session_that_lost_memories_in_a_power_cut_computes_them_again(tiny, shared_cache, tmp_path):
