@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,11 @@ def _on(t: torch.Tensor | None, device) -> torch.Tensor | None:
     return None if t is None else t.to(device)
 
 
+def _remove_folders(folders: list[Path]) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _check_object_id(obj_id) -> int:
     """Object ids are whole numbers from 0 (as the official predictor's); they name the
     object's files in a session."""
@@ -101,11 +107,15 @@ class VideoTracker:
         self.fill_hole_area = fill_hole_area
         self._own_dir = cache_dir is None
         self.cache_dir = Path(tempfile.mkdtemp(prefix="sam2roto-")) if cache_dir is None else Path(cache_dir)
-        kwargs = {} if feature_disk_budget is None else {"disk_budget": feature_disk_budget}
-        self.frames = FrameFeatureCache(model, self.source, self.cache_dir, colour_key=colour_key, **kwargs)
         # this tracker's own working data: prompts, spatial memories, per-frame results
         self.persistent = session_dir is not None
         self.session_dir = Path(session_dir) if session_dir else self.cache_dir / "sessions" / uuid.uuid4().hex[:12]
+        # what only this tracker uses goes with it, also when it is dropped unclosed (or
+        # fails to open)
+        temporary = ([] if self.persistent else [self.session_dir]) + ([self.cache_dir] if self._own_dir else [])
+        self._remove_temporary = weakref.finalize(self, _remove_folders, temporary)
+        kwargs = {} if feature_disk_budget is None else {"disk_budget": feature_disk_budget}
+        self.frames = FrameFeatureCache(model, self.source, self.cache_dir, colour_key=colour_key, **kwargs)
         # memories and results are written before a frame is handed out, so a killed
         # process loses at most the frame in flight; they are not flushed to the disk one
         # by one (after a power cut, reloading computes again whatever lost its memory).
@@ -642,10 +652,7 @@ class VideoTracker:
         self._flush(raise_errors=False)  # (a cache entry that did not reach the disk is computed again)
         self.conditioned.close()
         self.frames.close()
-        if not self.persistent:
-            shutil.rmtree(self.session_dir, ignore_errors=True)
-        if self._own_dir:
-            shutil.rmtree(self.cache_dir, ignore_errors=True)
+        self._remove_temporary()
 
     def __enter__(self):
         return self

@@ -2,6 +2,7 @@
 the disk budget, cancellation, bad input, options."""
 
 import errno
+import gc
 import os
 import subprocess
 import sys
@@ -264,6 +265,23 @@ def test_cache_disk_full_while_tracking_is_a_clear_error_and_keeps_the_results(t
     assert sorted(again) == [0, 1, 2, 3]
     assert all(np.array_equal(again[f], m) for f, m in handed_out.items())
     tracker.close()
+
+
+def test_tracker_dropped_without_close_removes_its_temporary_folders(tiny, tmp_path):
+    shot_cache = tmp_path / "shot"
+    kept = VideoTracker(tiny, moving_disc_frames(2), cache_dir=shot_cache, session_dir=tmp_path / "session")
+    dropped = VideoTracker(tiny, moving_disc_frames(2), cache_dir=shot_cache)
+    own = VideoTracker(tiny, moving_disc_frames(2))  # a cache folder of its own
+    for tracker in (kept, dropped, own):
+        tracker.add_prompt(0, 1, **CLICK)
+    session, own_cache = dropped.session_dir, own.cache_dir
+    assert session.is_dir() and own_cache.is_dir()
+    del dropped, own, tracker
+    gc.collect()
+    assert not session.exists() and not own_cache.exists()
+    assert (shot_cache / "features").is_dir()  # the shot's cache stays for the next run
+    kept.close()
+    assert (tmp_path / "session" / "prompts").is_dir()  # and a kept session stays
 
 
 def test_remove_object_and_add_one_after_tracking(tiny, shared_cache):
