@@ -62,7 +62,8 @@ class ArraySource:
         if len(self.frame_numbers) != len(frames):
             raise ValueError(f"{len(self.frame_numbers)} frame numbers for {len(frames)} frames")
         self.size = (first.shape[1], first.shape[0])
-        h = hashlib.blake2b(digest_size=16)
+        # the shape too: the same bytes as frames of another size are other footage
+        h = hashlib.blake2b(f"{len(frames)}x{first.shape}".encode(), digest_size=16)
         for f in frames:
             h.update(np.ascontiguousarray(f).data)
         self._identity = f"array:{h.hexdigest()}"

@@ -421,6 +421,8 @@ def test_features_are_keyed_by_weights_precision_and_footage(tiny, shared_cache)
     base = FrameFeatureCache(tiny, ArraySource(frames), shared_cache).feature_store.folder
     other_frames = FrameFeatureCache(tiny, ArraySource(frames[::-1]), shared_cache).feature_store.folder
     other_colour = FrameFeatureCache(tiny, ArraySource(frames), shared_cache, colour_key="ACEScg").feature_store.folder
+    same_bytes_other_shape = FrameFeatureCache(tiny, ArraySource(frames.reshape(10, 320, 240, 3)),
+                                               shared_cache).feature_store.folder
     old_id, old_dtype = tiny.weights_id, tiny.dtype
     try:
         tiny.weights_id = "another checkpoint"
@@ -429,8 +431,8 @@ def test_features_are_keyed_by_weights_precision_and_footage(tiny, shared_cache)
         other_dtype = FrameFeatureCache(tiny, ArraySource(frames), shared_cache).feature_store.folder
     finally:
         tiny.weights_id, tiny.dtype = old_id, old_dtype
-    folders = {base, other_frames, other_colour, other_weights, other_dtype}
-    assert len(folders) == 5
+    folders = {base, other_frames, other_colour, same_bytes_other_shape, other_weights, other_dtype}
+    assert len(folders) == 6
 
 
 def test_killed_while_tracking_then_resumed_gives_the_uninterrupted_result(tiny, shared_cache, tmp_path,
