@@ -16,6 +16,7 @@ import atexit
 import hashlib
 import logging
 import threading
+import uuid
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +39,14 @@ DEFAULT_RAM_BUDGET = 256 << 20  # a few dozen frames of features; tracking reads
 
 def _key(*parts: str) -> str:
     return hashlib.blake2b("\x00".join(parts).encode(), digest_size=10).hexdigest()
+
+
+def _weights_key(model: SAM2) -> str:
+    """The checkpoint's SHA-256 (load_model sets it). Weights of unknown origin get a key
+    of their own, so that no other model ever reads their features."""
+    if not getattr(model, "weights_id", ""):
+        model.weights_id = f"unknown-{uuid.uuid4().hex}"
+    return model.weights_id
 
 
 def resize_to_input(rgb: np.ndarray, size: int) -> torch.Tensor:
@@ -64,7 +73,7 @@ class FrameFeatureCache:
         self.source = source
         self.size = model.cfg.image_size
         source_key = _key(source.identity, colour_key, str(self.size))
-        model_key = _key(model.cfg.name, getattr(model, "weights_id", ""), str(model.dtype))
+        model_key = _key(model.cfg.name, _weights_key(model), str(model.dtype))
         root = Path(cache_dir)
         # written by a writer thread while the network goes on, and not flushed to the disk
         # entry by entry (fsync per frame costs more than a frame's network pass on a GPU):
