@@ -4,8 +4,12 @@ in the official format, same frames (1920x1080, made on the fly), same prompts, 
 after the other in one run. Prints:
 
 - propagation seconds per frame, 1 and 3 objects: official float32 (its CPU default),
-  official under bfloat16 autocast, ours float32 and bfloat16; cold feature cache;
-- click-to-mask latency on a frame whose features are cached: a new object, a correction;
+  official under bfloat16 autocast, ours float32 and bfloat16; cold feature cache; timed
+  once the memory bank is full (from the 8th frame: the cost of every later frame of a
+  long shot); both get their frames decoded and resized before the clock starts (the
+  official's loader does it up front);
+- click-to-mask latency on a frame whose features are cached: a new object, a correction,
+  right after tracking (features in RAM) and in the shot opened again (read from disk);
 - re-tracking after a correction in the middle of a shot, against the official
   re-running the shot from its first prompt;
 - peak RSS of whole-shot tracking (ours, in a child process) for two shot lengths
@@ -26,13 +30,15 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+os.environ.setdefault("TQDM_DISABLE", "1")  # (the official's progress bar; read when torch loads tqdm)
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -82,10 +88,11 @@ class Official:
         return self.predictor.add_new_points_or_box(self.state, frame, obj_id, points=points, labels=labels)
 
     def propagate(self, start=None):
-        # each frame's masks reach the host, as ours are handed out as numpy arrays (so on a
-        # GPU both wait for each frame before going on)
-        for _, _, masks in self.predictor.propagate_in_video(self.state, start_frame_idx=start):
+        """Yields each frame index as its masks reach the host, as ours are handed out as
+        numpy arrays (so on a GPU both wait for each frame before going on)."""
+        for frame, _, masks in self.predictor.propagate_in_video(self.state, start_frame_idx=start):
             masks.float().cpu()
+            yield frame
 
 
 def cpu_description() -> str:
@@ -100,6 +107,25 @@ def cpu_description() -> str:
     return f"{model} ({', '.join(bf16) if bf16 else 'no bfloat16 instructions'})"
 
 
+MEMORY_FULL = 7  # from frame 8 on, a frame attends to all 7 memories of the tiny to large models
+
+
+def first_timed_frame(n_frames: int) -> int:
+    """Frames are timed after this one: once the memory bank is full (shorter shots: the
+    last frame only)."""
+    return min(MEMORY_FULL, n_frames - 2)
+
+
+def per_frame(frames, n_frames: int, device: str) -> float:
+    """Seconds per frame of a run (an iterator of frames) over the frames after the first timed one."""
+    start = first_timed_frame(n_frames)
+    stamps = {}
+    for k, _ in enumerate(frames):
+        sync(device)
+        stamps[k] = time.perf_counter()
+    return (stamps[n_frames - 1] - stamps[start]) / (n_frames - 1 - start)
+
+
 def time_propagation(name, ckpt, n_frames, n_objects, who, dtype, device, tmp: Path,
                      image_size: int | None = None) -> float:
     source = MovingDiscSource(n_frames)
@@ -109,41 +135,47 @@ def time_propagation(name, ckpt, n_frames, n_objects, who, dtype, device, tmp: P
             for p in prompts(source, n_objects):
                 off.prompt(0, p["obj_id"], p["points"], p["labels"])
             off.predictor.propagate_in_video_preflight(off.state)
-            sync(device)
-            t = time.perf_counter()
-            off.propagate()
-    else:
-        model = load_model(name, checkpoint=ckpt, device=device, dtype=dtype, image_size=image_size)
-        tracker = VideoTracker(model, source, cache_dir=tmp / f"prop-{dtype}-{n_objects}-{image_size}")
-        for p in prompts(source, n_objects):
-            tracker.add_prompt(0, **p)
-        tracker._commit_pending()
-        sync(device)
-        t = time.perf_counter()
-        for _ in tracker.propagate():
-            pass
-    sync(device)
-    return (time.perf_counter() - t) / (n_frames - 1)
+            return per_frame(off.propagate(), n_frames, device)
+    model = load_model(name, checkpoint=ckpt, device=device, dtype=dtype, image_size=image_size)
+    tracker = VideoTracker(model, source, cache_dir=tmp / f"prop-{dtype}-{n_objects}-{image_size}")
+    for i in range(n_frames):  # decoded and resized, as the official's are: its features stay cold
+        tracker.frames.input_frame(i)
+    for p in prompts(source, n_objects):
+        tracker.add_prompt(0, **p)
+    tracker._commit_pending()
+    return per_frame(tracker.propagate(), n_frames, device)
 
 
-def time_clicks(name, ckpt, dtype, device, tmp: Path) -> tuple[float, float]:
+def time_clicks(name, ckpt, dtype, device, tmp: Path) -> dict[str, tuple[float, float]]:
+    """Median seconds of 3 clicks (new object, correction) on tracked frames: right after
+    tracking, and in the shot opened again by a new tracker (features read from disk)."""
     source = MovingDiscSource(8)
     model = load_model(name, checkpoint=ckpt, device=device, dtype=dtype)
-    tracker = VideoTracker(model, source, cache_dir=tmp / f"clicks-{dtype}")
+    folders = dict(cache_dir=tmp / f"clicks-{dtype}", session_dir=tmp / f"clicks-{dtype}-session")
+    tracker = VideoTracker(model, source, **folders)
     tracker.add_prompt(0, obj_id=1, points=[source.disc_centre(0)])
     list(tracker.propagate())
-    cx, cy = source.square_centre(0, 5)
-    t = time.perf_counter()
-    tracker.add_prompt(5, obj_id=2, points=[(cx, cy)])  # a new object on a cached frame
-    new_object = time.perf_counter() - t
-    dx, dy = source.disc_centre(5)
-    t = time.perf_counter()
-    tracker.add_prompt(5, obj_id=1, points=[(dx, dy), (dx + 300, dy)], labels=[1, 0])  # a correction
-    return new_object, time.perf_counter() - t
+
+    def clicks(tracker, frames, first_id):
+        new, correction = [], []
+        for k, f in enumerate(frames):
+            t = time.perf_counter()
+            tracker.add_prompt(f, obj_id=first_id + k, points=[source.square_centre(0, f)])
+            new.append(time.perf_counter() - t)
+            dx, dy = source.disc_centre(f)
+            t = time.perf_counter()
+            tracker.add_prompt(f, obj_id=1, points=[(dx, dy), (dx + 300, dy)], labels=[1, 0])
+            correction.append(time.perf_counter() - t)
+        return statistics.median(new), statistics.median(correction)
+
+    times = {"after tracking": clicks(tracker, (5, 6, 7), 2)}
+    tracker.close()
+    times["shot opened again"] = clicks(VideoTracker(model, source, **folders), (2, 3, 4), 5)
+    return times
 
 
-def time_retrack(name, ckpt, n_frames, dtype, device, tmp: Path) -> tuple[float, float]:
-    """(ours: re-track after a correction at the middle, official: re-run from the first prompt)."""
+def time_retrack(name, ckpt, n_frames, dtype, device, tmp: Path) -> float:
+    """Ours: seconds to re-track after a correction at the middle of the shot."""
     source = MovingDiscSource(n_frames)
     mid = n_frames // 2
     model = load_model(name, checkpoint=ckpt, device=device, dtype=dtype)
@@ -151,20 +183,26 @@ def time_retrack(name, ckpt, n_frames, dtype, device, tmp: Path) -> tuple[float,
     tracker.add_prompt(0, obj_id=1, points=[source.disc_centre(0)])
     list(tracker.propagate())
     tracker.add_prompt(mid, obj_id=1, points=[source.disc_centre(mid)])
+    sync(device)
     t = time.perf_counter()
     list(tracker.retrack(mid))
-    ours = time.perf_counter() - t
+    sync(device)
+    return time.perf_counter() - t
 
-    # the official way to apply a correction is to run the shot again from its first prompt;
-    # its first run is not timed, so it is skipped: both prompts are in place before the run
+
+def time_official_rerun(name, ckpt, n_frames, device) -> float:
+    """The official way to apply a correction: run the shot again from its first prompt
+    (float32). Its first run is not timed, so it is skipped: both prompts are in place."""
+    source = MovingDiscSource(n_frames)
+    mid = n_frames // 2
     off = Official(name, ckpt, source, device)
     off.prompt(0, 1, [source.disc_centre(0)], [1])
     off.prompt(mid, 1, [source.disc_centre(mid)], [1])
     sync(device)
     t = time.perf_counter()
-    off.propagate()
+    list(off.propagate())
     sync(device)
-    return ours, time.perf_counter() - t
+    return time.perf_counter() - t
 
 
 def peak_rss(name, ckpt, n_frames, who, dtype, device, tmp: Path) -> tuple[float, float]:
@@ -180,14 +218,14 @@ for _ in tracker.propagate():
 """
     else:
         run = f"""
-import os
-os.environ["TQDM_DISABLE"] = "1"
 from bench.bench_video import Official
 off = Official({name!r}, {str(ckpt)!r}, src, {device!r})
 off.prompt(0, 1, [src.disc_centre(0)], [1])
-off.propagate()
+list(off.propagate())
 """
     code = f"""
+import os
+os.environ["TQDM_DISABLE"] = "1"
 import sys, torch
 sys.path.insert(0, {str(ROOT)!r})
 from bench.synthetic import MovingDiscSource
@@ -213,7 +251,8 @@ def main() -> None:
     ap.add_argument("--rss-frames", type=int, nargs=2, metavar=("SHORT", "LONG"),
                     help="shot lengths for the memory measurement (default 100 400; quick 20 80)")
     ap.add_argument("--retrack-frames", type=int, help="shot length for the re-track measurement (default 100)")
-    ap.add_argument("--prop-frames", type=int, help="shot length for the propagation measurement (default 10)")
+    ap.add_argument("--prop-frames", type=int,
+                    help="shot length for the propagation measurement (default 16: frames 9 to 16 timed)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--objects", type=int, nargs="+", default=[1, 3], help="object counts for the propagation part")
     ap.add_argument("--draft-size", type=int, metavar="PIXELS",
@@ -223,7 +262,7 @@ def main() -> None:
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     dev = args.device
-    n_prop, n_retrack, rss_lengths = (4, 12, (20, 80)) if args.quick else (10, 100, (100, 400))
+    n_prop, n_retrack, rss_lengths = (4, 12, (20, 80)) if args.quick else (16, 100, (100, 400))
     n_prop = args.prop_frames or n_prop
     n_retrack = args.retrack_frames or n_retrack
     rss_lengths = tuple(args.rss_frames) if args.rss_frames else rss_lengths
@@ -241,7 +280,8 @@ def main() -> None:
                     time_propagation(args.model, ckpt, 3, 1, who, dtype, dev, tmp / "warm-up")
             print(f"warm-up {time.perf_counter() - t:.1f} s", flush=True)
         if "propagation" in parts:
-            print(f"\npropagation, s/frame over {n_prop - 1} frames (cold cache)")
+            first = first_timed_frame(n_prop)
+            print(f"\npropagation, s/frame over frames {first + 2} to {n_prop} (cold cache)")
             for n_obj in args.objects:
                 row = {}
                 for who in ("official", "ours"):
@@ -262,21 +302,22 @@ def main() -> None:
                               flush=True)
                 results[f"propagation_{n_obj}"] = row
         if "clicks" in parts:
-            print("\nclick-to-mask on a cached frame, s")
+            print("\nclick-to-mask on a cached frame, s (median of 3)")
             for dtype in args.dtypes:
-                new, corr = time_clicks(args.model, ckpt, dtype, dev, tmp)
-                print(f"  ours {dtype}: new object {new:.3f}, correction {corr:.3f}", flush=True)
-                results[f"clicks_{dtype}"] = (new, corr)
+                for when, (new, corr) in time_clicks(args.model, ckpt, dtype, dev, tmp).items():
+                    print(f"  ours {dtype}, {when}: new object {new:.3f}, correction {corr:.3f}", flush=True)
+                    results[f"clicks_{dtype}_{when}"] = (new, corr)
         if "retrack" in parts:
             print(f"\nre-track after a correction at frame {n_retrack // 2} of {n_retrack}, s")
+            official = time_official_rerun(args.model, ckpt, n_retrack, dev)
             for dtype in args.dtypes:
-                ours, official = time_retrack(args.model, ckpt, n_retrack, dtype, dev, tmp)
+                ours = time_retrack(args.model, ckpt, n_retrack, dtype, dev, tmp)
                 print(f"  ours {dtype} {ours:.1f}, official float32 re-running the shot {official:.1f}: "
                       f"{official / ours:.1f}x", flush=True)
                 results[f"retrack_{dtype}"] = (ours, official)
         if "rss" in parts:
             print("\npeak RSS (and GPU memory), whole shot, GiB")
-            for who, dtype in (("ours", "bfloat16"), ("official", "float32")):
+            for who, dtype in [("ours", d) for d in args.dtypes] + [("official", "float32")]:
                 if who == "official" and "official-rss" not in parts:
                     continue
                 peaks = {n: peak_rss(args.model, ckpt, n, who, dtype, dev, tmp) for n in rss_lengths}
@@ -290,5 +331,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TQDM_DISABLE", "1")
     main()
