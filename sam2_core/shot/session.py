@@ -9,6 +9,7 @@ Everything it does is recorded in the shot folder as it happens.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -21,6 +22,8 @@ import numpy as np
 from ..mattes.cleanup import Cleanup
 from .manifest import ObjectRecord, PromptRecord
 from .shot import Shot
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 
@@ -61,9 +64,24 @@ class ShotSession:
         self.tracker = shot.tracker(model)
         self.source = shot.source
         self.numbers = list(self.source.frame_numbers)
+        self._give_lost_prompts_again()
         if shot.manifest.tracked and not self._every_frame_has_results():
             shot.manifest.tracked = False  # results lost in a power cut: tracking fills them in again
         self._undo: list[tuple[int, int, list[PromptRecord]]] = []  # (object id, frame number, prompts before)
+
+    def _give_lost_prompts_again(self) -> None:
+        """A prompt's answer is not flushed to the disk (its clicks are): after a power cut
+        the tracker can lack it. Those frames get their prompts again, one by one as they
+        were given, so the answers are as before."""
+        for record in self.shot.manifest.objects:
+            known = record.id in self.tracker.object_ids
+            answered = set(self.tracker.answered_frames(record.id)) if known else set()
+            for frame in sorted({p.frame for p in record.prompts}):
+                index = self.index(frame)
+                if index not in answered:
+                    log.info("Object %r on frame %d lost its answer; the prompts are given again.",
+                             record.name, frame)
+                    self._replay(record, index, [p for p in record.prompts if p.frame == frame])
 
     @classmethod
     def create(cls, folder: str | Path, source: str | Path, *, colour: dict | None = None,
@@ -107,6 +125,8 @@ class ShotSession:
     def index(self, frame_number: int) -> int:
         """The source index of a frame number; a clear error for one outside the shot."""
         try:
+            if isinstance(frame_number, bool) or int(frame_number) != frame_number:
+                raise ValueError  # (frame 1001.5 is not frame 1001)
             return self.numbers.index(int(frame_number))
         except (ValueError, TypeError):
             raise SessionError(f"Frame {frame_number} is not in the shot (frames {self.numbers[0]}-"
@@ -150,6 +170,11 @@ class ShotSession:
         self.shot.manifest.objects.remove(record)
         self._undo = [u for u in self._undo if u[0] != record.id]
         self.shot.save()
+        # its files go too: a later object may get its id
+        shutil.rmtree(self.shot.folder / "display" / str(record.id), ignore_errors=True)
+        for p in record.prompts:
+            if p.mask is not None:
+                (self.shot.folder / p.mask).unlink(missing_ok=True)
 
     def prompted_frames(self, record: ObjectRecord) -> list[int]:
         return sorted({p.frame for p in record.prompts})
@@ -167,6 +192,7 @@ class ShotSession:
         name = _object_name(name)
         created = not any(o.name == name for o in self.shot.manifest.objects)
         record = self.shot.object(name)
+        new = None
         try:
             new = self._prompt_record(record, int(frame), points, labels, box, mask)
             before = [p for p in record.prompts if p.frame == int(frame)]
@@ -174,6 +200,10 @@ class ShotSession:
         except BaseException:
             if created:  # a refused first prompt leaves no object behind
                 self.shot.manifest.objects.remove(record)
+            if new is not None and new.mask is not None:  # nor the mask file it was saved as
+                (self.shot.folder / new.mask).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # (and its folder, if that is all it held)
+                    (self.shot.folder / new.mask).parent.rmdir()
             raise
         record.prompts.append(new)
         self._undo.append((record.id, int(frame), before))
@@ -183,15 +213,22 @@ class ShotSession:
 
     def undo(self) -> tuple[ObjectRecord, int, np.ndarray | None]:
         """Take back the last prompt of this session. Returns the object, the frame number
-        and the frame's logits without that prompt (None where nothing is left on it)."""
+        and the frame's logits without that prompt (as tracked, for a correction taken back
+        before tracking again; None where nothing is left on it)."""
         if not self._undo:
             raise SessionError("Nothing to undo: no prompt was given in this session.")
         obj_id, frame, before = self._undo.pop()
         record = next(o for o in self.shot.manifest.objects if o.id == obj_id)
         index = self.index(frame)
-        self.tracker.clear_prompt(index, obj_id)
+        if obj_id in self.tracker.object_ids:
+            self.tracker.clear_prompt(index, obj_id)
         logits = self._replay(record, index, before) if before else None
         record.prompts = [p for p in record.prompts if p.frame != frame] + before
+        if not record.prompts and obj_id in self.tracker.object_ids:
+            # nothing left to track it from: what was tracked from its prompts goes too
+            self.tracker.remove_object(obj_id)
+        if logits is None and obj_id in self.tracker.object_ids:
+            logits = self.tracker.logits(index, obj_id)  # a corrected frame is back as tracked
         self.shot.manifest.tracked = False
         self.shot.save()
         return record, frame, logits
@@ -274,6 +311,9 @@ class ShotSession:
                 raise SessionError(f"direction must be forward, backward or both; got {direction!r}.")
             first = self.index(start) if start is not None else min(self.tracker.prompted_frames())
             last = self.index(end) if end is not None else None
+            if last is not None and (last < first if direction != "backward" else last > first):
+                raise SessionError(f"Tracking {direction} from frame {self.numbers[first]} never reaches frame "
+                                   f"{self.numbers[last]}: swap them or change the direction.")
             spans = []
             if direction in ("forward", "both"):
                 spans.append(Span(first, "forward", self.tracker.num_frames - 1 if last is None else last, ids))
@@ -303,24 +343,35 @@ class ShotSession:
                 for f in pending:
                     corrections.setdefault(f, []).append(obj_id)
         spans = []
-        if fresh:
-            first = min(f for i in fresh for f in t.prompted_frames(i))
-            spans.append(Span(first, "forward", last, fresh))
+        starts: dict[int, list[int]] = {}  # new objects by their first prompted frame
+        for obj_id in fresh:
+            starts.setdefault(min(t.prompted_frames(obj_id)), []).append(obj_id)
+        for first, group in sorted(starts.items()):
+            spans.append(Span(first, "forward", last, group))
             if first > 0:
-                spans.append(Span(first - 1, "backward", 0, fresh))
+                spans.append(Span(first - 1, "backward", 0, group))
         for frame in sorted(corrections):
             spans.extend(Span(*span) for span in t.retrack_spans(frame, corrections[frame]))
         for obj_id in (i for i in ids if i not in fresh):
             first = min(t.prompted_frames(obj_id))
             covered = {f for s in spans if obj_id in s.objects for f in _frames(s)}
-            forward = [f for f in range(first, last + 1) if f not in covered and not t.has_result(f, obj_id)]
-            backward = [f for f in range(first - 1, -1, -1) if f not in covered and not t.has_result(f, obj_id)]
-            # an interrupted run resumes at the first frame it did not finish, in each direction
-            if forward:
-                spans.append(Span(forward[0], "forward", last, [obj_id]))
-            if backward:
-                spans.append(Span(backward[0], "backward", 0, [obj_id]))
+            spans += self._gaps(obj_id, range(first, last + 1), covered, reverse=False)
+            spans += self._gaps(obj_id, range(first - 1, -1, -1), covered, reverse=True)
         return [s for s in spans if _runs(s)]
+
+    def _gaps(self, obj_id: int, frames: range, covered: set[int], *, reverse: bool) -> list[Span]:
+        """Spans that fill the frames without results (an interrupted run, a stopped
+        re-track): each from the first frame missing to the object's next prompted frame."""
+        t, spans, k = self.tracker, [], 0
+        while k < len(frames):
+            f = frames[k]
+            if f in covered or t.has_result(f, obj_id):
+                k += 1
+                continue
+            end = t.next_prompted(obj_id, f, reverse)
+            spans.append(Span(f, "backward" if reverse else "forward", end, [obj_id]))
+            k += abs(end - f) + 1
+        return spans
 
     def _run(self, spans: list[Span], ids: list[int], cancel, progress, *, whole_shot: bool):
         names = {o.id: o.name for o in self.objects}
@@ -335,7 +386,7 @@ class ShotSession:
                 yield self.numbers[index], {names[i]: v for i, v in logits.items()}
         cancelled = cancel is not None and cancel.is_set()
         if whole_shot and not cancelled:
-            self.shot.manifest.tracked = self._every_frame_has_results(ids)
+            self.shot.manifest.tracked = self._every_frame_has_results()
             self.shot.save()
 
     def _every_frame_has_results(self, ids: list[int] | None = None) -> bool:

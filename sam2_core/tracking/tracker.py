@@ -150,6 +150,11 @@ class VideoTracker:
         """Prompts whose answers have not yet entered the memory bank (the next propagate does it)."""
         return any(o.pending for o in self._objects.values())
 
+    def answered_frames(self, obj_id: int) -> list[int]:
+        """Frames where the object's prompt has its answer (tracked from or not yet)."""
+        obj = self._object(obj_id)
+        return sorted({*obj.memory.cond, *obj.pending})
+
     def pending_frames(self, obj_id: int) -> list[int]:
         """Frames where `obj_id` has a prompt not yet tracked from."""
         return sorted(self._object(obj_id).pending)
@@ -176,17 +181,20 @@ class VideoTracker:
             del self._objects[obj_id]
 
     def clear_prompt(self, frame: int, obj_id: int) -> None:
-        """Take back everything `obj_id` was given on `frame`: the frame loses its prompt
-        and its result (it is no longer tracked for the object; the next propagate or
-        re-track over it fills it again). Other frames keep their results."""
+        """Take back everything `obj_id` was given on `frame`. A correction not yet
+        tracked from leaves the frame as tracking left it (its tracked result and memory);
+        otherwise the frame loses its result too (it is no longer tracked for the object;
+        the next propagate or re-track over it fills it again). Other frames keep theirs."""
         with self._lock:
             obj = self._object(obj_id)
             frame = check_index(self.source, frame)
+            uncommitted_correction = frame in obj.pending and frame in obj.memory.tracked
             obj.prompts.pop(frame, None)
             obj.pending.pop(frame, None)
             self.prompt_store.delete(f"prompt-{obj_id}-{frame:07d}")
             self.results.delete(self._pending_key(obj_id, frame))
-            self._forget_result(obj, frame)
+            if not uncommitted_correction:
+                self._forget_result(obj, frame)
 
     def _forget_result(self, obj: TrackedObject, frame: int) -> None:
         """The frame no longer has a result (nor a memory) for the object."""
@@ -390,13 +398,13 @@ class VideoTracker:
             groups: dict[tuple[str, int], list[int]] = {}
             for i in ids:
                 reverse = self._objects[i].memory.reverse.get(frame, False)
-                groups.setdefault(("backward" if reverse else "forward", self._next_prompted(i, frame, reverse)),
+                groups.setdefault(("backward" if reverse else "forward", self.next_prompted(i, frame, reverse)),
                                   []).append(i)
         return [(frame, direction, end, group) for (direction, end), group in sorted(groups.items())]
 
-    def _next_prompted(self, obj_id: int, frame: int, reverse: bool) -> int:
+    def next_prompted(self, obj_id: int, frame: int, reverse: bool) -> int:
         """The object's nearest prompted frame beyond `frame` in a direction (or the shot's end)."""
-        obj = self._objects[obj_id]
+        obj = self._object(obj_id)
         later = [f for f in [*obj.memory.cond, *obj.pending] if (f < frame if reverse else f > frame)]
         if not later:
             return 0 if reverse else self.num_frames - 1
@@ -441,7 +449,7 @@ class VideoTracker:
     def _drop_tracked_beyond(self, obj: TrackedObject, frame: int, reverse: bool) -> None:
         """Forget the results tracked from `frame` onwards in a direction, up to the next
         prompted frame."""
-        end = self._next_prompted(obj.memory.obj_id, frame, reverse)
+        end = self.next_prompted(obj.memory.obj_id, frame, reverse)
         beyond = range(frame - 1, end - 1, -1) if reverse else range(frame + 1, end + 1)
         for f in beyond:
             if f in obj.memory.tracked and f not in obj.pending:

@@ -91,6 +91,94 @@ def test_a_correction_retracks_only_up_to_the_next_prompted_frame(new_session):
     assert all(set(out) == {"square"} for _, out in frames)
 
 
+def test_undoing_a_correction_gives_the_frame_back_as_tracked(new_session):
+    s = new_session()
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    tracked = dict(s.track())[FIRST + 3]["ball"]
+    first = s.add_prompt("ball", FIRST + 3, points=[(20, 20)], labels=[0])  # a correction
+    s.add_prompt("ball", FIRST + 3, points=[(200, 200)], labels=[0])
+    _, _, after = s.undo()
+    assert np.array_equal(after, first)  # the first click again, as it was given on the tracked frame
+    _, _, after = s.undo()
+    assert np.array_equal(after, tracked) and np.array_equal(s.logits("ball", FIRST + 3), tracked)
+    assert list(s.track()) == [] and s.shot.manifest.tracked  # nothing left to track again
+
+
+def test_undoing_an_objects_last_prompt_takes_its_masks_away(new_session):
+    s = new_session()
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    list(s.track())
+    s.undo()
+    assert all(s.logits("ball", FIRST + i) is None for i in range(N))
+    # a first click again, on another frame: a new start, tracked through the whole shot
+    s.add_prompt("ball", FIRST + 2, points=[(96, 120)])
+    assert [f for f, _ in s.track()] == [FIRST + i for i in (2, 3, 4, 5, 1, 0)]
+
+
+def test_a_stopped_retrack_resumes_only_up_to_the_next_prompted_frame(new_session):
+    s = new_session()
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    s.add_prompt("ball", FIRST + 4, points=[(60 + 18 * 4, 120)])
+    list(s.track())
+    s.add_prompt("ball", FIRST + 1, points=[(20, 20)], labels=[0])
+    cancel = threading.Event()
+    for _ in s.track(cancel=cancel):
+        cancel.set()  # after the corrected frame
+    assert [f for f, _ in s.track()] == [FIRST + 2, FIRST + 3, FIRST + 4]
+    assert s.shot.manifest.tracked
+
+
+def test_new_objects_are_tracked_from_their_own_first_frames(new_session):
+    s = new_session()
+    s.add_prompt("square", FIRST + 3, box=(205, 15 + 24, 275, 85 + 24))
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    runs = [(f, sorted(out)) for f, out in s.track()]
+    assert runs == [(FIRST + i, ["ball"]) for i in range(N)] + \
+        [(FIRST + i, ["square"]) for i in (3, 4, 5, 2, 1, 0)]
+
+
+def test_tracking_some_objects_leaves_the_shot_marked_untracked(new_session):
+    s = new_session()
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    s.add_prompt("square", FIRST, box=(205, 15, 275, 85))
+    list(s.track(objects=["ball"]))
+    assert not s.shot.manifest.tracked and not manifest(s)["tracked"]
+    list(s.track())
+    assert s.shot.manifest.tracked
+
+
+def test_a_prompt_whose_answer_was_lost_in_a_power_cut_is_given_again(new_session, tmp_path):
+    """Clicks are flushed to the disk, their answers are not: after a power cut the tracker
+    can have the clicks without the answer. Reopened, the shot gives them again."""
+    s = new_session()
+    s.add_prompt("ball", FIRST + 1, points=[(78, 120)])
+    two = s.add_prompt("ball", FIRST + 1, points=[(20, 20)], labels=[0])
+    s.close()
+    for lost in (tmp_path / "shot").rglob("results/pend-*.entry"):
+        lost.unlink()
+    again = ShotSession.open(tmp_path / "shot", device="cpu")
+    try:
+        same(again.logits("ball", FIRST + 1), two)  # both clicks given again, one by one
+        assert len(list(again.track())) == N
+    finally:
+        again.close()
+
+
+def test_a_mask_prompt_that_fails_leaves_no_file(official_checkpoint, tmp_path):
+    (tmp_path / "clip").mkdir()
+    clip = write_png_clip(tmp_path / "clip", 4, FIRST)
+    (clip / f"plate.{FIRST + 2}.png").write_bytes(b"not a png")  # a damaged plate
+    s = ShotSession.create(tmp_path / "shot", clip, model_name=NAME, checkpoint=official_checkpoint(NAME),
+                           device="cpu", image_size=CPU_TEST_INPUT_SIZE)
+    try:
+        before = manifest(s)
+        with pytest.raises(ValueError, match="damaged"):
+            s.add_prompt("ball", FIRST + 2, mask=np.ones((240, 320), bool))
+        assert manifest(s) == before and not (tmp_path / "shot" / "prompts").exists()
+    finally:
+        s.close()
+
+
 def test_an_interrupted_run_resumes_where_it_stopped_after_reopening(new_session, tmp_path):
     s = new_session()
     s.add_prompt("ball", FIRST + 2, points=[(96, 120)])
@@ -156,12 +244,14 @@ def test_objects_are_named_renamed_and_removed(new_session):
     s = new_session()
     s.add_object("car", colour=[0.1, 0.2, 0.3])
     s.add_prompt("car", FIRST, points=[(60, 120)])
-    s.add_prompt("rider", FIRST, box=(205, 15, 275, 85))
+    s.add_prompt("rider", FIRST, mask=np.ones((240, 320), bool))
+    rider_files = [s.shot.folder / p["mask"] for p in manifest(s)["objects"][1]["prompts"]]
     s.rename_object("car", "hero car")
     assert [o["object"] for o in s.info()["objects"]] == ["hero car", "rider"]
     assert s.info()["objects"][0]["colour"] == [0.1, 0.2, 0.3]
     s.remove_object("rider")
     assert [o.name for o in s.objects] == ["hero car"] and s.tracker.object_ids == [1]
+    assert rider_files and not any(f.exists() for f in rider_files)  # its mask prompt goes with it
     assert [f for f, _ in s.track()] == [FIRST + i for i in range(N)]
 
 
@@ -183,6 +273,9 @@ def test_bad_requests_are_clear_errors_and_change_nothing(new_session):
         (lambda: s.remove_object("nobody"), "No object 'nobody'"),
         (lambda: s.set_cleanup("ball", {"blur": 3}), "Unknown clean-up settings: blur"),
         (lambda: list(s.track(direction="sideways", start=FIRST)), "direction must be"),
+        (lambda: list(s.track(direction="forward", start=FIRST + 4, end=FIRST + 1)),
+         "Tracking forward from frame 1005 never reaches frame 1002"),
+        (lambda: s.add_prompt("ball", FIRST + 0.5, points=[(1, 1)]), "Frame 1001.5 is not in the shot"),
     ]
     for call, message in cases:
         with pytest.raises(SessionError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -488,11 +488,16 @@ def test_clear_prompt_takes_back_a_correction_and_replay_gives_the_same_answer(t
     tracked = dict(tracker.propagate(end=3))
     tracker.add_prompt(2, 1, points=[(96, 120), (20, 20)], labels=[1, 0])  # a correction on a tracked frame
     tracker.clear_prompt(2, 1)
-    assert tracker.logits(2, 1) is None and 2 not in tracker.prompted_frames()
+    # not tracked from yet: the frame is back as tracking left it
+    assert np.array_equal(tracker.logits(2, 1), tracked[2][1]) and 2 not in tracker.prompted_frames()
     assert tracker.logits(3, 1) is not None  # the other frames keep their results
-    # the frame is tracked again from memory as if it had never been corrected
-    again = dict(tracker.propagate(start=2, end=2))
+    again = dict(tracker.propagate(start=2, end=2))  # and tracks as if it had never been corrected
     assert_same_masks(again[2][1], tracked[2][1])
+    # a correction tracked from takes its result with it when cleared
+    tracker.add_prompt(2, 1, points=[(96, 120), (20, 20)], labels=[1, 0])
+    list(tracker.propagate(start=2, end=2))
+    tracker.clear_prompt(2, 1)
+    assert tracker.logits(2, 1) is None and 2 not in tracker.prompted_frames()
     # clearing the only prompt, then giving it again, answers as the first time
     tracker.clear_prompt(0, 1)
     with pytest.raises(ValueError, match="no prompt"):
