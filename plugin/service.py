@@ -15,6 +15,7 @@ import os
 import queue
 import sys
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import BinaryIO
 
@@ -190,20 +191,26 @@ class Service:
                                          "a shot needs a new or empty folder")
         if not footage.exists() and "%" not in source and "#" not in source:
             raise RpcError(USER_ERROR, f"Source not found: {footage}")
-        self._close()
-        self.session = ShotSession.create(
+        checkpoint = None if checkpoint is None else _path(checkpoint, "checkpoint")
+        return self._switch_to(folder, lambda: ShotSession.create(
             folder, footage, colour={"colorspace": colorspace} if colorspace else {}, model_name=model,
-            checkpoint=None if checkpoint is None else _path(checkpoint, "checkpoint"),
-            device=device or self.device, dtype=dtype, image_size=image_size)
-        return self.session.info()
+            checkpoint=checkpoint, device=device or self.device, dtype=dtype, image_size=image_size))
 
     def shot_open(self, shot, device=None):
         from sam2_core.shot.session import ShotSession
 
         folder = _path(shot, "shot")
+        return self._switch_to(folder, lambda: ShotSession.open(folder, device=device or self.device))
+
+    def _switch_to(self, folder: Path, open_session) -> dict:
+        """Make the shot in `folder` the open one. The shot open until now stays open if
+        the new one fails (unless it is the same folder, which must be let go first)."""
+        if self.session is not None and self.session.shot.folder.resolve() == folder.resolve():
+            self._close()
+        new = open_session()
         self._close()
-        self.session = ShotSession.open(folder, device=device or self.device)
-        return self.session.info()
+        self.session = new
+        return new.info()
 
     def shot_info(self):
         return self.shot.info()
@@ -248,7 +255,7 @@ class Service:
 
             mask = read_mask_file(_path(mask, "mask"), frame)
         logits = s.add_prompt(name, frame, points=points, labels=labels, box=box, mask=mask)
-        return self._answer(name, frame, logits)
+        return self._answer(name.strip(), frame, logits)  # (the name as the shot keeps it)
 
     def prompt_undo(self):
         record, frame, logits = self.shot.undo()
@@ -287,7 +294,6 @@ class Service:
             raise RpcError(INVALID_PARAMS, f"objects must be a list of object names, got {objects!r}")
         if direction not in ("forward", "backward", "both"):
             raise RpcError(INVALID_PARAMS, f"direction must be forward, backward or both, got {direction!r}")
-        self.cancel.clear()
         counts = [0, 0]
 
         def progress(done, total):
@@ -310,14 +316,22 @@ class Service:
         if _inside(folder, s.shot.source_path if s.shot.source_path.is_dir() else s.shot.source_path.parent):
             raise RpcError(REFUSED_PATH, f"out {folder} is refused: it lies in the footage's folder; "
                                          "mattes never go beside the plates")
-        if cleanup is not None:
-            if not isinstance(cleanup, dict) or not all(isinstance(v, dict) for v in cleanup.values()):
-                raise RpcError(INVALID_PARAMS, "cleanup must map object names to settings, e.g. "
-                                               '{"car": {"grow": 2, "feather": 1.5}}')
-            for name, settings in cleanup.items():
-                s.set_cleanup(_name(name), settings)
+        if cleanup is not None and (not isinstance(cleanup, dict)
+                                    or not all(isinstance(v, dict) for v in cleanup.values())):
+            raise RpcError(INVALID_PARAMS, "cleanup must map object names to settings, e.g. "
+                                           '{"car": {"grow": 2, "feather": 1.5}}')
         tolerance = None if shape_tolerance is None else _number(shape_tolerance, "shape_tolerance")
-        return s.export(folder, format, shapes=bool(shapes), shape_tolerance=tolerance, force=bool(force))
+        kept = {o.name: dict(o.cleanup) for o in s.objects}
+        try:
+            for name, settings in (cleanup or {}).items():
+                s.set_cleanup(_name(name), settings)
+            return s.export(folder, format, shapes=bool(shapes), shape_tolerance=tolerance, force=bool(force))
+        except BaseException:
+            if cleanup:  # a failed export keeps the clean-up settings the shot had
+                for o in s.objects:
+                    o.cleanup = kept.get(o.name, o.cleanup)
+                s.shot.save()
+            raise
 
     def shutdown(self):
         self._close()
@@ -374,6 +388,9 @@ class Server:
         self.service = Service(self.notify, device)
         self.inbox: queue.Queue = queue.Queue()
         self.running_id = None  # the id of the request being answered
+        # cancels of requests still queued: they start cancelled (a track then does nothing)
+        self.cancelled_early: OrderedDict = OrderedDict()
+        self._cancel_lock = threading.Lock()
 
     def send(self, message: dict) -> None:
         with self._send_lock:
@@ -400,10 +417,26 @@ class Server:
                 continue
             if isinstance(message, dict) and message.get("method") == "$/cancelRequest":
                 target = (message.get("params") or {}).get("id") if isinstance(message.get("params"), dict) else None
-                if target is not None and target == self.running_id:
-                    self.service.cancel.set()
+                if target is not None:
+                    self._cancel(target)
                 continue
             self.inbox.put(("message", message))
+
+    def _cancel(self, request_id) -> None:
+        with self._cancel_lock:
+            if request_id == self.running_id:
+                self.service.cancel.set()
+                return
+            self.cancelled_early[request_id] = True
+            while len(self.cancelled_early) > 1000:  # (cancels of requests long answered)
+                self.cancelled_early.popitem(last=False)
+
+    def _start(self, request_id) -> None:
+        with self._cancel_lock:
+            self.running_id = request_id
+            self.service.cancel.clear()
+            if request_id is not None and self.cancelled_early.pop(request_id, None):
+                self.service.cancel.set()
 
     def run(self) -> None:
         threading.Thread(target=self._reader, name="sam2roto-stdin", daemon=True).start()
@@ -430,7 +463,7 @@ class Server:
         if method.startswith("$/"):
             return None  # notifications the service does not use
         params = message.get("params")
-        self.running_id = request_id
+        self._start(request_id)
         try:
             self.service.request_id = request_id
             result = self.service.call(method, params)
@@ -445,7 +478,8 @@ class Server:
                 self.send(_error(request_id, code, text))
             return None
         finally:
-            self.running_id = None
+            with self._cancel_lock:
+                self.running_id = None
         if is_request:
             self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
         return "shutdown" if method == "shutdown" else None

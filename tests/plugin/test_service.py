@@ -176,6 +176,18 @@ def test_cancel_keeps_the_finished_frames_and_tracking_goes_on_later(client, cli
     assert rest["frames"] == N - reply["result"]["frames"] and not rest["cancelled"]
 
 
+def test_a_track_cancelled_while_queued_does_not_run(client, clip, official_checkpoint, tmp_path):
+    new_shot(client, clip, tmp_path / "shot", official_checkpoint)
+    client.call("prompt/add", {"object": "ball", "frame": FIRST, "points": [[60, 120]]})
+    running = client.request("track", {"direction": "forward"}, wait=False)
+    queued = client.request("track", {"direction": "forward", "from": FIRST}, wait=False)
+    client.send({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": queued}})
+    assert client.answer(running)["result"] == {"frames": N, "cancelled": False}
+    assert client.answer(queued)["result"] == {"frames": 0, "cancelled": True}
+    again = client.call("track", {"direction": "forward", "from": FIRST})  # later requests run as usual
+    assert again == {"frames": N, "cancelled": False}
+
+
 def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official_checkpoint, tmp_path):
     def alive():
         assert client.call("initialize", {})["name"] == "sam2roto"
@@ -219,7 +231,13 @@ def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official
         err = client.error("prompt/add", params)
         assert err["code"] == code and words in err["message"], (params, err)
     assert client.call("shot/info", {})["objects"] == []  # nothing was half-added
-    client.call("prompt/add", {"object": "ball", "frame": FIRST, "points": [[60, 120]]})
+    assert client.call("prompt/add", {"object": " ball ", "frame": FIRST, "points": [[60, 120]]})["object"] == "ball"
+    # a shot that cannot be made keeps the open one open
+    err = client.error("shot/create", {"shot": str(tmp_path / "s2"), "source": str(clip), "checkpoint": "rel.pt"})
+    assert err["code"] == -32003 and client.call("shot/info", {})["shot"] == str((tmp_path / "shot").resolve())
+    # an export that fails keeps the clean-up settings the shot had
+    err = client.error("export", {"out": str(tmp_path / "m"), "format": "gif", "cleanup": {"ball": {"grow": 3}}})
+    assert err["code"] == -32000 and client.call("shot/info", {})["objects"][0]["cleanup"] == {}
     for out in (tmp_path / "shot" / "cache", tmp_path / "shot", clip / "mattes"):
         assert client.error("export", {"out": str(out)})["code"] == -32003
     assert not (clip / "mattes").exists()
