@@ -78,10 +78,14 @@ class ShotSession:
             answered = set(self.tracker.answered_frames(record.id)) if known else set()
             for frame in sorted({p.frame for p in record.prompts}):
                 index = self.index(frame)
-                if index not in answered:
-                    log.info("Object %r on frame %d lost its answer; the prompts are given again.",
-                             record.name, frame)
+                if index in answered:
+                    continue
+                log.info("Object %r on frame %d lost its answer; the prompts are given again.", record.name, frame)
+                try:
                     self._replay(record, index, [p for p in record.prompts if p.frame == frame])
+                except (OSError, ValueError) as e:  # (the shot still opens; tracking will say what is wrong)
+                    log.warning("Object %r, frame %d: the prompts could not be given again: %s",
+                                record.name, frame, e)
 
     @classmethod
     def create(cls, folder: str | Path, source: str | Path, *, colour: dict | None = None,
