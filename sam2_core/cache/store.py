@@ -430,11 +430,10 @@ _WRITE_BEHIND: weakref.WeakSet[TensorStore] = weakref.WeakSet()
 
 @atexit.register
 def _flush_at_exit() -> None:
-    for store in list(_WRITE_BEHIND):
-        try:
-            store.flush()
-        except CacheError as e:
-            log.warning("%s", e)
+    try:
+        flush_all(list(_WRITE_BEHIND))
+    except CacheError as e:  # (the others were logged by flush_all)
+        log.warning("%s", e)
 
 
 def _entries_on_disk(folder: Path):
