@@ -116,11 +116,12 @@ class Writer:
         self._lock = threading.Lock()
 
     def submit(self, store: TensorStore, key: str) -> None:
+        # queued under the lock: a close() meanwhile must not end the thread ahead of it
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
-        self._queue.put((store, key))
+            self._queue.put((store, key))
 
     def join(self) -> None:
         """Wait until everything handed over so far is written (or has failed)."""
@@ -130,8 +131,9 @@ class Writer:
         """Write what is queued, then end the thread (a later submit starts a new one)."""
         with self._lock:
             thread, self._thread = self._thread, None
+            if thread is not None:
+                self._queue.put(None)
         if thread is not None:
-            self._queue.put(None)
             thread.join()
 
     def end_soon(self) -> None:

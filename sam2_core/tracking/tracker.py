@@ -14,6 +14,7 @@ coordinates (x right, y down), float32 logits at plate resolution (object = logi
 
 from __future__ import annotations
 
+import functools
 import logging
 import numbers
 import shutil
@@ -89,7 +90,22 @@ def _signature_tensor(signature: tuple, reverse: bool) -> torch.Tensor:
     return torch.tensor(flat, dtype=torch.int64)
 
 
+def _locked(method):
+    """The method reads the tracker's state while no other thread changes it."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class VideoTracker:
+    """Objects tracked through a shot (see DESIGN.md for the contract).
+
+    Safe to use from several threads: each call runs alone, and a propagate holds the
+    tracker one frame at a time, so a prompt or a query from another thread waits for
+    the frame in progress at most."""
+
     def __init__(self, model: SAM2, source, cache_dir: str | Path | None = None, *,
                  non_overlap: bool = False, fill_hole_area: int = 8, colour_key: str = "",
                  feature_disk_budget: int | None = None, encode_in_background: bool = False,
@@ -138,32 +154,39 @@ class VideoTracker:
     # -- objects -------------------------------------------------------------------------
 
     @property
+    @_locked
     def object_ids(self) -> list[int]:
         return list(self._objects)
 
+    @_locked
     def prompted_frames(self, obj_id: int | None = None) -> list[int]:
         """Frame indices that carry a prompt for any object (or for `obj_id`)."""
         objects = self._objects.values() if obj_id is None else [self._object(obj_id)]
         return sorted({f for o in objects for f in list(o.prompts) + list(o.memory.cond)})
 
+    @_locked
     def has_pending(self) -> bool:
         """Prompts whose answers have not yet entered the memory bank (the next propagate does it)."""
         return any(o.pending for o in self._objects.values())
 
+    @_locked
     def answered_frames(self, obj_id: int) -> list[int]:
         """Frames where the object's prompt has its answer (tracked from or not yet)."""
         obj = self._object(obj_id)
         return sorted({*obj.memory.cond, *obj.pending})
 
+    @_locked
     def pending_frames(self, obj_id: int) -> list[int]:
         """Frames where `obj_id` has a prompt not yet tracked from."""
         return sorted(self._object(obj_id).pending)
 
+    @_locked
     def has_result(self, frame: int, obj_id: int) -> bool:
         """Whether the object has a result on the frame (without reading it)."""
         obj = self._object(obj_id)
         return obj.memory.get(frame) is not None or frame in obj.pending
 
+    @_locked
     def was_tracked(self, frame: int, obj_id: int) -> bool:
         """Whether the frame was reached by tracking (or tracked from) for the object:
         a prompt there now is a correction."""
@@ -402,6 +425,7 @@ class VideoTracker:
                                   []).append(i)
         return [(frame, direction, end, group) for (direction, end), group in sorted(groups.items())]
 
+    @_locked
     def next_prompted(self, obj_id: int, frame: int, reverse: bool) -> int:
         """The object's nearest prompted frame beyond `frame` in a direction (or the shot's end)."""
         obj = self._object(obj_id)
@@ -604,6 +628,7 @@ class VideoTracker:
                                              mask=None if mask is None else mask.float().to(dev))
             self.frames.pin(int(frame))
 
+    @_locked
     def logits(self, frame: int, obj_id: int) -> np.ndarray | None:
         """The latest result for an object on a frame (H x W float32), or None if the
         frame has not been tracked for it. With non-overlap, the other objects' results
@@ -613,6 +638,7 @@ class VideoTracker:
         got = self._latest_result(obj_id, frame)
         return None if got is None else self._plate_logits(frame, {obj_id: got["logits"]})[obj_id]
 
+    @_locked
     def object_score(self, frame: int, obj_id: int) -> float | None:
         """The model's logit that the object is visible on the frame (> 0: visible)."""
         self._object(obj_id)

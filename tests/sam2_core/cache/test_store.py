@@ -203,6 +203,33 @@ def test_write_behind_keeps_the_order_of_puts_and_close_ends_the_writer(tmp_path
     store.close()
 
 
+def test_a_close_while_another_thread_puts_still_writes_the_entry(tmp_path):
+    store = TensorStore(tmp_path / "s", write_behind=True)
+    store.put("warm", entry(0))  # the writer thread is running
+    store.flush()
+    queue = store._writer._queue
+    real_put, handing_over = queue.put, threading.Event()
+
+    def slow_put(item, *args, **kwargs):
+        if item is not None:  # an entry: the close() below comes in while it is handed over
+            handing_over.set()
+            time.sleep(0.2)
+        real_put(item, *args, **kwargs)
+
+    queue.put = slow_put
+    putter = threading.Thread(target=store.put, args=("late", entry(1)))
+    putter.start()
+    assert handing_over.wait(5)
+    store._writer.close()
+    putter.join()
+    flusher = threading.Thread(target=store.flush, daemon=True)  # (hangs if the entry was orphaned)
+    flusher.start()
+    flusher.join(5)
+    assert not flusher.is_alive()
+    assert torch.equal(TensorStore(tmp_path / "s").get("late")["x"], entry(1)["x"])
+    store.close()
+
+
 def test_flush_all_waits_for_every_store_and_raises_the_first_error(tmp_path, monkeypatch, caplog):
     stores = [TensorStore(tmp_path / name, write_behind=True) for name in ("a", "b", "c")]
     real_replace = os.replace

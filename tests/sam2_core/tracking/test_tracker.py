@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,32 @@ def test_both_directions_hand_out_the_start_frame_once(tiny, shared_cache, monke
     monkeypatch.setattr(tiny, "sam_heads", lambda *a, **k: calls.append(1) or heads(*a, **k))
     assert list(dict(tracker.propagate(start=3, end=3, objects=[1, 1]))) == [3]
     assert calls == [1]  # an object named twice is tracked once
+
+
+def test_a_query_from_another_thread_waits_for_the_frame_in_progress(tiny, shared_cache, monkeypatch):
+    tracker = VideoTracker(tiny, moving_disc_frames(10), cache_dir=shared_cache)
+    tracker.add_prompt(0, 1, **CLICK)
+    answers, asked = [], threading.Event()
+    heads, in_frame_2 = tiny.sam_heads, [False]
+
+    def heads_that_ask_meanwhile(*args, **kwargs):
+        if in_frame_2[0] and not asked.is_set():
+            asked.set()
+            threading.Thread(target=lambda: answers.append(tracker.has_result(2, 1))).start()
+            time.sleep(0.3)  # (time enough for a query that does not wait to answer)
+        return heads(*args, **kwargs)
+
+    monkeypatch.setattr(tiny, "sam_heads", heads_that_ask_meanwhile)
+    run = tracker.propagate(end=3)
+    assert [next(run)[0], next(run)[0]] == [0, 1]
+    in_frame_2[0] = True
+    assert next(run)[0] == 2
+    run.close()
+    for _ in range(100):
+        if answers:
+            break
+        time.sleep(0.05)
+    assert asked.is_set() and answers == [True]  # it saw frame 2 done, not half done
 
 
 def test_session_that_lost_memories_in_a_power_cut_computes_them_again(tiny, shared_cache, tmp_path):
