@@ -211,6 +211,8 @@ class VideoTracker:
         with self._lock:
             obj = self._object(obj_id)
             frame = check_index(self.source, frame)
+            if frame not in obj.prompts and frame not in obj.pending and frame not in obj.memory.cond:
+                return  # nothing was given there: its tracked result stays
             uncommitted_correction = frame in obj.pending and frame in obj.memory.tracked
             obj.prompts.pop(frame, None)
             obj.pending.pop(frame, None)
@@ -254,7 +256,8 @@ class VideoTracker:
             # the object and its prompt are kept only once the answer is there: a failed
             # prompt (an unreadable frame, a full disk) leaves the tracker as it was
             obj = self._objects.get(obj_id) or TrackedObject(ObjectMemory(obj_id))
-            tracked_before = frame in obj.memory.reverse
+            # (a tracked frame whose object has lost every prompt has nothing to correct)
+            tracked_before = frame in obj.memory.reverse and bool(obj.memory.cond or obj.pending)
             reverse = obj.memory.reverse.get(frame, False)
             prev_logits = None
             if prompt.mask is None:
@@ -347,12 +350,12 @@ class VideoTracker:
             # a bad request is refused before anything changes
             start = None if start is None else check_index(self.source, start)
             end = None if end is None else check_index(self.source, end)
-            if start is not None and end is not None and (end < start if direction == "forward" else end > start):
+            if start is None:
+                start = min(f for i in ids for f in [*self._objects[i].memory.cond, *self._objects[i].pending])
+            if end is not None and (end < start if direction == "forward" else end > start):
                 raise ValueError(f"Tracking {direction} from frame index {start} never reaches frame index "
                                  f"{end}: swap them or change the direction")
-            self._commit_pending()
-            if start is None:
-                start = min(f for i in ids for f in self._objects[i].memory.cond)
+            self._commit_pending(ids)
             spans = []
             if direction in ("forward", "both"):
                 spans.append(self._span(start, self.num_frames - 1 if end is None else end, False, ids))
@@ -400,7 +403,7 @@ class VideoTracker:
         Only the corrected objects run; frames on the other side keep their results."""
         with self._lock:
             plan = self.retrack_spans(frame)
-            self._commit_pending()
+            self._commit_pending([i for _, _, _, ids in plan for i in ids])
             spans = []
             for reverse in (False, True):
                 ends = {i: end for _, direction, end, ids in plan if (direction == "backward") == reverse
@@ -421,9 +424,22 @@ class VideoTracker:
             groups: dict[tuple[str, int], list[int]] = {}
             for i in ids:
                 reverse = self._objects[i].memory.reverse.get(frame, False)
-                groups.setdefault(("backward" if reverse else "forward", self.next_prompted(i, frame, reverse)),
+                groups.setdefault(("backward" if reverse else "forward", self._retrack_end(i, frame, reverse)),
                                   []).append(i)
         return [(frame, direction, end, group) for (direction, end), group in sorted(groups.items())]
+
+    def _retrack_end(self, obj_id: int, frame: int, reverse: bool) -> int:
+        """Where a re-track from `frame` ends: the next prompted frame, or beyond it while
+        that one holds a correction too (the run commits it, and what was tracked from it
+        in this direction goes)."""
+        obj = self._objects[obj_id]
+        end = self.next_prompted(obj_id, frame, reverse)
+        while end in obj.pending and obj.memory.reverse.get(end) == reverse:
+            beyond = self.next_prompted(obj_id, end, reverse)
+            if beyond == end:  # (the shot's end)
+                break
+            end = beyond
+        return end
 
     @_locked
     def next_prompted(self, obj_id: int, frame: int, reverse: bool) -> int:
@@ -435,9 +451,12 @@ class VideoTracker:
         return max(later) if reverse else min(later)
 
     def _tracking_objects(self, objects: list[int] | None) -> list[int]:
-        ids = list(self._objects) if objects is None else list(dict.fromkeys(objects))  # (each once)
+        if objects is None:  # every object that has something to be tracked from
+            ids = [i for i, o in self._objects.items() if o.memory.cond or o.pending]
+        else:
+            ids = list(dict.fromkeys(objects))  # (each once)
         if not ids:
-            raise ValueError("No objects to track: prompt an object first (add_prompt)")
+            raise ValueError("No object has a prompt to track from: prompt an object first (add_prompt)")
         for i in ids:
             obj = self._object(i)
             if not obj.memory.cond and not obj.pending:
@@ -445,12 +464,13 @@ class VideoTracker:
         return ids
 
     @torch.inference_mode()
-    def _commit_pending(self) -> None:
-        """Prompted frames' answers enter the memory bank as conditioning frames, their
-        memory encoded from exactly the mask the user saw. Results tracked from a corrected
-        frame are out of date: they are dropped, so that a run stopped before it re-tracked
-        them leaves them to be tracked again rather than showing the old masks."""
-        for obj in self._objects.values():
+    def _commit_pending(self, ids: list[int]) -> None:
+        """The objects' prompted frames' answers enter the memory bank as conditioning
+        frames, their memory encoded from exactly the mask the user saw. Results tracked
+        from a corrected frame are out of date: they are dropped, so that a run stopped
+        before it re-tracked them leaves them to be tracked again rather than showing the
+        old masks. Other objects' prompts wait for a run of their own."""
+        for obj in (self._objects[i] for i in ids):
             for frame in obj.pending:
                 if frame in obj.memory.reverse:
                     self._drop_tracked_beyond(obj, frame, obj.memory.reverse[frame])
@@ -484,7 +504,9 @@ class VideoTracker:
         with self._lock:
             per_object = {}
             for obj_id in ids:
-                obj = self._objects[obj_id]
+                obj = self._objects.get(obj_id)
+                if obj is None or not (obj.memory.cond or obj.pending):
+                    continue  # removed, or its prompts taken back, while this run was under way
                 if frame in obj.pending:  # prompted while this run was under way: the answer stands
                     logits = self._latest_result(obj_id, frame)["logits"].to(self.model.device)
                 elif frame in obj.memory.cond:
@@ -500,7 +522,7 @@ class VideoTracker:
                     obj.memory.reverse[frame] = reverse
                     self._save_result(obj, frame, logits, out, TRACKED)
                 per_object[obj_id] = logits
-            return self._plate_logits(frame, per_object)
+            return self._plate_logits(frame, per_object) if per_object else {}
 
     # -- one frame, one object -----------------------------------------------------------
 

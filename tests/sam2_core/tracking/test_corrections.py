@@ -133,3 +133,60 @@ def test_prompt_given_while_a_run_is_under_way_is_kept(tiny, shared_cache):
     assert np.array_equal(tracker.logits(3, 1), answer)
     assert tracker.pending_frames(1) == [3]  # and the next run tracks from it
     assert np.array_equal(dict(tracker.propagate(start=3, end=3))[3][1], answer)
+
+
+def test_a_run_commits_only_its_own_objects_and_runs_through_later_corrections(tiny, shared_cache):
+    tracker = two_objects_tracked(tiny, shared_cache)
+    tracker.add_prompt(1, 2, box=(200, 18, 280, 100))
+    tracker.add_prompt(3, 2, box=(200, 35, 280, 115))  # a second correction further on
+    tracker.add_prompt(4, 1, points=disc(4))
+    # the square's run goes on through its correction on frame 3 (what was tracked from
+    # there is out of date too) to the end of the shot
+    assert tracker.retrack_spans(1) == [(1, "forward", 5, [2])]
+    assert [f for f, _ in tracker.retrack(1)] == [1, 2, 3, 4, 5]
+    assert all(tracker.logits(f, 2) is not None for f in range(6))
+    # the disc's correction waits for a run of its own, its masks beyond it still there
+    assert tracker.pending_frames(1) == [4] and tracker.logits(5, 1) is not None
+    assert [f for f, _ in tracker.retrack(4)] == [4, 5]
+    # the same for a propagate of one object
+    tracker.add_prompt(2, 2, box=(200, 25, 280, 110))
+    list(tracker.propagate(start=0, end=1, objects=[1]))
+    assert tracker.pending_frames(2) == [2] and tracker.logits(3, 2) is not None
+
+
+def test_an_object_taken_away_during_a_run_drops_out_of_it(tiny, shared_cache):
+    tracker = two_objects_tracked(tiny, shared_cache, n=5)
+    ran = []
+    for frame, out in tracker.propagate(start=0):
+        ran.append((frame, sorted(out)))
+        if frame == 1:
+            tracker.remove_object(2)
+            tracker.clear_prompt(0, 1)
+            tracker.clear_prompt(3, 1)  # the disc has nothing left to be tracked from
+    assert ran == [(0, [1, 2]), (1, [1, 2]), (2, []), (3, []), (4, [])]
+    assert tracker.object_ids == [1] and tracker.prompted_frames(1) == []
+    # a click on a frame it was tracked on is a first prompt (there is nothing to correct
+    # from), and tracking starts again from it
+    assert tracker.add_prompt(2, 1, points=disc(2)).shape == (240, 320)
+    assert [(f, sorted(out)) for f, out in tracker.propagate()] == [(2, [1]), (3, [1]), (4, [1])]
+
+
+def test_requests_that_would_do_nothing(tiny, shared_cache):
+    tracker = VideoTracker(tiny, moving_disc_frames(5), cache_dir=shared_cache)
+    tracker.add_prompt(0, 1, points=DISC)
+    tracker.add_prompt(3, 2, box=(205, 39, 275, 109))
+    list(tracker.propagate(objects=[1]))
+    before = tracker.logits(2, 1)
+    tracker.clear_prompt(2, 1)  # nothing was given there: its tracked mask stays
+    assert np.array_equal(tracker.logits(2, 1), before)
+    # the square's only prompt is on frame 3: tracking it forward to frame 1 is refused,
+    # before its prompt is committed
+    try:
+        list(tracker.propagate(end=1, objects=[2]))
+        raise AssertionError("propagate(end=1) from frame 3 was not refused")
+    except ValueError as e:
+        assert "never reaches frame index 1" in str(e)
+    assert tracker.pending_frames(2) == [3]
+    # an object whose prompts were all taken back does not hold up the others
+    tracker.clear_prompt(3, 2)
+    assert [sorted(out) for _, out in tracker.propagate(start=1, end=2)] == [[1], [1]]

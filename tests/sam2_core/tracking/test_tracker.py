@@ -235,7 +235,7 @@ def test_bad_input_is_a_clear_error_and_loses_nothing(tiny, shared_cache):
     assert tracker.object_ids == [1]
     assert np.array_equal(tracker.logits(0, 1), first)  # nothing lost
     empty = VideoTracker(tiny, moving_disc_frames(10), cache_dir=shared_cache)
-    with pytest.raises(ValueError, match="No objects"):
+    with pytest.raises(ValueError, match="No object has a prompt"):
         empty.propagate()
 
 
@@ -527,6 +527,6 @@ def test_clear_prompt_takes_back_a_correction_and_replay_gives_the_same_answer(t
     assert tracker.logits(2, 1) is None and 2 not in tracker.prompted_frames()
     # clearing the only prompt, then giving it again, answers as the first time
     tracker.clear_prompt(0, 1)
-    with pytest.raises(ValueError, match="no prompt"):
+    with pytest.raises(ValueError, match="No object has a prompt"):
         list(tracker.propagate(end=1))
     assert_same_masks(tracker.add_prompt(0, 1, **CLICK), first)
