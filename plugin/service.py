@@ -417,7 +417,7 @@ class Server:
                 continue
             if isinstance(message, dict) and message.get("method") == "$/cancelRequest":
                 target = (message.get("params") or {}).get("id") if isinstance(message.get("params"), dict) else None
-                if target is not None:
+                if target is not None and _is_id(target):
                     self._cancel(target)
                 continue
             self.inbox.put(("message", message))
@@ -459,6 +459,9 @@ class Server:
             self.send(_error(message.get("id") if isinstance(message, dict) else None, INVALID_REQUEST,
                              "Not a JSON-RPC 2.0 request (it needs \"jsonrpc\": \"2.0\" and a \"method\")"))
             return None
+        if not _is_id(message.get("id")):
+            self.send(_error(None, INVALID_REQUEST, "A request's id must be a string, a number or null"))
+            return None
         method, request_id, is_request = message["method"], message.get("id"), "id" in message
         if method.startswith("$/"):
             return None  # notifications the service does not use
@@ -483,6 +486,11 @@ class Server:
         if is_request:
             self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
         return "shutdown" if method == "shutdown" else None
+
+
+def _is_id(value) -> bool:
+    """A JSON-RPC id: a string, a number or null (and nothing the service cannot key by)."""
+    return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
 
 
 def _error(request_id, code: int, message: str) -> dict:

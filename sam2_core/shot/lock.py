@@ -8,6 +8,10 @@ import socket
 import time
 from pathlib import Path
 
+# a lock file is written within moments of being made: one that still says nothing after
+# this long was left by a process that died in between
+UNREADABLE_LOCK_STALE_AFTER = 10.0  # seconds
+
 
 class ShotInUseError(RuntimeError):
     pass
@@ -41,6 +45,11 @@ class ShotLock:
                 if holder and holder.get("host") == me["host"] and not _alive(int(holder.get("pid", -1))):
                     self.path.unlink(missing_ok=True)  # its process is gone: a stale lock
                     continue
+                if holder is None and self._age() > UNREADABLE_LOCK_STALE_AFTER:
+                    # empty or damaged long after it was made: its process died (or the power
+                    # went) between creating it and writing who holds it
+                    self.path.unlink(missing_ok=True)
+                    continue
                 who = (f"process {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
                        if holder else "another process")
                 raise ShotInUseError(f"The shot {self.path.parent} is in use by {who}. Close it there first "
@@ -53,9 +62,16 @@ class ShotLock:
 
     def _holder(self) -> dict | None:
         try:
-            return json.loads(self.path.read_text())
+            holder = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return None
+        return holder if isinstance(holder, dict) else None
+
+    def _age(self) -> float:
+        try:
+            return time.time() - self.path.stat().st_mtime
+        except OSError:
+            return 0.0
 
     def release(self) -> None:
         if self.held:

@@ -306,7 +306,8 @@ class ShotSession:
         Without `start`, "both" tracks what needs it: new objects through the whole shot
         (forward from their first prompted frame, then backward), corrections from their
         frame up to the next prompted frame, and frames an interrupted run did not reach.
-        With `start` (a frame number), the tracker runs from there in `direction` to `end`."""
+        With `start` (a frame number), the tracker runs from there in `direction` to `end`
+        ("both" with an `end`: from `start` forward to `end`, as the range says)."""
         ids = self._tracked_ids(objects)
         if start is None and end is None and direction == "both":
             spans = self._whole_shot_plan(ids)
@@ -323,7 +324,8 @@ class ShotSession:
                 spans.append(Span(first, "forward", self.tracker.num_frames - 1 if last is None else last, ids))
             if direction == "backward":
                 spans.append(Span(first, "backward", 0 if last is None else last, ids))
-            if direction == "both" and first > 0:  # the start frame was just done going forward
+            # (the start frame was just done going forward; an end given closes the range there)
+            if direction == "both" and first > 0 and last is None:
                 spans.append(Span(first - 1, "backward", 0, ids))
             spans = [s for s in spans if _runs(s)]
         return self._run(spans, ids, cancel, progress, whole_shot=start is None and direction == "both")
@@ -355,7 +357,10 @@ class ShotSession:
             if first > 0:
                 spans.append(Span(first - 1, "backward", 0, group))
         for frame in sorted(corrections):
-            spans.extend(Span(*span) for span in t.retrack_spans(frame, corrections[frame]))
+            # (a re-track from an earlier correction may run through this one already)
+            todo = [i for i in corrections[frame] if not any(i in s.objects and frame in _frames(s) for s in spans)]
+            if todo:
+                spans.extend(Span(*span) for span in t.retrack_spans(frame, todo))
         for obj_id in (i for i in ids if i not in fresh):
             first = min(t.prompted_frames(obj_id))
             covered = {f for s in spans if obj_id in s.objects for f in _frames(s)}
@@ -382,15 +387,16 @@ class ShotSession:
         total = sum(len(s) for s in spans)
         done = 0
         for span in spans:
-            end = span.end
-            for index, logits in self.tracker.propagate(span.start, span.direction, end, span.objects, cancel):
+            if cancel is not None and cancel.is_set():
+                break  # (before the tracker takes the span's corrections in: a run that never started changes nothing)
+            for index, logits in self.tracker.propagate(span.start, span.direction, span.end, span.objects, cancel):
                 done += 1
                 if progress is not None:
                     progress(done, total)
                 yield self.numbers[index], {names[i]: v for i, v in logits.items()}
         cancelled = cancel is not None and cancel.is_set()
         if whole_shot and not cancelled:
-            self.shot.manifest.tracked = self._every_frame_has_results()
+            self.shot.manifest.tracked = not self.tracker.has_pending() and self._every_frame_has_results()
             self.shot.save()
 
     def _every_frame_has_results(self, ids: list[int] | None = None) -> bool:

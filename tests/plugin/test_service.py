@@ -198,6 +198,13 @@ def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official
     alive()
     client.send({"jsonrpc": "1.0", "id": 99, "method": "initialize"})
     assert client.read()["error"]["code"] == -32600
+    # ids that are not a string, a number or null; a cancel of one is ignored
+    client.send({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": [1]}})
+    for bad_id in ([1], {"a": 1}, True):
+        client.send({"jsonrpc": "2.0", "id": bad_id, "method": "initialize"})
+        reply = client.read()
+        assert reply["error"]["code"] == -32600 and reply["id"] is None, bad_id
+    alive()
     assert client.error("paint/everything")["code"] == -32601
     assert client.error("shot/info")["code"] == -32001
     assert client.error("shot/open", {"shot": "relative/shot"})["code"] == -32003

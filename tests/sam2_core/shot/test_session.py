@@ -147,6 +147,29 @@ def test_tracking_some_objects_leaves_the_shot_marked_untracked(new_session):
     assert s.shot.manifest.tracked
 
 
+def test_a_track_changes_only_what_it_was_asked_to(new_session):
+    s = new_session()
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    s.add_prompt("square", FIRST, box=(205, 15, 275, 85))
+    tracked = dict(s.track())
+    s.add_prompt("square", FIRST + 2, box=(205, 31, 275, 101))  # a correction
+    cancel = threading.Event()
+    cancel.set()
+    assert list(s.track(cancel=cancel)) == []  # cancelled before it started: nothing changes
+    assert list(s.track(objects=["ball"])) == []  # nothing to do for the ball
+    assert not s.shot.manifest.tracked  # the square's correction still waits
+    assert s.logits("square", FIRST + 4) is not None  # and its masks beyond it are still there
+    _, _, after = s.undo()
+    assert np.array_equal(after, tracked[FIRST + 2]["square"])
+    # a range with the default direction ends where it was told to
+    assert [f for f, _ in s.track(start=FIRST + 3, end=FIRST + 4)] == [FIRST + 3, FIRST + 4]
+    # two corrections of one object: one run goes through both, each frame once
+    s.add_prompt("ball", FIRST + 1, points=[(20, 20)], labels=[0])
+    s.add_prompt("ball", FIRST + 3, points=[(20, 200)], labels=[0])
+    assert [(f, sorted(out)) for f, out in s.track()] == [(FIRST + i, ["ball"]) for i in range(1, N)]
+    assert s.shot.manifest.tracked
+
+
 def test_a_prompt_whose_answer_was_lost_in_a_power_cut_is_given_again(new_session, tmp_path):
     """Clicks are flushed to the disk, their answers are not: after a power cut the tracker
     can have the clicks without the answer. Reopened, the shot gives them again."""
