@@ -399,6 +399,10 @@ def cmd_shot(args) -> int:
             result = session.export(args.out, args.format, shapes=args.shapes, shape_tolerance=args.shape_tolerance,
                                     force=args.force, progress=Progress("writing mattes"))
             print(f"{result['folder']}: {result['frames']} frames of mattes for {', '.join(result['mattes'])}")
+            if not result["complete"]:
+                print(f"{args.shot}: tracking is not done (frames not tracked yet have empty mattes, and "
+                      f"a correction waits): run `sam2roto shot propagate {args.shot}`, then export again",
+                      file=sys.stderr)
         else:
             _print_info(session.info())
     return EXIT_OK

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import shutil
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,20 @@ class ShotSession:
         if shot.manifest.tracked and not self._every_frame_has_results():
             shot.manifest.tracked = False  # results lost in a power cut: tracking fills them in again
         self._undo: list[tuple[int, int, list[PromptRecord]]] = []  # (object id, frame number, prompts before)
+        # (object id, frame index) -> how many of the frame's prompts the tracker has tracked
+        # from: an undo goes back to that state and gives only the later prompts again
+        self._tracked_from: dict[tuple[int, int], int] = {}
+        for record in shot.manifest.objects:
+            self._tracked_from.update(self._prompts_tracked_from(record))
+
+    def _prompts_tracked_from(self, record: ObjectRecord) -> dict[tuple[int, int], int]:
+        """The frames where the tracker has tracked from all the object's prompts so far."""
+        if record.id not in self.tracker.object_ids:
+            return {}
+        waiting = set(self.tracker.pending_frames(record.id))
+        answered = set(self.tracker.answered_frames(record.id))
+        counts = Counter(self.index(p.frame) for p in record.prompts)
+        return {(record.id, i): n for i, n in counts.items() if i in answered and i not in waiting}
 
     def _give_lost_prompts_again(self) -> None:
         """A prompt's answer is not flushed to the disk (its clicks are): after a power cut
@@ -173,6 +188,7 @@ class ShotSession:
             self.tracker.remove_object(record.id)
         self.shot.manifest.objects.remove(record)
         self._undo = [u for u in self._undo if u[0] != record.id]
+        self._forget_tracked_from(record.id)
         self.shot.save()
         # its files go too: a later object may get its id
         shutil.rmtree(self.shot.folder / "display" / str(record.id), ignore_errors=True)
@@ -224,13 +240,18 @@ class ShotSession:
         obj_id, frame, before = self._undo.pop()
         record = next(o for o in self.shot.manifest.objects if o.id == obj_id)
         index = self.index(frame)
+        kept = self._tracked_from.get((obj_id, index), 0)
         if obj_id in self.tracker.object_ids:
-            self.tracker.clear_prompt(index, obj_id)
-        logits = self._replay(record, index, before) if before else None
+            self.tracker.clear_prompt(index, obj_id)  # (back to what it tracked from, if it did)
+        if kept > len(before):  # the prompt taken back was tracked from: the frame starts afresh
+            self._tracked_from.pop((obj_id, index))
+            kept = 0
+        logits = self._replay(record, index, before, given=kept)
         record.prompts = [p for p in record.prompts if p.frame != frame] + before
         if not record.prompts and obj_id in self.tracker.object_ids:
             # nothing left to track it from: what was tracked from its prompts goes too
             self.tracker.remove_object(obj_id)
+            self._forget_tracked_from(obj_id)
         if logits is None and obj_id in self.tracker.object_ids:
             logits = self.tracker.logits(index, obj_id)  # a corrected frame is back as tracked
         self.shot.manifest.tracked = False
@@ -288,13 +309,18 @@ class ShotSession:
         box = next((p.box for p in reversed(since_mask) if p.box is not None), None)
         return self.tracker.add_prompt(index, record.id, points=points or None, labels=labels or None, box=box)
 
-    def _replay(self, record: ObjectRecord, index: int, prompts: list[PromptRecord]) -> np.ndarray:
+    def _replay(self, record: ObjectRecord, index: int, prompts: list[PromptRecord],
+                given: int = 0) -> np.ndarray | None:
         """Give a frame's prompts again one by one, as they were given, so each answer is
-        fed back with the next prompt exactly as the first time."""
+        fed back with the next prompt exactly as the first time. The first `given` ones
+        the tracker has already (it tracked from them)."""
         logits = None
-        for k in range(len(prompts)):
+        for k in range(given, len(prompts)):
             logits = self._give(record, index, prompts[:k + 1])
         return logits
+
+    def _forget_tracked_from(self, obj_id: int) -> None:
+        self._tracked_from = {k: n for k, n in self._tracked_from.items() if k[0] != obj_id}
 
     # -- tracking ------------------------------------------------------------------------
 
@@ -386,10 +412,14 @@ class ShotSession:
         names = {o.id: o.name for o in self.objects}
         total = sum(len(s) for s in spans)
         done = 0
+        records = {o.id: o for o in self.objects}
         for span in spans:
             if cancel is not None and cancel.is_set():
                 break  # (before the tracker takes the span's corrections in: a run that never started changes nothing)
-            for index, logits in self.tracker.propagate(span.start, span.direction, span.end, span.objects, cancel):
+            run = self.tracker.propagate(span.start, span.direction, span.end, span.objects, cancel)
+            for i in span.objects:  # (their prompts are all in the memory bank now)
+                self._tracked_from.update(self._prompts_tracked_from(records[i]))
+            for index, logits in run:
                 done += 1
                 if progress is not None:
                     progress(done, total)
@@ -431,7 +461,9 @@ class ShotSession:
                shape_tolerance: float | None = None, force: bool = False,
                progress: Progress | None = None) -> dict:
         """Write every frame's mattes (each object's clean-up applied) and, with `shapes`,
-        the vector shapes. Runs from the results on disk: the model is not used."""
+        the vector shapes. Runs from the results on disk: the model is not used. A frame
+        not tracked yet gets an empty matte; the answer's "complete" is false then, or
+        while a correction waits to be tracked from."""
         from ..mattes.export import FORMATS, export, matte_files, write_shapes, writer_for
         from ..mattes.writers import prepare_output_dir
 
@@ -448,9 +480,11 @@ class ShotSession:
                         progress=progress)
         shape_files = write_shapes(self.tracker, objects, out, key_tolerance=shape_tolerance,
                                    cleanup=cleanup) if shapes else {}
+        # (an export before tracking is done is allowed: the host says what is missing)
+        complete = not self.tracker.has_pending() and self._every_frame_has_results(list(objects))
         result = {"folder": str(out.resolve()), "format": fmt, "frames": frames,
                   "mattes": {n: matte_files(fmt, out.resolve(), n) for n in objects.values()},
-                  "shapes": {n: str(p.resolve()) for n, p in shape_files.items()}}
+                  "shapes": {n: str(p.resolve()) for n, p in shape_files.items()}, "complete": complete}
         self.shot.manifest.exports.append({k: result[k] for k in ("folder", "format", "frames")})
         self.shot.save()
         return result

@@ -42,6 +42,7 @@ from .postprocess import fill_small_holes, keep_top_object
 log = logging.getLogger(__name__)
 
 LOGIT_CLAMP = 32.0  # a previous mask fed back with new clicks is clipped to this, as officially
+OBJECT_ORDER_KEY = "objects"  # in the session's prompt store
 # what a stored result is to the memory bank
 PENDING, CONDITIONING, TRACKED = 0, 1, 2
 
@@ -202,22 +203,27 @@ class VideoTracker:
                 self.conditioned.delete(f"cond-{obj_id}-{frame:07d}")
                 self.prompt_store.delete(f"prompt-{obj_id}-{frame:07d}")
             del self._objects[obj_id]
+            self._save_object_order(list(self._objects))
 
     def clear_prompt(self, frame: int, obj_id: int) -> None:
-        """Take back everything `obj_id` was given on `frame`. A correction not yet
-        tracked from leaves the frame as tracking left it (its tracked result and memory);
-        otherwise the frame loses its result too (it is no longer tracked for the object;
-        the next propagate or re-track over it fills it again). Other frames keep theirs."""
+        """Take back what `obj_id` was given on `frame` since it was last tracked from.
+        A prompt not yet tracked from leaves the frame as it was before: as tracking left
+        it, or, on a frame already tracked from after an earlier prompt, with that
+        prompt's result and memory. Otherwise the frame loses its prompt and its result
+        (it is no longer tracked for the object; the next propagate or re-track over it
+        fills it again). Other frames keep theirs."""
         with self._lock:
             obj = self._object(obj_id)
             frame = check_index(self.source, frame)
             if frame not in obj.prompts and frame not in obj.pending and frame not in obj.memory.cond:
                 return  # nothing was given there: its tracked result stays
-            uncommitted_correction = frame in obj.pending and frame in obj.memory.tracked
-            obj.prompts.pop(frame, None)
-            obj.pending.pop(frame, None)
-            self.prompt_store.delete(f"prompt-{obj_id}-{frame:07d}")
             self.results.delete(self._pending_key(obj_id, frame))
+            was_pending = obj.pending.pop(frame, None) is not None
+            if was_pending and frame in obj.memory.cond:
+                return  # back to the prompt it was tracked from
+            uncommitted_correction = was_pending and frame in obj.memory.tracked
+            obj.prompts.pop(frame, None)
+            self.prompt_store.delete(f"prompt-{obj_id}-{frame:07d}")
             if not uncommitted_correction:
                 self._forget_result(obj, frame)
 
@@ -270,6 +276,8 @@ class VideoTracker:
             try:
                 self._save_prompt(obj_id, frame, prompt)
                 self._save_result(obj, frame, logits, out, PENDING)
+                if obj_id not in self._objects:
+                    self._save_object_order([*self._objects, obj_id])
             except BaseException:
                 self._restore_saved_prompt(obj, frame)
                 raise
@@ -601,6 +609,12 @@ class VideoTracker:
                                    ("mask", None if prompt.mask is None else prompt.mask.bool())) if v is not None}
         self.prompt_store.put(f"prompt-{obj_id}-{frame:07d}", entry)
 
+    def _save_object_order(self, ids: list[int]) -> None:
+        """The objects in the order they were added (a tie in non-overlap goes to the
+        first): a reloaded session has them in that order, prompts or not."""
+        if self.persistent:
+            self.prompt_store.put(OBJECT_ORDER_KEY, {"ids": torch.tensor(ids, dtype=torch.int64)})
+
     def _restore_saved_prompt(self, obj: TrackedObject, frame: int) -> None:
         """After a prompt that failed: the session keeps the prompt the frame had (if it can)."""
         old = obj.prompts.get(frame)
@@ -640,6 +654,8 @@ class VideoTracker:
             newest = max(newest, version)
         versions_past(newest)
         for key in self.prompt_store.keys():
+            if not key.startswith("prompt-"):
+                continue
             _, obj_id, frame = key.split("-")
             entry = self.prompt_store.get(key)
             obj = self._objects.get(int(obj_id))
@@ -649,6 +665,11 @@ class VideoTracker:
             obj.prompts[int(frame)] = Prompt(coords=_on(entry.get("coords"), dev), labels=_on(entry.get("labels"), dev),
                                              mask=None if mask is None else mask.float().to(dev))
             self.frames.pin(int(frame))
+        saved = self.prompt_store.get(OBJECT_ORDER_KEY)
+        order = [] if saved is None else saved["ids"].tolist()
+        for obj_id in order:  # (an object whose prompts were all taken back is still there)
+            self._objects.setdefault(obj_id, TrackedObject(ObjectMemory(obj_id)))
+        self._objects = {i: self._objects[i] for i in [*order, *sorted(set(self._objects) - set(order))]}
 
     @_locked
     def logits(self, frame: int, obj_id: int) -> np.ndarray | None:

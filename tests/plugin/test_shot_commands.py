@@ -48,6 +48,7 @@ def test_create_prompt_propagate_correct_export_info(clip, official_checkpoint, 
                  "--shape-tolerance", "0.5", "--object", "ball", "--feather", "1.5"]) == 0
     assert sorted(p.name for p in (out / "ball").iterdir()) == [f"ball.{FIRST + i}.exr" for i in range(N)]
     assert (out / "square.shapes.json").is_file()
+    assert "tracking is not done" not in capsys.readouterr().err
 
     assert main(["shot", "info", str(shot)]) == 0
     info = capsys.readouterr().out
@@ -62,6 +63,11 @@ def test_create_prompt_propagate_correct_export_info(clip, official_checkpoint, 
     assert main(["shot", "export", str(shot), "--out", str(out)]) == 1
     assert "already holds" in capsys.readouterr().err
     assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    # an export before tracking is done writes what there is, and says so
+    assert main(["shot", "prompt", str(shot), "--object", "ball", "--neg-point", f"300,10,{FIRST + 1}"] + dev) == 0
+    assert main(["shot", "export", str(shot), "--out", str(tmp_path / "early")]) == 0
+    assert f"run `sam2roto shot propagate {shot}`" in capsys.readouterr().err
 
 
 def test_shot_command_errors(clip, official_checkpoint, tmp_path, capsys):

@@ -104,6 +104,21 @@ def test_undoing_a_correction_gives_the_frame_back_as_tracked(new_session):
     assert list(s.track()) == [] and s.shot.manifest.tracked  # nothing left to track again
 
 
+def test_undoing_clicks_on_a_frame_tracked_from_goes_back_to_what_was_tracked(new_session):
+    s = new_session()
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    list(s.track())
+    first = s.add_prompt("ball", FIRST + 2, points=[(20, 20)], labels=[0])  # a correction
+    list(s.track())
+    second = s.add_prompt("ball", FIRST + 2, points=[(200, 200)], labels=[0])
+    s.add_prompt("ball", FIRST + 2, points=[(300, 10)], labels=[0])
+    _, _, after = s.undo()
+    same(after, second)  # the second click again, as it was given
+    _, _, after = s.undo()
+    assert np.array_equal(after, first) and np.array_equal(s.logits("ball", FIRST + 2), first)
+    assert list(s.track()) == [] and s.shot.manifest.tracked  # as it was tracked: nothing to do
+
+
 def test_undoing_an_objects_last_prompt_takes_its_masks_away(new_session):
     s = new_session()
     s.add_prompt("ball", FIRST, points=[(60, 120)])
@@ -339,6 +354,9 @@ def test_export_applies_each_objects_cleanup_and_sparse_shape_keys(new_session, 
     assert s.shot.manifest.objects[0].cleanup == cleanup
     with pytest.raises(ExportError, match="already holds"):
         s.export(tmp_path / "plain", "exr")  # an export never overwrites other files unasked
+    # an export while a correction waits to be tracked from says so
+    s.add_prompt("ball", FIRST + 2, points=[(20, 20)], labels=[0])
+    assert plain["complete"] and not s.export(tmp_path / "early", "png16")["complete"]
 
 
 def test_a_shot_whose_model_cannot_load_leaves_its_folder_as_it_was(clip, official_checkpoint, tmp_path):

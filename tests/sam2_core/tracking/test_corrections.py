@@ -190,3 +190,22 @@ def test_requests_that_would_do_nothing(tiny, shared_cache):
     # an object whose prompts were all taken back does not hold up the others
     tracker.clear_prompt(3, 2)
     assert [sorted(out) for _, out in tracker.propagate(start=1, end=2)] == [[1], [1]]
+
+
+def test_a_reloaded_session_has_the_objects_in_the_order_they_were_added(tiny, shared_cache, tmp_path):
+    def open_session():
+        return VideoTracker(tiny, moving_disc_frames(3), cache_dir=shared_cache, session_dir=tmp_path / "s",
+                            non_overlap=True)
+
+    tracker = open_session()
+    for obj_id in (2, 10, 7):  # (stored under names that sort 10 before 2)
+        tracker.add_prompt(0, obj_id, points=DISC)  # one place: the tie goes to object 2
+    tracker.clear_prompt(0, 7)  # an object whose prompts were all taken back stays
+    before = {i: tracker.logits(0, i) for i in (10, 2)}
+    tracker.close()
+    reloaded = open_session()
+    assert reloaded.object_ids == [2, 10, 7]
+    assert all(np.array_equal(reloaded.logits(0, i), before[i]) for i in (10, 2))
+    reloaded.remove_object(2)
+    reloaded.close()
+    assert open_session().object_ids == [10, 7]

@@ -523,6 +523,12 @@ def test_clear_prompt_takes_back_a_correction_and_replay_gives_the_same_answer(t
     # a correction tracked from takes its result with it when cleared
     tracker.add_prompt(2, 1, points=[(96, 120), (20, 20)], labels=[1, 0])
     list(tracker.propagate(start=2, end=2))
+    tracked_from = tracker.logits(2, 1)
+    # a click after that, taken back before tracking again: the frame is back as tracked from
+    tracker.add_prompt(2, 1, points=[(96, 120), (20, 20), (300, 10)], labels=[1, 0, 0])
+    tracker.clear_prompt(2, 1)
+    assert np.array_equal(tracker.logits(2, 1), tracked_from) and tracker.prompted_frames() == [0, 2]
+    assert tracker.pending_frames(1) == [] and tracker.was_tracked(2, 1)
     tracker.clear_prompt(2, 1)
     assert tracker.logits(2, 1) is None and 2 not in tracker.prompted_frames()
     # clearing the only prompt, then giving it again, answers as the first time
