@@ -25,6 +25,7 @@ class PromptRecord:
     labels: list[int] = field(default_factory=list)
     box: list[float] | None = None
     mask: str | None = None  # a mask prompt: its PNG, relative to the shot folder
+    tracked: bool = False  # the tracker has tracked from it (its answer is in the memory bank)
 
 
 @dataclass
@@ -57,7 +58,8 @@ class Manifest:
                                 f"version {VERSION}. Update sam2roto, or re-create the shot.")
         try:
             objects = [ObjectRecord(id=int(o["id"]), name=str(o["name"]), colour=list(o.get("colour", [1, 0.3, 0.2])),
-                                    prompts=[PromptRecord(**p) for p in o.get("prompts", [])],
+                                    # (a manifest from before "tracked" was kept: as it was read then)
+                                    prompts=[PromptRecord(**{"tracked": True, **p}) for p in o.get("prompts", [])],
                                     cleanup=dict(o.get("cleanup", {})))
                        for o in data.get("objects", [])]
             return cls(source=str(data["source"]), colour=dict(data.get("colour", {})),

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import shutil
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,38 +68,33 @@ class ShotSession:
         if shot.manifest.tracked and not self._every_frame_has_results():
             shot.manifest.tracked = False  # results lost in a power cut: tracking fills them in again
         self._undo: list[tuple[int, int, list[PromptRecord]]] = []  # (object id, frame number, prompts before)
-        # (object id, frame index) -> how many of the frame's prompts the tracker has tracked
-        # from: an undo goes back to that state and gives only the later prompts again
-        self._tracked_from: dict[tuple[int, int], int] = {}
-        for record in shot.manifest.objects:
-            self._tracked_from.update(self._prompts_tracked_from(record))
-
-    def _prompts_tracked_from(self, record: ObjectRecord) -> dict[tuple[int, int], int]:
-        """The frames where the tracker has tracked from all the object's prompts so far."""
-        if record.id not in self.tracker.object_ids:
-            return {}
-        waiting = set(self.tracker.pending_frames(record.id))
-        answered = set(self.tracker.answered_frames(record.id))
-        counts = Counter(self.index(p.frame) for p in record.prompts)
-        return {(record.id, i): n for i, n in counts.items() if i in answered and i not in waiting}
 
     def _give_lost_prompts_again(self) -> None:
         """A prompt's answer is not flushed to the disk (its clicks are): after a power cut
         the tracker can lack it. Those frames get their prompts again, one by one as they
-        were given, so the answers are as before."""
+        were given, so the answers are as before: after the prompts the tracker tracked
+        from, if it still has that, or all of them."""
         for record in self.shot.manifest.objects:
             known = record.id in self.tracker.object_ids
             answered = set(self.tracker.answered_frames(record.id)) if known else set()
+            waiting = set(self.tracker.pending_frames(record.id)) if known else set()
             for frame in sorted({p.frame for p in record.prompts}):
                 index = self.index(frame)
-                if index in answered:
+                prompts = [p for p in record.prompts if p.frame == frame]
+                given = sum(p.tracked for p in prompts) if index in answered else 0
+                if index in waiting or given == len(prompts):
                     continue
                 log.info("Object %r on frame %d lost its answer; the prompts are given again.", record.name, frame)
                 try:
-                    self._replay(record, index, [p for p in record.prompts if p.frame == frame])
+                    self._replay(record, index, prompts, given=given)
                 except (OSError, ValueError) as e:  # (the shot still opens; tracking will say what is wrong)
                     log.warning("Object %r, frame %d: the prompts could not be given again: %s",
                                 record.name, frame, e)
+                    continue
+                if not given:  # (all of them wait again to be tracked from)
+                    for p in prompts:
+                        p.tracked = False
+                self.shot.save()
 
     @classmethod
     def create(cls, folder: str | Path, source: str | Path, *, colour: dict | None = None,
@@ -188,7 +182,6 @@ class ShotSession:
             self.tracker.remove_object(record.id)
         self.shot.manifest.objects.remove(record)
         self._undo = [u for u in self._undo if u[0] != record.id]
-        self._forget_tracked_from(record.id)
         self.shot.save()
         # its files go too: a later object may get its id
         shutil.rmtree(self.shot.folder / "display" / str(record.id), ignore_errors=True)
@@ -240,18 +233,18 @@ class ShotSession:
         obj_id, frame, before = self._undo.pop()
         record = next(o for o in self.shot.manifest.objects if o.id == obj_id)
         index = self.index(frame)
-        kept = self._tracked_from.get((obj_id, index), 0)
+        kept = sum(p.tracked for p in record.prompts if p.frame == frame)  # (the one taken back too)
         if obj_id in self.tracker.object_ids:
             self.tracker.clear_prompt(index, obj_id)  # (back to what it tracked from, if it did)
         if kept > len(before):  # the prompt taken back was tracked from: the frame starts afresh
-            self._tracked_from.pop((obj_id, index))
             kept = 0
+            for p in before:
+                p.tracked = False
         logits = self._replay(record, index, before, given=kept)
         record.prompts = [p for p in record.prompts if p.frame != frame] + before
         if not record.prompts and obj_id in self.tracker.object_ids:
             # nothing left to track it from: what was tracked from its prompts goes too
             self.tracker.remove_object(obj_id)
-            self._forget_tracked_from(obj_id)
         if logits is None and obj_id in self.tracker.object_ids:
             logits = self.tracker.logits(index, obj_id)  # a corrected frame is back as tracked
         self.shot.manifest.tracked = False
@@ -318,9 +311,6 @@ class ShotSession:
         for k in range(given, len(prompts)):
             logits = self._give(record, index, prompts[:k + 1])
         return logits
-
-    def _forget_tracked_from(self, obj_id: int) -> None:
-        self._tracked_from = {k: n for k, n in self._tracked_from.items() if k[0] != obj_id}
 
     # -- tracking ------------------------------------------------------------------------
 
@@ -417,8 +407,11 @@ class ShotSession:
             if cancel is not None and cancel.is_set():
                 break  # (before the tracker takes the span's corrections in: a run that never started changes nothing)
             run = self.tracker.propagate(span.start, span.direction, span.end, span.objects, cancel)
-            for i in span.objects:  # (their prompts are all in the memory bank now)
-                self._tracked_from.update(self._prompts_tracked_from(records[i]))
+            fresh = [p for i in span.objects for p in records[i].prompts if not p.tracked]
+            for p in fresh:  # (the tracker has taken them into its memory bank now)
+                p.tracked = True
+            if fresh:
+                self.shot.save()
             for index, logits in run:
                 done += 1
                 if progress is not None:

@@ -202,6 +202,24 @@ def test_a_prompt_whose_answer_was_lost_in_a_power_cut_is_given_again(new_sessio
         again.close()
 
 
+def test_a_click_after_tracking_whose_answer_was_lost_is_given_again(new_session, tmp_path):
+    s = new_session()
+    s.add_prompt("ball", FIRST + 1, points=[(78, 120)])
+    list(s.track())
+    two = s.add_prompt("ball", FIRST + 1, points=[(20, 20)], labels=[0])  # on the frame tracked from
+    s.close()
+    for lost in (tmp_path / "shot").rglob("results/pend-*.entry"):
+        lost.unlink()
+    again = ShotSession.open(tmp_path / "shot", device="cpu")
+    try:
+        # given again after the click the tracker tracked from, as the first time
+        same(again.logits("ball", FIRST + 1), two)
+        assert again.tracker.pending_frames(1) == [1] and not again.shot.manifest.tracked
+        assert [p["tracked"] for p in manifest(again)["objects"][0]["prompts"]] == [True, False]
+    finally:
+        again.close()
+
+
 def test_a_mask_prompt_that_fails_leaves_no_file(official_checkpoint, tmp_path):
     (tmp_path / "clip").mkdir()
     clip = write_png_clip(tmp_path / "clip", 4, FIRST)
@@ -378,3 +396,14 @@ def test_a_shot_whose_model_cannot_load_leaves_its_folder_as_it_was(clip, offici
                             image_size=CPU_TEST_INPUT_SIZE) as session:
         assert session.info()["image_size"] == CPU_TEST_INPUT_SIZE
     assert (kept / "shot.json").is_file() and (kept / "notes.txt").read_text() == "mine"
+
+
+def test_prompts_in_a_manifest_written_before_they_kept_tracked_read_as_tracked():
+    from pathlib import Path
+
+    from sam2_core.shot.manifest import Manifest, PromptRecord
+
+    data = {"schema": "sam2roto.shot", "version": 1, "source": "plate.####.png",
+            "objects": [{"id": 1, "name": "ball", "prompts": [{"frame": 1001, "points": [[1, 2]], "labels": [1]}]}]}
+    old = Manifest.from_dict(data, Path("shot.json"))
+    assert old.objects[0].prompts[0].tracked and not PromptRecord(frame=1001).tracked
