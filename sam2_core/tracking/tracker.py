@@ -407,18 +407,21 @@ class VideoTracker:
     def retrack(self, frame: int, cancel: threading.Event | None = None,
                 progress: Callable[[int, int], None] | None = None):
         """After corrections on `frame`: re-track each corrected object from it in the
-        direction it was tracked there, up to its next prompted frame (or the shot's end).
-        Only the corrected objects run; frames on the other side keep their results."""
+        direction it was tracked there (both, for a prompt tracked from both ways), up to
+        its next prompted frame (or the shot's end). Only the corrected objects run;
+        frames on the other side keep their results."""
         with self._lock:
             plan = self.retrack_spans(frame)
             self._commit_pending([i for _, _, _, ids in plan for i in ids])
             spans = []
             for reverse in (False, True):
-                ends = {i: end for _, direction, end, ids in plan if (direction == "backward") == reverse
-                        for i in ids}
-                if ends:
+                entries = [(start, end, ids) for start, direction, end, ids in plan
+                           if (direction == "backward") == reverse]
+                if entries:
+                    ends = {i: end for _, end, ids in entries for i in ids}
+                    first = max(start for start, _, _ in entries) if reverse else frame
                     last = min(ends.values()) if reverse else max(ends.values())
-                    spans.append(self._span(plan[0][0], last, reverse, ends))
+                    spans.append(self._span(first, last, reverse, ends))
         return self._run_spans(spans, cancel, progress)
 
     def retrack_spans(self, frame: int, objects: list[int] | None = None) -> list[tuple[int, str, int, list[int]]]:
@@ -429,12 +432,25 @@ class VideoTracker:
             ids = [i for i, o in self._objects.items() if frame in o.pending and (objects is None or i in objects)]
             if not ids:
                 raise ValueError(f"No new prompt on frame index {frame} to re-track from")
-            groups: dict[tuple[str, int], list[int]] = {}
+            groups: dict[tuple[str, int, int], list[int]] = {}
             for i in ids:
-                reverse = self._objects[i].memory.reverse.get(frame, False)
-                groups.setdefault(("backward" if reverse else "forward", self._retrack_end(i, frame, reverse)),
-                                  []).append(i)
-        return [(frame, direction, end, group) for (direction, end), group in sorted(groups.items())]
+                directions = self._directions_from(self._objects[i], frame)
+                for reverse in directions:
+                    # (going both ways, the frame itself is handed out going forward)
+                    start = frame - 1 if reverse and False in directions else frame
+                    key = ("backward" if reverse else "forward", self._retrack_end(i, frame, reverse), start)
+                    groups.setdefault(key, []).append(i)
+        in_run_order = sorted(groups.items(), key=lambda g: (g[0][0] != "forward", g[0][1:]))  # (forward first)
+        return [(start, direction, end, group) for (direction, end, start), group in in_run_order]
+
+    @staticmethod
+    def _directions_from(obj: TrackedObject, frame: int) -> list[bool]:
+        """Which ways (reverse or not) tracking went on from a frame: towards a neighbour
+        tracked away from it (both ways from a prompt tracked in both directions), or else
+        the way the frame itself was tracked."""
+        away = [reverse for reverse, neighbour in ((False, frame + 1), (True, frame - 1))
+                if neighbour in obj.memory.tracked and obj.memory.reverse.get(neighbour) == reverse]
+        return away or [obj.memory.reverse.get(frame, False)]
 
     def _retrack_end(self, obj_id: int, frame: int, reverse: bool) -> int:
         """Where a re-track from `frame` ends: the next prompted frame, or beyond it while
@@ -442,7 +458,7 @@ class VideoTracker:
         in this direction goes)."""
         obj = self._objects[obj_id]
         end = self.next_prompted(obj_id, frame, reverse)
-        while end in obj.pending and obj.memory.reverse.get(end) == reverse:
+        while end in obj.pending and end in obj.memory.reverse and reverse in self._directions_from(obj, end):
             beyond = self.next_prompted(obj_id, end, reverse)
             if beyond == end:  # (the shot's end)
                 break
@@ -479,9 +495,10 @@ class VideoTracker:
         before it re-tracked them leaves them to be tracked again rather than showing the
         old masks. Other objects' prompts wait for a run of their own."""
         for obj in (self._objects[i] for i in ids):
-            for frame in obj.pending:
-                if frame in obj.memory.reverse:
-                    self._drop_tracked_beyond(obj, frame, obj.memory.reverse[frame])
+            stale = [(frame, reverse) for frame in obj.pending if frame in obj.memory.reverse
+                     for reverse in self._directions_from(obj, frame)]
+            for frame, reverse in stale:
+                self._drop_tracked_beyond(obj, frame, reverse)
             for frame, out in sorted(obj.pending.items()):
                 logits = self._latest_result(obj.memory.obj_id, frame)["logits"]
                 high_res = self.model.upscale_to_input(logits.to(self.model.device))

@@ -91,6 +91,15 @@ def test_a_correction_retracks_only_up_to_the_next_prompted_frame(new_session):
     assert all(set(out) == {"square"} for _, out in frames)
 
 
+def test_refining_the_first_prompt_after_tracking_tracks_both_ways_again(new_session):
+    s = new_session()
+    s.add_prompt("ball", FIRST + 2, points=[(96, 120)])
+    list(s.track())
+    s.add_prompt("ball", FIRST + 2, points=[(20, 20)], labels=[0])
+    assert [f for f, _ in s.track()] == [FIRST + i for i in (2, 3, 4, 5, 1, 0)]
+    assert s.shot.manifest.tracked
+
+
 def test_undoing_a_correction_gives_the_frame_back_as_tracked(new_session):
     s = new_session()
     s.add_prompt("ball", FIRST, points=[(60, 120)])

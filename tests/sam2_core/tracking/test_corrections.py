@@ -69,7 +69,7 @@ def test_each_corrected_object_runs_in_the_direction_it_was_tracked(tiny, shared
     list(tracker.propagate(3, "backward", objects=[1]))
     list(tracker.propagate(0, "forward", objects=[2]))
     correct_frame_1(tracker)
-    assert tracker.retrack_spans(1) == [(1, "backward", 0, [1]), (1, "forward", 4, [2])]
+    assert tracker.retrack_spans(1) == [(1, "forward", 4, [2]), (1, "backward", 0, [1])]
     ran = [(frame, sorted(out)) for frame, out in tracker.retrack(1)]
     assert ran == [(1, [2]), (2, [2]), (3, [2]), (4, [2]), (1, [1]), (0, [1])]
     assert tracker.was_tracked(0, 1) and tracker.logits(4, 1) is None  # the disc never went forward
@@ -209,3 +209,20 @@ def test_a_reloaded_session_has_the_objects_in_the_order_they_were_added(tiny, s
     reloaded.remove_object(2)
     reloaded.close()
     assert open_session().object_ids == [10, 7]
+
+
+def test_a_refined_prompt_that_was_tracked_both_ways_retracks_both_ways(tiny, shared_cache):
+    def refined():
+        tracker = VideoTracker(tiny, moving_disc_frames(5), cache_dir=shared_cache)
+        tracker.add_prompt(2, 1, points=disc(2))
+        list(tracker.propagate(start=2, direction="both"))
+        tracker.add_prompt(2, 1, points=disc(2) + [(10, 10)], labels=[1, 0])
+        return tracker
+
+    tracker = refined()
+    assert tracker.retrack_spans(2) == [(2, "forward", 4, [1]), (1, "backward", 0, [1])]
+    assert [f for f, _ in tracker.retrack(2)] == [2, 3, 4, 1, 0]
+    again = refined()  # the same as tracking the whole shot again from the refined prompt
+    list(again.propagate(start=2, direction="both"))
+    for f in range(5):
+        assert same(tracker.logits(f, 1), again.logits(f, 1)), f
