@@ -245,6 +245,8 @@ def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official
     # an export that fails keeps the clean-up settings the shot had
     err = client.error("export", {"out": str(tmp_path / "m"), "format": "gif", "cleanup": {"ball": {"grow": 3}}})
     assert err["code"] == -32000 and client.call("shot/info", {})["objects"][0]["cleanup"] == {}
+    err = client.error("export", {"out": str(tmp_path / "m"), "cleanup": {"ball": {"grow": "3"}}})
+    assert err["code"] == -32000 and "grow must be a number" in err["message"]
     for out in (tmp_path / "shot" / "cache", tmp_path / "shot", clip / "mattes"):
         assert client.error("export", {"out": str(out)})["code"] == -32003
     assert not (clip / "mattes").exists()

@@ -90,6 +90,11 @@ def test_cleanup_settings_round_trip_and_reject_unknown():
     assert Cleanup.from_dict(c.to_dict()) == c
     with pytest.raises(ValueError, match="Unknown clean-up settings: blur"):
         Cleanup.from_dict({"blur": 3})
+    for name, bad in (("grow", "2"), ("feather", -1), ("fill_holes", 2.5), ("temporal", True),
+                      ("remove_islands", float("nan"))):
+        with pytest.raises(ValueError, match=f"clean-up setting {name} must be"):
+            Cleanup.from_dict({name: bad})
+    assert Cleanup.from_dict({"grow": -2, "fill_holes": 3.0}) == Cleanup(grow=-2.0, fill_holes=3)
     a = disc(64, 64, 32, 32, 12).astype(np.float32)
     out = list(c.run([(1, a), (2, a), (3, a)]))
     assert len(out) == 3 and all(0 <= o.min() and o.max() <= 1 for _, o in out)
