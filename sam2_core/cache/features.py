@@ -89,6 +89,7 @@ class FrameFeatureCache:
         # the source is read by one thread at a time (a video decoder is not thread-safe)
         self._reader: ThreadPoolExecutor | None = None
         self._prefetched: dict[int, Future] = {}
+        self._prefetch_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self.encoder_calls = 0  # how many frames this process encoded (tests count them)
         self._pos: list[torch.Tensor] | None = None
@@ -102,7 +103,8 @@ class FrameFeatureCache:
     # -- frames --------------------------------------------------------------------------
 
     def input_frame(self, index: int) -> torch.Tensor:
-        ahead = self._prefetched.pop(index, None)
+        with self._prefetch_lock:
+            ahead = self._prefetched.pop(index, None)
         if ahead is not None:
             return ahead.result()  # a read error is raised here, in the caller
         return self._read_input(index)
@@ -115,9 +117,10 @@ class FrameFeatureCache:
             return
         if self._reader is None:
             self._reader = ThreadPoolExecutor(1, thread_name_prefix="sam2roto-reader")
-        while len(self._prefetched) >= 4:  # frames read ahead but never asked for (a run stopped)
-            self._prefetched.pop(next(iter(self._prefetched)), None)  # (the encoder thread pops too)
-        self._prefetched[index] = self._reader.submit(self._read_input, index)
+        with self._prefetch_lock:  # (the background encoder takes frames from it too)
+            while len(self._prefetched) >= 4:  # frames read ahead but never asked for (a run stopped)
+                self._prefetched.pop(next(iter(self._prefetched)))
+            self._prefetched[index] = self._reader.submit(self._read_input, index)
 
     def _read_input(self, index: int) -> torch.Tensor:
         key = f"{index:07d}"
