@@ -29,6 +29,7 @@ from ..model import SAM2
 from ..model.image_encoder import ImageFeatures
 from ..model.loading import upload
 from ..model.transforms import imagenet_normalise
+from .heap import give_back_free_memory
 from .store import TensorStore, flush_all
 
 log = logging.getLogger(__name__)
@@ -262,6 +263,7 @@ class FrameFeatureCache:
                 except Exception as e:  # a bad frame or a full disk: the foreground reports it
                     log.warning("Background encoding stopped at frame index %d: %s", index, e)
                     return
+            give_back_free_memory()
 
 
 # Caches encoding in the background. At exit their encoders are stopped first: a thread

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cache.features import FrameFeatureCache
+from ..cache.heap import give_back_free_memory
 from ..cache.store import CacheError, TensorStore, flush_all
 from ..media.frame_source import as_source, check_index
 from ..model import SAM2
@@ -395,7 +396,9 @@ class VideoTracker:
                     if k + 1 < len(frames):
                         self.frames.prefetch(frames[k + 1])  # read while the network works on this one
                     ids = [i for i, last in ends.items() if (frame >= last if reverse else frame <= last)]
-                    yield frame, self._propagate_frame(frame, ids, reverse)
+                    done_frame = self._propagate_frame(frame, ids, reverse)
+                    give_back_free_memory()  # (else a long shot's resident memory creeps up)
+                    yield frame, done_frame
                     done += 1
                     if progress is not None:
                         progress(done, total)

@@ -140,9 +140,11 @@ def test_cancel_keeps_what_was_done_and_tracking_resumes(tiny, shared_cache):
 def test_both_directions_hand_out_the_start_frame_once(tiny, shared_cache, monkeypatch):
     tracker = VideoTracker(tiny, moving_disc_frames(10)[:5], cache_dir=shared_cache)
     tracker.add_prompt(2, 1, points=[(96, 120)])
-    progress = []
+    progress, trimmed = [], []
+    monkeypatch.setattr("sam2_core.tracking.tracker.give_back_free_memory", lambda: trimmed.append(1))
     seen = [f for f, _ in tracker.propagate(direction="both", progress=lambda d, t: progress.append((d, t)))]
     assert seen == [2, 3, 4, 1, 0] and progress[-1] == (5, 5)
+    assert len(trimmed) == 5  # freed memory goes back after every frame
     calls = []
     heads = tiny.sam_heads
     monkeypatch.setattr(tiny, "sam_heads", lambda *a, **k: calls.append(1) or heads(*a, **k))
