@@ -419,8 +419,12 @@ class ShotSession:
                 yield self.numbers[index], {names[i]: v for i, v in logits.items()}
         cancelled = cancel is not None and cancel.is_set()
         if whole_shot and not cancelled:
-            self.shot.manifest.tracked = not self.tracker.has_pending() and self._every_frame_has_results()
+            self.shot.manifest.tracked = self._tracking_done()
             self.shot.save()
+
+    def _tracking_done(self, ids: list[int] | None = None) -> bool:
+        """Every frame has a result and no correction waits to be tracked from."""
+        return not self.tracker.has_pending() and self._every_frame_has_results(ids)
 
     def _every_frame_has_results(self, ids: list[int] | None = None) -> bool:
         ids = self.tracker.object_ids if ids is None else ids
@@ -474,7 +478,7 @@ class ShotSession:
         shape_files = write_shapes(self.tracker, objects, out, key_tolerance=shape_tolerance,
                                    cleanup=cleanup) if shapes else {}
         # (an export before tracking is done is allowed: the host says what is missing)
-        complete = not self.tracker.has_pending() and self._every_frame_has_results(list(objects))
+        complete = self._tracking_done(list(objects))
         result = {"folder": str(out.resolve()), "format": fmt, "frames": frames,
                   "mattes": {n: matte_files(fmt, out.resolve(), n) for n in objects.values()},
                   "shapes": {n: str(p.resolve()) for n, p in shape_files.items()}, "complete": complete}
