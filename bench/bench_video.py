@@ -142,7 +142,6 @@ def time_propagation(name, ckpt, n_frames, n_objects, who, dtype, device, tmp: P
         tracker.frames.input_frame(i)
     for p in prompts(source, n_objects):
         tracker.add_prompt(0, **p)
-    tracker._commit_pending()
     return per_frame(tracker.propagate(), n_frames, device)
 
 
