@@ -1,4 +1,4 @@
-"""Freed memory goes back to the operating system after each frame."""
+"""Freed memory goes back to the operating system, at most once a second."""
 
 import numpy as np
 import pytest
@@ -21,9 +21,24 @@ def test_memory_freed_inside_the_heap_is_given_back():
     before = resident_mib()
     del blocks
     freed_but_resident = resident_mib()
-    heap.give_back_free_memory()
+    heap.give_back_free_memory(min_interval=0)
     after = resident_mib()
     assert before - after > 200  # most of the ~290 MiB freed is back with the system
     assert freed_but_resident - after > 100, (before, freed_but_resident, after)
     assert len(held) == 3000
 
+
+
+def test_trims_at_most_once_an_interval(monkeypatch):
+    calls = []
+    monkeypatch.setattr(heap, "_MALLOC_TRIM", lambda pad: calls.append(pad))
+    monkeypatch.setattr(heap, "_last_trim", -float("inf"))
+    clock = [100.0]
+    monkeypatch.setattr(heap, "_clock", lambda: clock[0])
+    heap.give_back_free_memory()
+    clock[0] += heap.TRIM_INTERVAL_S / 2
+    heap.give_back_free_memory()  # too soon: a frame of a fast GPU does not pay for a trim
+    assert calls == [0]
+    clock[0] += heap.TRIM_INTERVAL_S / 2
+    heap.give_back_free_memory()
+    assert calls == [0, 0]
