@@ -26,6 +26,7 @@ import time
 import weakref
 import zlib
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -50,6 +51,33 @@ class CacheError(OSError):
 # feature cache writes one entry per frame, which at GPU speed must not be the bottleneck),
 # and reading runs no pickle. CRC32 catches a damaged or truncated file (this is a cache,
 # not a defence against tampering).
+
+_copy_streams: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def start_host_copy(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.cuda.Event | None]:
+    """Host copies of an entry's tensors, and the event to wait for before reading them
+    (None: nothing is on a CUDA GPU). A GPU tensor is copied into pinned memory on a
+    stream of its own, behind the work queued so far: the caller does not wait for the
+    GPU, and the GPU's queue does not wait for the copy (a plain .cpu() does both)."""
+    on_gpu = [t for t in tensors.values() if t.is_cuda]
+    if not on_gpu:
+        return tensors, None
+    device = on_gpu[0].device
+    stream = _copy_streams.get(device) or _copy_streams.setdefault(device, torch.cuda.Stream(device))
+    stream.wait_stream(torch.cuda.current_stream(device))
+    host = {}
+    with torch.cuda.stream(stream):
+        for name, t in tensors.items():
+            if t.is_cuda:
+                t.record_stream(stream)  # (its memory is not reused before the copy is done)
+                pinned = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+                t = pinned.copy_(t, non_blocking=True)
+            host[name] = t
+        done = torch.cuda.Event()
+        done.record(stream)
+    return host, done
+
 
 def encode_entry(tensors: dict[str, torch.Tensor]) -> list:
     """The buffers that make up an entry, in order."""
@@ -104,6 +132,16 @@ def decode_entry(data: bytes | bytearray) -> dict[str, torch.Tensor] | None:
 
 def nbytes(tensors: dict[str, torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+@dataclass
+class _Pending:
+    """An entry handed to the writer: its tensors as put (what reads get meanwhile) and
+    their host copies on the way."""
+
+    tensors: dict[str, torch.Tensor]
+    host: dict[str, torch.Tensor]
+    copied: torch.cuda.Event | None
 
 
 class Writer:
@@ -171,7 +209,7 @@ class TensorStore:
         if write_behind:
             _WRITE_BEHIND.add(self)  # flushed at exit
             weakref.finalize(self, self._writer.end_soon)  # a store dropped unclosed ends its thread
-        self._pending: dict[str, dict] = {}  # handed to the writer, not yet on disk
+        self._pending: dict[str, _Pending] = {}  # handed to the writer, not yet on disk
         self._write_error: CacheError | None = None
         self.ram_budget = ram_budget
         self.disk_budget = disk_budget
@@ -219,7 +257,7 @@ class TensorStore:
         with self._lock:
             pending = self._pending.get(key)
             if pending is not None:
-                return pending
+                return pending.tensors
             hit = self._ram.get(key)
             if hit is not None:
                 self._ram.move_to_end(key)
@@ -253,8 +291,10 @@ class TensorStore:
         if self._write_error is not None:  # the disk is full or gone: no use queuing more
             raise self._write_error
         if self.write_behind:
+            kept = {k: v.detach() for k, v in tensors.items()}
+            pending = _Pending(kept, *start_host_copy(kept))
             with self._lock:
-                self._pending[key] = {k: v.detach() for k, v in tensors.items()}
+                self._pending[key] = pending
             self._writer.submit(self, key)  # blocks while the writer is a few entries behind
             return
         self._write(key, tensors, ram)
@@ -276,9 +316,13 @@ class TensorStore:
             if self._writer is not None:
                 self._writer.close()
 
-    def _write(self, key: str, tensors: dict[str, torch.Tensor], ram: bool) -> None:
+    def _write(self, key: str, tensors: dict[str, torch.Tensor], ram: bool, host_copy: tuple | None = None) -> None:
+        """Write an entry (`host_copy`: its host copies and their event, if already started)."""
         kept = {k: v.detach().contiguous() for k, v in tensors.items()}  # memory keeps them where they are
-        parts = encode_entry(kept)  # (one copy off a GPU)
+        host, copied = host_copy or start_host_copy(kept)
+        if copied is not None:
+            copied.synchronize()
+        parts = encode_entry(host)
         size = sum(memoryview(p).nbytes for p in parts)
         with self._lock:
             self._make_room(size, keep=key)
@@ -317,12 +361,12 @@ class TensorStore:
     def _write_pending(self, key: str) -> None:
         """The writer's part: write the entry put under `key`, unless it was replaced or
         deleted meanwhile."""
-        tensors = None
+        pending = None
         try:
             with self._lock:
-                tensors = self._pending.get(key)
-            if tensors is not None:
-                self._write(key, tensors, ram=True)
+                pending = self._pending.get(key)
+            if pending is not None:
+                self._write(key, pending.tensors, ram=True, host_copy=(pending.host, pending.copied))
         except CacheError as e:
             self._write_error = e
             self._drop_older(key)
@@ -331,9 +375,9 @@ class TensorStore:
             self._drop_older(key)
         finally:
             with self._lock:
-                if tensors is not None and self._pending.get(key) is tensors:
+                if pending is not None and self._pending.get(key) is pending:
                     del self._pending[key]
-                elif tensors is not None and key not in self._pending:  # deleted while being written
+                elif pending is not None and key not in self._pending:  # deleted while being written
                     self.delete(key)
 
     def _drop_older(self, key: str) -> None:

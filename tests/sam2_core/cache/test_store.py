@@ -381,3 +381,26 @@ def test_store_dropped_without_close_frees_its_writer_and_memory(tmp_path):
     assert gone() is None
     writer.join(timeout=10)
     assert not writer.is_alive()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("write_behind", [True, False])
+def test_gpu_entries_are_copied_off_behind_the_gpu_work(tmp_path, write_behind):
+    store = TensorStore(tmp_path, durable=False, write_behind=write_behind)
+    x = torch.zeros(1 << 20, device="cuda")
+    # once untimed: the first launch of a kernel loads it, and the first pinned buffer is
+    # allocated, each of which can wait for the GPU
+    torch.cuda._sleep(1000)
+    x += 0
+    store.put("warm-up", {"x": x})
+    store.flush()
+    torch.cuda._sleep(2_000_000_000)  # the GPU is busy for about a second...
+    x += 7  # ...before this runs
+    store.put("a", {"x": x, "on_host": torch.arange(3)})
+    if write_behind:
+        assert not store._pending["a"].copied.query()  # put did not wait for the GPU
+        assert store.get("a")["x"].is_cuda  # reads meanwhile get the tensor as put
+    store.flush()
+    back = TensorStore(tmp_path).get("a")  # from the disk
+    assert torch.equal(back["x"], torch.full((1 << 20,), 7.0))
+    assert torch.equal(back["on_host"], torch.arange(3))
