@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from . import weights
 from .checkpoint import check_matches, read_state_dict
@@ -64,6 +65,19 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     return dt
 
 
+# Layers whose weights autocast casts to the working precision (on CUDA, the CPU and MPS).
+AUTOCAST_LAYERS = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
+
+
+def hold_autocast_weights_in(model: nn.Module, dtype: torch.dtype) -> None:
+    """Autocast caches a weight's cast only for weights that require grad, so a frame
+    casts every layer's weights again (on a GPU that made bfloat16 slower than float32).
+    Held in the working precision, they are cast once, here."""
+    for layer in model.modules():
+        if isinstance(layer, AUTOCAST_LAYERS):
+            layer.to(dtype)
+
+
 def load_model(name: str = DEFAULT_MODEL, checkpoint: str | Path | None = None,
                device: str | torch.device = "auto", dtype: str | torch.dtype = "float32",
                image_size: int | None = None) -> SAM2:
@@ -71,8 +85,10 @@ def load_model(name: str = DEFAULT_MODEL, checkpoint: str | Path | None = None,
 
     checkpoint: a file in the official format; None takes the official file for `name`
     from the weights cache, downloading (and verifying) it on first use.
-    dtype: the working precision. Weights stay float32; the network runs under autocast,
-    as the official code does for reduced precisions.
+    dtype: the working precision. The network runs under autocast, as the official code
+    does for reduced precisions; the weights of its linear and convolution layers, which
+    autocast would cast to that precision on every call, are held in it (the same
+    results, without hundreds of casts a frame), the others stay float32.
     image_size: the square input the network sees. The official models were trained at
     1024, their default; a smaller size (a multiple of 32) runs several times faster
     with coarser mattes. No weight depends on it."""
@@ -100,6 +116,8 @@ def load_model(name: str = DEFAULT_MODEL, checkpoint: str | Path | None = None,
     model.load_state_dict(state, strict=True)
     model.requires_grad_(False)
     model.eval().to(dev)
+    if dt != torch.float32:
+        hold_autocast_weights_in(model, dt)
     model.dtype = dt
     model.checkpoint_path = path
     # which weights these are: caches of image features are keyed by it

@@ -1,6 +1,8 @@
 """Devices and precisions: what exists is used, what does not is a clear error, and
 bfloat16 agrees with the float32 reference."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -63,6 +65,27 @@ def test_bfloat16_agrees_with_float32_where_float32_is_decided(official_checkpoi
           f"({decided_total} px), {all_rate:.4%} of all pixels")
     assert decided_total > 0.05 * all_total  # enough decided pixels to mean something
     assert decided_rate >= 0.995
+
+
+def test_weights_held_in_bfloat16_give_exactly_the_autocast_results(official_checkpoint):
+    """Linear and convolution weights are held in the working precision, as autocast
+    would cast them: the results equal those of float32 weights under autocast, bit for bit."""
+    held = load_model(NAME, checkpoint=official_checkpoint(NAME), device="cpu", dtype="bfloat16", image_size=256)
+    assert held.memory_attention.layers[0].linear1.weight.dtype == torch.bfloat16
+    assert held.sam_mask_decoder.conv_s0.weight.dtype == torch.bfloat16
+    assert held.memory_attention.norm.weight.dtype == torch.float32  # (autocast runs norms in float32)
+    assert held.no_mem_embed.dtype == torch.float32
+    cast_each_call = copy.deepcopy(held).float()  # float32 weights: autocast casts them on every call
+    assert cast_each_call.dtype == torch.bfloat16  # (still runs under bfloat16 autocast)
+    img = make_image(200, 300, seed=3)
+    answers = []
+    for model in (held, cast_each_call):
+        pred = ImagePredictor(model)
+        pred.set_image(img)
+        answers.append([pred.predict(points=[(120, 90)], labels=[1], return_logits=True)[0],
+                        pred.predict(box=(20, 30, 250, 180), multimask=False, return_logits=True)[0]])
+    for a, b in zip(*answers):
+        np.testing.assert_array_equal(a, b)
 
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
