@@ -272,8 +272,8 @@ class VideoTracker:
                 if prev is not None:
                     prev_logits = prev["logits"].to(self.model.device).clamp(-LOGIT_CLAMP, LOGIT_CLAMP)
             with self.frames.foreground():
-                out, logits = self._track_frame(obj, frame, prompt, is_init=not tracked_before,
-                                                reverse=reverse, prev_logits=prev_logits, encode_memory=False)
+                out, logits, _ = self._track_frame(obj, frame, prompt, is_init=not tracked_before,
+                                                   reverse=reverse, prev_logits=prev_logits, encode_memory=False)
             try:
                 self._save_prompt(obj_id, frame, prompt)
                 self._save_result(obj, frame, logits, out, PENDING)
@@ -530,7 +530,7 @@ class VideoTracker:
     @torch.inference_mode()
     def _propagate_frame(self, frame: int, ids: list[int], reverse: bool) -> dict[int, np.ndarray]:
         with self._lock:
-            per_object = {}
+            per_object, tracked = {}, []
             for obj_id in ids:
                 obj = self._objects.get(obj_id)
                 if obj is None or not (obj.memory.cond or obj.pending):
@@ -544,20 +544,29 @@ class VideoTracker:
                         self._save_result(obj, frame, logits, obj.memory.cond[frame], CONDITIONING)
                 else:
                     with self.frames.foreground():
-                        out, logits = self._track_frame(obj, frame, None, is_init=False, reverse=reverse,
-                                                        prev_logits=None, encode_memory=True)
-                    obj.memory.tracked[frame] = out
-                    obj.memory.reverse[frame] = reverse
-                    self._save_result(obj, frame, logits, out, TRACKED)
+                        out, logits, spatial = self._track_frame(obj, frame, None, is_init=False, reverse=reverse,
+                                                                 prev_logits=None, encode_memory=True)
+                    tracked.append((obj, out, logits, spatial))
                 per_object[obj_id] = logits
-            return self._plate_logits(frame, per_object) if per_object else {}
+            if not per_object:
+                return {}
+            # every object's work is queued before anything waits for it: on a GPU the
+            # first write below waits once for the whole frame, not once per object
+            order, plate = self._plate_logits_on_device(frame, per_object)
+            for obj, out, logits, (memory, pos) in tracked:
+                self.bank.put_spatial(obj.memory, frame, memory, pos)
+                obj.memory.tracked[frame] = out
+                obj.memory.reverse[frame] = reverse
+                self._save_result(obj, frame, logits, out, TRACKED)
+            return self._handed_out(order, plate, per_object)
 
     # -- one frame, one object -----------------------------------------------------------
 
     def _track_frame(self, obj: TrackedObject, frame: int, prompt: Prompt | None, *, is_init: bool,
-                     reverse: bool, prev_logits, encode_memory: bool) -> tuple[FrameMemory, torch.Tensor]:
-        """Run the network for one object on one frame; returns its memory record and its
-        low-res logits (1, 1, 256, 256) after hole filling."""
+                     reverse: bool, prev_logits, encode_memory: bool):
+        """Run the network for one object on one frame; returns its memory record, its
+        low-res logits (1, 1, 256, 256) after hole filling and, with `encode_memory`, its
+        spatial memory and that memory's position encoding, for the caller to store."""
         m = self.model
         feats = self.frames.features(frame)
         with m.precision():
@@ -571,12 +580,12 @@ class VideoTracker:
                                     None if prompt is None else prompt.labels,
                                     prev_logits, multimask=num_points <= 1)
             record = FrameMemory(obj_ptr=heads.obj_ptr.float(), object_score=heads.object_score.float())
+            spatial = None
             if encode_memory:
-                memory, pos = m.encode_memory(feats.embedding, heads.logits_high_res, heads.object_score,
-                                              binarize=prompt is not None and prompt.mask is None)
-                self.bank.put_spatial(obj.memory, frame, memory, pos)
+                spatial = m.encode_memory(feats.embedding, heads.logits_high_res, heads.object_score,
+                                          binarize=prompt is not None and prompt.mask is None)
                 record.has_spatial = True
-        return record, fill_small_holes(heads.logits.float(), self.fill_hole_area)
+        return record, fill_small_holes(heads.logits.float(), self.fill_hole_area), spatial
 
     def _condition(self, obj: TrackedObject, frame: int, feats, is_init: bool, reverse: bool) -> torch.Tensor:
         """The frame's embedding conditioned on the object's memory bank."""
@@ -715,6 +724,10 @@ class VideoTracker:
     def _plate_logits(self, frame: int, per_object: dict[int, torch.Tensor]) -> dict[int, np.ndarray]:
         """Low-res logits (1, 1, 256, 256) of some objects on a frame -> plate-sized ones.
         With non-overlap, every other object's result on the frame takes part too."""
+        return self._handed_out(*self._plate_logits_on_device(frame, per_object), per_object)
+
+    def _plate_logits_on_device(self, frame: int, per_object: dict[int, torch.Tensor]):
+        """(object ids, their plate-sized logits (N, 1, H, W) where the model runs)."""
         low_res = dict(per_object)
         if self.non_overlap:
             for other in (i for i in self._objects if i not in per_object):
@@ -727,6 +740,10 @@ class VideoTracker:
         plate = self._to_plate(torch.cat([low_res[i].to(device) for i in order]))
         if self.non_overlap:
             plate = keep_top_object(plate)
+        return order, plate
+
+    @staticmethod
+    def _handed_out(order: list[int], plate: torch.Tensor, per_object) -> dict[int, np.ndarray]:
         plate = plate.cpu()  # one copy off a GPU for all objects
         return {i: plate[order.index(i), 0].numpy() for i in per_object}
 
