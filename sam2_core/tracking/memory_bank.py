@@ -79,21 +79,21 @@ class MemoryBank:
         self._memory_pos: torch.Tensor | None = None  # the same for every frame
 
     def memory_pos(self) -> torch.Tensor:
-        """The spatial memories' position encoding (the same for every frame)."""
+        """The spatial memories' position encoding (the same for every frame), rounded to
+        the working precision as the memory encoder hands it out with each memory."""
         if self._memory_pos is None:
             cfg = self.model.cfg
             grid = torch.zeros(1, cfg.mem_dim, cfg.embedding_size, cfg.embedding_size, device=self.model.device)
-            self._memory_pos = self.model.memory_encoder.position_encoding(grid).float()
+            pos = self.model.memory_encoder.position_encoding(grid)
+            self._memory_pos = pos.to(self.model.dtype).float()
         return self._memory_pos
 
     @staticmethod
     def key(obj_id: int, frame: int) -> str:
         return f"mem-{obj_id}-{frame:07d}"
 
-    def put_spatial(self, obj: ObjectMemory, frame: int, memory: torch.Tensor, pos: torch.Tensor) -> None:
+    def put_spatial(self, obj: ObjectMemory, frame: int, memory: torch.Tensor) -> None:
         self.store.put(self.key(obj.obj_id, frame), {"memory": memory.to(torch.bfloat16)})
-        if self._memory_pos is None:
-            self._memory_pos = pos.float()
 
     def spatial(self, obj: ObjectMemory, frame: int) -> torch.Tensor:
         got = self.store.get(self.key(obj.obj_id, frame))

@@ -14,6 +14,7 @@ coordinates (x right, y down), float32 logits at plate resolution (object = logi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import numbers
@@ -508,9 +509,9 @@ class VideoTracker:
                 with self.frames.foreground():
                     feats = self.frames.features(frame)
                     with self.model.precision():
-                        memory, pos = self.model.encode_memory(feats.embedding, high_res, out.object_score,
-                                                               binarize=True)
-                self.bank.put_spatial(obj.memory, frame, memory, pos)
+                        memory, _ = self.model.encode_memory(feats.embedding, high_res, out.object_score,
+                                                             binarize=True)
+                self.bank.put_spatial(obj.memory, frame, memory)
                 out.has_spatial = True
                 obj.memory.cond[frame] = out
                 obj.memory.tracked.pop(frame, None)
@@ -553,11 +554,18 @@ class VideoTracker:
             # every object's work is queued before anything waits for it: on a GPU the
             # first write below waits once for the whole frame, not once per object
             order, plate = self._plate_logits_on_device(frame, per_object)
-            for obj, out, logits, (memory, pos) in tracked:
-                self.bank.put_spatial(obj.memory, frame, memory, pos)
+            for obj, out, logits, (memory, _) in tracked:
+                self.bank.put_spatial(obj.memory, frame, memory)  # (if this fails, the frame is as it was)
                 obj.memory.tracked[frame] = out
                 obj.memory.reverse[frame] = reverse
-                self._save_result(obj, frame, logits, out, TRACKED)
+                try:
+                    self._save_result(obj, frame, logits, out, TRACKED)
+                except BaseException:
+                    # the memory is new, the result is not: the frame keeps neither, and is
+                    # tracked again rather than shown from an older run
+                    with contextlib.suppress(OSError):
+                        self._forget_result(obj, frame)
+                    raise
             return self._handed_out(order, plate, per_object)
 
     # -- one frame, one object -----------------------------------------------------------

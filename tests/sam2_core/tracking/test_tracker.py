@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam2_core import VideoTracker
+from sam2_core import VideoTracker, load_model
 from sam2_core.cache.features import FrameFeatureCache
 from sam2_core.cache.store import CacheError
 from sam2_core.media.frame_source import ArraySource
@@ -294,6 +294,46 @@ def test_cache_disk_full_while_tracking_is_a_clear_error_and_keeps_the_results(t
     again = {frame: out[1] for frame, out in tracker.propagate()}  # room again: it goes on
     assert sorted(again) == [0, 1, 2, 3]
     assert all(np.array_equal(again[f], m) for f, m in handed_out.items())
+    tracker.close()
+
+
+def test_a_result_that_cannot_be_written_leaves_the_frame_to_be_tracked_again(tiny, tmp_path, monkeypatch):
+    reference = track(VideoTracker(tiny, moving_disc_frames(4), cache_dir=tmp_path / "reference"))
+    tracker = VideoTracker(tiny, moving_disc_frames(4), cache_dir=tmp_path / "cache")
+    tracker.add_prompt(0, 1, **CLICK)
+    real_replace = os.replace
+
+    def full_disk_for_frame_2s_result(src, dst):  # (its memory, written just before, fits)
+        if Path(dst).name.startswith("res-1-0000002"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("sam2_core.cache.store.os.replace", full_disk_for_frame_2s_result)
+    with pytest.raises(CacheError, match="disk is full"):
+        list(tracker.propagate())
+    # neither its memory nor a result: not a tracked frame that shows nothing
+    assert not tracker.was_tracked(2, 1) and not tracker.has_result(2, 1)
+    assert tracker.bank.key(1, 2) not in tracker.bank.store
+    assert tracker.was_tracked(1, 1)
+    monkeypatch.setattr("sam2_core.cache.store.os.replace", real_replace)
+    again = {frame: out[1] for frame, out in tracker.propagate()}
+    assert sorted(again) == [0, 1, 2, 3]
+    for f in range(4):
+        assert_same_masks(tracker.logits(f, 1), reference[f])
+    tracker.close()
+
+
+def test_memory_position_encoding_is_rounded_as_the_memory_encoder_hands_it_out(official_checkpoint, tmp_path):
+    """A session reloaded in bfloat16 attends with the same encoding as the one that made
+    the memories (it is computed once, not taken from the first memory)."""
+    model = load_model(NAME, checkpoint=official_checkpoint(NAME), dtype="bfloat16", image_size=input_size("cpu"))
+    tracker = VideoTracker(model, moving_disc_frames(2), cache_dir=tmp_path)
+    feats = tracker.frames.features(0)
+    with model.precision():
+        size = model.cfg.image_size
+        _, pos = model.encode_memory(feats.embedding, torch.zeros(1, 1, size, size), torch.ones(1, 1), binarize=False)
+    assert pos.dtype == torch.bfloat16
+    assert torch.equal(tracker.bank.memory_pos(), pos.float())
     tracker.close()
 
 
