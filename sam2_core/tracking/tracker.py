@@ -545,16 +545,16 @@ class VideoTracker:
                         self._save_result(obj, frame, logits, obj.memory.cond[frame], CONDITIONING)
                 else:
                     with self.frames.foreground():
-                        out, logits, spatial = self._track_frame(obj, frame, None, is_init=False, reverse=reverse,
-                                                                 prev_logits=None, encode_memory=True)
-                    tracked.append((obj, out, logits, spatial))
+                        out, logits, memory = self._track_frame(obj, frame, None, is_init=False, reverse=reverse,
+                                                                prev_logits=None, encode_memory=True)
+                    tracked.append((obj, out, logits, memory))
                 per_object[obj_id] = logits
             if not per_object:
                 return {}
             # every object's work is queued before anything waits for it: on a GPU the
             # first write below waits once for the whole frame, not once per object
             order, plate = self._plate_logits_on_device(frame, per_object)
-            for obj, out, logits, (memory, _) in tracked:
+            for obj, out, logits, memory in tracked:
                 self.bank.put_spatial(obj.memory, frame, memory)  # (if this fails, the frame is as it was)
                 obj.memory.tracked[frame] = out
                 obj.memory.reverse[frame] = reverse
@@ -574,7 +574,7 @@ class VideoTracker:
                      reverse: bool, prev_logits, encode_memory: bool):
         """Run the network for one object on one frame; returns its memory record, its
         low-res logits (1, 1, 256, 256) after hole filling and, with `encode_memory`, its
-        spatial memory and that memory's position encoding, for the caller to store."""
+        spatial memory, for the caller to store (else None)."""
         m = self.model
         feats = self.frames.features(frame)
         with m.precision():
@@ -588,12 +588,12 @@ class VideoTracker:
                                     None if prompt is None else prompt.labels,
                                     prev_logits, multimask=num_points <= 1)
             record = FrameMemory(obj_ptr=heads.obj_ptr.float(), object_score=heads.object_score.float())
-            spatial = None
+            memory = None
             if encode_memory:
-                spatial = m.encode_memory(feats.embedding, heads.logits_high_res, heads.object_score,
-                                          binarize=prompt is not None and prompt.mask is None)
+                memory, _ = m.encode_memory(feats.embedding, heads.logits_high_res, heads.object_score,
+                                            binarize=prompt is not None and prompt.mask is None)
                 record.has_spatial = True
-        return record, fill_small_holes(heads.logits.float(), self.fill_hole_area), spatial
+        return record, fill_small_holes(heads.logits.float(), self.fill_hole_area), memory
 
     def _condition(self, obj: TrackedObject, frame: int, feats, is_init: bool, reverse: bool) -> torch.Tensor:
         """The frame's embedding conditioned on the object's memory bank."""
