@@ -314,10 +314,30 @@ class SAM2ROTO_OT_add_mask_prompt(_Guarded, bpy.types.Operator):
         path = os.path.join(tempfile.gettempdir(), f"sam2roto-prompt-{os.getpid()}-{bpy.path.clean_name(name)}.png")
         path, area = mask_prompt.write_prompt(mask, context.scene, scene_frame, width, height, path)
         if area == 0:
+            _remove_quietly(path)
             raise UserError(f"Mask '{mask.name}' covers nothing on frame {scene_frame}: draw the object's outline "
                             "with closed, filled splines on this frame.")
-        _send_prompt(shot, name, source, mask=path)
+
+        # the core has read the image by the time it answers, either way
+        def answered(answer):
+            _remove_quietly(path)
+            _on_frame_answer(answer)
+
+        def failed(error):
+            _remove_quietly(path)
+            SESSION.report_error(error)
+
+        SESSION.request("prompt/add", {"object": name, "frame": source, "mask": path},
+                        on_result=answered, on_error=failed)
         return {"FINISHED"}
+
+
+def _remove_quietly(path: str) -> None:
+    """A temporary file gone; one that is already gone or locked is left to the system's clean-up."""
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 class SAM2ROTO_OT_undo_prompt(_Guarded, bpy.types.Operator):

@@ -39,7 +39,9 @@ class Blender:
         args["out"] = str(tmp_path / f"{script}.{self.series}.json")
         args_file = tmp_path / f"{script}.{self.series}.args.json"
         args_file.write_text(json.dumps(args))
-        env = dict(os.environ, BLENDER_USER_RESOURCES=str(self.user_folder))
+        # its own temporary folder: the session leaves with os._exit, past Blender's clean-up of it
+        (tmp_path / "tmp").mkdir(exist_ok=True)
+        env = dict(os.environ, BLENDER_USER_RESOURCES=str(self.user_folder), TMPDIR=str(tmp_path / "tmp"))
         proc = subprocess.run([self.python, str(SCRIPTS / script), str(args_file)], capture_output=True, text=True,
                               env=env, timeout=timeout, cwd=tmp_path)
         out = Path(args["out"])

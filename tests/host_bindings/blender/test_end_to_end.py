@@ -60,6 +60,7 @@ def test_roto_in_blender_end_to_end(found):
     first = cv2.imread(found["first_click"]["copy"], cv2.IMREAD_UNCHANGED)
     assert first.shape == (240, 320) and found["first_click_overlay"] == int((first > 0).sum())
     assert found["box"]["mask"] is not None and found["mask_prompt"]["mask"] is not None
+    assert found["prompt_images_left"] == []
     undone = found["after_undo"]["mask"]  # the box taken back: nothing prompts the square there any more
     assert undone is None or cv2.imread(undone, cv2.IMREAD_UNCHANGED).max() == 0
 

@@ -3,9 +3,11 @@ undo, a drawn mask as a prompt, tracking (cancelled once, then whole), a correct
 then Import Results (the animated Mask and the compositor's Set Alpha), and a compositor render
 of one frame with its alpha. Bad inputs are fed on the way. pytest checks the findings."""
 
+import glob
 import os
 import shutil
 import sys
+import tempfile
 import time
 
 import bpy
@@ -136,6 +138,8 @@ def main(args):
     ops.add_mask_prompt(object="ball", frame=3, mask=drawn.name)
     harness.pump(ext)
     found["mask_prompt"] = answer(session, "ball", 1003)
+    # the prompt images (the empty mask's and this one) are gone once read
+    found["prompt_images_left"] = glob.glob(os.path.join(tempfile.gettempdir(), f"sam2roto-prompt-{os.getpid()}-*"))
     ops.add_point(object="square", frame=3, x=240, y=50)
     harness.pump(ext)
     ops.track(direction="FORWARD", frame=3)
