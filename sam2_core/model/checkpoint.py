@@ -81,9 +81,15 @@ def identify(state: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
-def check_matches(state: dict[str, torch.Tensor], cfg: ModelConfig, path: str | Path) -> None:
-    """Raise a CheckpointError unless `state` has exactly the parameters of `cfg`."""
-    want = expected_shapes(cfg.name)
+def check_matches(state: dict[str, torch.Tensor], cfg: ModelConfig, path: str | Path,
+                  model: torch.nn.Module | None = None) -> None:
+    """Raise a CheckpointError unless `state` has exactly the parameters of `cfg`.
+    `model`: one already built for `cfg`, whose shapes are then taken as they are (building
+    on the meta device first imports torch._dynamo, two seconds of a model's loading)."""
+    if model is None:
+        want = expected_shapes(cfg.name)
+    else:
+        want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     if shapes == want:
         return

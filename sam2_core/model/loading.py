@@ -110,9 +110,8 @@ def load_model(name: str = DEFAULT_MODEL, checkpoint: str | Path | None = None,
                  "configuration is checked from its parameter names and shapes.", name, path)
         weights_id = weights.sha256_of(path) if path.is_file() else ""
     state = read_state_dict(path)
-    check_matches(state, cfg, path)
-
     model = SAM2(cfg)
+    check_matches(state, cfg, path, model)
     model.load_state_dict(state, strict=True)
     model.requires_grad_(False)
     model.eval().to(dev)
