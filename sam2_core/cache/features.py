@@ -18,6 +18,7 @@ import logging
 import threading
 import uuid
 import weakref
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from ..model.image_encoder import ImageFeatures
 from ..model.loading import upload
 from ..model.transforms import imagenet_normalise
 from .heap import give_back_free_memory
-from .store import TensorStore, flush_all
+from .store import CacheError, TensorStore, flush_all
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,10 @@ class FrameFeatureCache:
         with self._prefetch_lock:
             ahead = self._prefetched.pop(index, None)
         if ahead is not None:
-            return ahead.result()  # a read error is raised here, in the caller
+            try:
+                return ahead.result()  # a read error is raised here, in the caller
+            except CacheError:
+                pass  # caching it failed (maybe before room was made on the disk): again, now
         return self._read_input(index)
 
     def prefetch(self, index: int) -> None:
@@ -135,7 +139,12 @@ class FrameFeatureCache:
         return frame
 
     def flush(self) -> None:
-        """Wait until every frame and feature computed so far is on disk."""
+        """Wait until every frame and feature computed so far is on disk, the frames being
+        read ahead included (else a write of theirs that fails would be reported to
+        whatever comes next, a run that is not theirs)."""
+        with self._prefetch_lock:
+            reading = list(self._prefetched.values())
+        futures.wait(reading)  # (a read error stays with its frame, for when it is asked for)
         flush_all((self.input_store, self.feature_store))
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from sam2_core import VideoTracker, load_model
-from sam2_core.cache.features import FrameFeatureCache
+from sam2_core.cache.features import FrameFeatureCache, resize_to_input
 from sam2_core.cache.store import CacheError
 from sam2_core.media.frame_source import ArraySource
 from sam2_core.model import SAM2
@@ -47,7 +47,7 @@ def test_second_process_reuses_features(tiny, shared_cache, official_checkpoint)
     child = textwrap.dedent(f"""
         import numpy as np, torch
         from sam2_core import load_model
-        from sam2_core.cache.features import FrameFeatureCache
+        from sam2_core.cache.features import FrameFeatureCache, resize_to_input
         from sam2_core.media.frame_source import ArraySource
         model = load_model({NAME!r}, checkpoint={str(official_checkpoint(NAME))!r}, device="cpu",
                            image_size={input_size("cpu")})
@@ -72,7 +72,7 @@ def test_killed_while_encoding_then_same_masks(tiny, tmp_path, official_checkpoi
         import os, time, numpy as np
         from sam2_core import load_model
         from sam2_core.cache import store as st
-        from sam2_core.cache.features import FrameFeatureCache
+        from sam2_core.cache.features import FrameFeatureCache, resize_to_input
         from sam2_core.media.frame_source import ArraySource
         model = load_model({NAME!r}, checkpoint={str(official_checkpoint(NAME))!r}, device="cpu",
                            image_size={input_size("cpu")})
@@ -392,12 +392,39 @@ def test_background_encoder_meeting_a_full_disk_tells_the_foreground(tiny, tmp_p
         cache.flush()
 
 
+def test_a_frame_read_ahead_while_the_disk_was_full_is_read_again_once_there_is_room(tiny, tmp_path, monkeypatch):
+    real_replace = os.replace
+
+    def full_disk(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    frames = moving_disc_frames(3)
+    cache = FrameFeatureCache(tiny, ArraySource(frames), tmp_path)
+    monkeypatch.setattr("sam2_core.cache.store.os.replace", full_disk)
+    cache.input_frame(0)  # read; caching it fails behind
+    deadline = time.monotonic() + 60
+    while cache.input_store._write_error is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    cache.prefetch(1)  # read ahead now, its caching fails at once: the store knows the disk is full
+    with pytest.raises(CacheError, match="disk is full"):
+        cache.flush()  # the run's end: it waits for the frame read ahead, and reports the disk
+    cache._reader.submit(lambda: None).result()  # (whatever was still being read is done,
+    if cache.input_store._writer is not None:  # and its write tried, while the disk is full)
+        cache.input_store._writer.join()
+    monkeypatch.setattr("sam2_core.cache.store.os.replace", real_replace)
+    # room again: the next run gets the frame, and caches it
+    assert np.array_equal(cache.input_frame(1), resize_to_input(frames[1], tiny.cfg.image_size))
+    cache.flush()
+    assert "0000001" in cache.input_store.keys()
+    cache.close()
+
+
 def test_process_that_ends_while_encoding_in_background_exits_cleanly(tmp_path, official_checkpoint):
     np.save(tmp_path / "frames.npy", moving_disc_frames(6))
     child = textwrap.dedent(f"""
         import numpy as np
         from sam2_core import load_model
-        from sam2_core.cache.features import FrameFeatureCache
+        from sam2_core.cache.features import FrameFeatureCache, resize_to_input
         from sam2_core.media.frame_source import ArraySource
         model = load_model({NAME!r}, checkpoint={str(official_checkpoint(NAME))!r}, device="cpu",
                            image_size={input_size("cpu")})
