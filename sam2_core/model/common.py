@@ -18,9 +18,10 @@ class MLP(nn.Module):
         self.sigmoid_output = sigmoid_output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers[:-1]:
+        *hidden, last = self.layers  # (a slice of a ModuleList builds a new module on every call)
+        for layer in hidden:
             x = self.act(layer(x))
-        x = self.layers[-1](x)
+        x = last(x)
         return torch.sigmoid(x) if self.sigmoid_output else x
 
 
