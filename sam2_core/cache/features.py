@@ -30,7 +30,7 @@ from ..model import SAM2
 from ..model.image_encoder import ImageFeatures
 from ..model.loading import upload
 from ..model.transforms import imagenet_normalise
-from .heap import give_back_free_memory
+from .heap import give_back_free_memory, keep_large_blocks_for_reuse, trim
 from .store import CacheError, TensorStore, flush_all
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ class FrameFeatureCache:
         self._quiet = threading.Condition()
         self._background: threading.Thread | None = None
         self._stop = threading.Event()
+        keep_large_blocks_for_reuse()  # (a frame's activations are not faulted in again for the next)
 
     # -- frames --------------------------------------------------------------------------
 
@@ -254,6 +255,12 @@ class FrameFeatureCache:
         return not self._background.is_alive()
 
     def _run_background(self, order: list[int]) -> None:
+        try:
+            self._encode_in_order(order)
+        finally:
+            trim()  # what the heap kept for the next frame is given back
+
+    def _encode_in_order(self, order: list[int]) -> None:
         for index in order:
             if self._stop.is_set():
                 return

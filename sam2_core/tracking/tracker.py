@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cache.features import FrameFeatureCache
-from ..cache.heap import give_back_free_memory
+from ..cache.heap import give_back_free_memory, trim
 from ..cache.store import CacheError, TensorStore, flush_all
 from ..media.frame_source import as_source, check_index
 from ..model import SAM2
@@ -407,6 +407,7 @@ class VideoTracker:
         finally:
             # the frames and features a run read are on disk when it ends, stopped or not
             self._flush(raise_errors=finished)
+            trim()  # what the heap kept for the next frame is given back
 
     def retrack(self, frame: int, cancel: threading.Event | None = None,
                 progress: Callable[[int, int], None] | None = None):

@@ -47,7 +47,7 @@ def test_second_process_reuses_features(tiny, shared_cache, official_checkpoint)
     child = textwrap.dedent(f"""
         import numpy as np, torch
         from sam2_core import load_model
-        from sam2_core.cache.features import FrameFeatureCache, resize_to_input
+        from sam2_core.cache.features import FrameFeatureCache
         from sam2_core.media.frame_source import ArraySource
         model = load_model({NAME!r}, checkpoint={str(official_checkpoint(NAME))!r}, device="cpu",
                            image_size={input_size("cpu")})
@@ -72,7 +72,7 @@ def test_killed_while_encoding_then_same_masks(tiny, tmp_path, official_checkpoi
         import os, time, numpy as np
         from sam2_core import load_model
         from sam2_core.cache import store as st
-        from sam2_core.cache.features import FrameFeatureCache, resize_to_input
+        from sam2_core.cache.features import FrameFeatureCache
         from sam2_core.media.frame_source import ArraySource
         model = load_model({NAME!r}, checkpoint={str(official_checkpoint(NAME))!r}, device="cpu",
                            image_size={input_size("cpu")})
@@ -140,11 +140,12 @@ def test_cancel_keeps_what_was_done_and_tracking_resumes(tiny, shared_cache):
 def test_both_directions_hand_out_the_start_frame_once(tiny, shared_cache, monkeypatch):
     tracker = VideoTracker(tiny, moving_disc_frames(10)[:5], cache_dir=shared_cache)
     tracker.add_prompt(2, 1, points=[(96, 120)])
-    progress, trimmed = [], []
-    monkeypatch.setattr("sam2_core.tracking.tracker.give_back_free_memory", lambda: trimmed.append(1))
+    progress, heap = [], []
+    monkeypatch.setattr("sam2_core.tracking.tracker.give_back_free_memory", lambda: heap.append("frame"))
+    monkeypatch.setattr("sam2_core.tracking.tracker.trim", lambda: heap.append("run"))
     seen = [f for f, _ in tracker.propagate(direction="both", progress=lambda d, t: progress.append((d, t)))]
     assert seen == [2, 3, 4, 1, 0] and progress[-1] == (5, 5)
-    assert len(trimmed) == 5  # freed memory goes back after every frame
+    assert heap == ["frame"] * 5 + ["run"]  # the heap is looked at after every frame, and trimmed at the end
     calls = []
     heads = tiny.sam_heads
     monkeypatch.setattr(tiny, "sam_heads", lambda *a, **k: calls.append(1) or heads(*a, **k))
@@ -424,7 +425,7 @@ def test_process_that_ends_while_encoding_in_background_exits_cleanly(tmp_path, 
     child = textwrap.dedent(f"""
         import numpy as np
         from sam2_core import load_model
-        from sam2_core.cache.features import FrameFeatureCache, resize_to_input
+        from sam2_core.cache.features import FrameFeatureCache
         from sam2_core.media.frame_source import ArraySource
         model = load_model({NAME!r}, checkpoint={str(official_checkpoint(NAME))!r}, device="cpu",
                            image_size={input_size("cpu")})
