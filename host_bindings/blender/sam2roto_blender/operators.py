@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, StringProperty
@@ -237,8 +238,19 @@ def _on_frame_answer(answer: dict) -> None:
     SESSION.frame_answer(answer)
 
 
-def _send_prompt(shot, name: str, source: int, **prompt) -> None:
-    SESSION.request("prompt/add", {"object": name, "frame": source, **prompt}, on_result=_on_frame_answer)
+def _send_prompt(shot, name: str, source: int, answered: Callable[[], None] | None = None, **prompt) -> None:
+    """`answered`: run once the core has answered, whether it took the prompt or not."""
+    def result(answer):
+        if answered is not None:
+            answered()
+        _on_frame_answer(answer)
+
+    def error(e):
+        if answered is not None:
+            answered()
+        SESSION.report_error(e)
+
+    SESSION.request("prompt/add", {"object": name, "frame": source, **prompt}, on_result=result, on_error=error)
 
 
 class SAM2ROTO_OT_add_point(_Guarded, bpy.types.Operator):
@@ -317,18 +329,8 @@ class SAM2ROTO_OT_add_mask_prompt(_Guarded, bpy.types.Operator):
             _remove_quietly(path)
             raise UserError(f"Mask '{mask.name}' covers nothing on frame {scene_frame}: draw the object's outline "
                             "with closed, filled splines on this frame.")
-
-        # the core has read the image by the time it answers, either way
-        def answered(answer):
-            _remove_quietly(path)
-            _on_frame_answer(answer)
-
-        def failed(error):
-            _remove_quietly(path)
-            SESSION.report_error(error)
-
-        SESSION.request("prompt/add", {"object": name, "frame": source, "mask": path},
-                        on_result=answered, on_error=failed)
+        # the core has read the image by the time it answers
+        _send_prompt(shot, name, source, answered=lambda: _remove_quietly(path), mask=path)
         return {"FINISHED"}
 
 
