@@ -140,7 +140,9 @@ class SAM2(nn.Module):
         m = self.cfg.mem_dim
         if not self.cfg.sam2_1:
             return torch.zeros(len(frame_distances), m, device=frame_distances.device)
-        normed = frame_distances.float() / max_distance
+        # (a one-frame shot has max_distance 0 and only distance-0 pointers: the official
+        # divides by zero there and tracks with NaNs)
+        normed = frame_distances.float() / max(max_distance, 1)
         return self.obj_ptr_tpos_proj(time_encoding(normed, self.cfg.d_model))
 
     def mask_as_output(self, embedding: torch.Tensor, high_res: list[torch.Tensor],

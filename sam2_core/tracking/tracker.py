@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 LOGIT_CLAMP = 32.0  # a previous mask fed back with new clicks is clipped to this, as officially
 OBJECT_ORDER_KEY = "objects"  # in the session's prompt store
+# the memory-conditioned embeddings kept for corrections are 4 MiB a frame and object at
+# 1024 in float32 and can always be computed again: the least recently used go past this
+CONDITIONED_DISK_BUDGET = 2 << 30
 # what a stored result is to the memory bank
 PENDING, CONDITIONING, TRACKED = 0, 1, 2
 
@@ -146,7 +149,7 @@ class VideoTracker:
         # each tracked frame's memory-conditioned embedding, so that a correction on it
         # does not run the memory attention again while its memories are unchanged
         self.conditioned = TensorStore(self.session_dir / "conditioned", ram_budget=32 << 20, durable=False,
-                                       write_behind=True)
+                                       disk_budget=CONDITIONED_DISK_BUDGET, write_behind=True)
         self._objects: dict[int, TrackedObject] = {}
         self._lock = threading.RLock()
         if self.persistent:
@@ -535,8 +538,8 @@ class VideoTracker:
             per_object, tracked = {}, []
             for obj_id in ids:
                 obj = self._objects.get(obj_id)
-                if obj is None or not (obj.memory.cond or obj.pending):
-                    continue  # removed, or its prompts taken back, while this run was under way
+                if obj is None:
+                    continue  # removed while this run was under way
                 if frame in obj.pending:  # prompted while this run was under way: the answer stands
                     logits = self._latest_result(obj_id, frame)["logits"].to(self.model.device)
                 elif frame in obj.memory.cond:
@@ -544,6 +547,11 @@ class VideoTracker:
                     if obj.memory.reverse.get(frame) != reverse:
                         obj.memory.reverse[frame] = reverse
                         self._save_result(obj, frame, logits, obj.memory.cond[frame], CONDITIONING)
+                elif not obj.memory.cond:
+                    # its prompts were taken back, or it was removed and prompted afresh under
+                    # this id, while this run was under way: nothing to track from until the
+                    # next run commits its new prompts
+                    continue
                 else:
                     with self.frames.foreground():
                         out, logits, memory = self._track_frame(obj, frame, None, is_init=False, reverse=reverse,
@@ -599,10 +607,12 @@ class VideoTracker:
     def _condition(self, obj: TrackedObject, frame: int, feats, is_init: bool, reverse: bool) -> torch.Tensor:
         """The frame's embedding conditioned on the object's memory bank."""
         m = self.model
-        if is_init:
-            # a first prompt stands alone: the "no memory" embedding takes memory's place
+        selection = None if is_init else self.bank.select(obj.memory, frame, reverse)
+        if selection is None or not (selection.spatial or selection.pointers):
+            # a first prompt stands alone: the "no memory" embedding takes memory's place; so
+            # does a click on a frame tracked from a prompt since taken back, with no memory
+            # of that object left within reach
             return feats.embedding + m.no_mem_embed.reshape(1, -1, 1, 1)
-        selection = self.bank.select(obj.memory, frame, reverse)
         signature = _signature_tensor(selection.signature, reverse)
         key = f"cond-{obj.memory.obj_id}-{frame:07d}"
         stored = self.conditioned.get(key)

@@ -606,3 +606,62 @@ def test_clear_prompt_takes_back_a_correction_and_replay_gives_the_same_answer(t
     with pytest.raises(ValueError, match="No object has a prompt"):
         list(tracker.propagate(end=1))
     assert_same_masks(tracker.add_prompt(0, 1, **CLICK), first)
+
+
+def test_an_object_removed_and_prompted_afresh_during_a_run_waits_for_the_next_run(tiny, shared_cache):
+    tracker = VideoTracker(tiny, moving_disc_frames(10), cache_dir=shared_cache)
+    tracker.add_prompt(0, 1, **CLICK)
+    tracker.add_prompt(0, 2, box=(205, 15, 275, 85))
+    run = tracker.propagate(end=8)
+    next(run), next(run)  # frames 0 and 1
+    # "reset object": the artist removes it and starts it again on a later frame
+    tracker.remove_object(1)
+    answer = tracker.add_prompt(6, 1, points=[(168, 120)])
+    rest = dict(run)  # the run goes on for the other object
+    assert sorted(rest) == [2, 3, 4, 5, 6, 7, 8]
+    assert all(set(rest[f]) == {2} for f in (2, 3, 4, 5, 7, 8))
+    assert np.array_equal(rest[6][1], answer)  # its new prompt's answer stands on its frame
+    assert tracker.logits(7, 1) is None and tracker.logits(5, 1) is None
+    again = dict(tracker.propagate(start=6, end=8, objects=[1]))  # tracked from its new prompt
+    assert sorted(again) == [6, 7, 8] and all(np.isfinite(again[f][1]).all() for f in again)
+
+
+def test_a_click_where_no_memory_is_left_stands_alone(tiny, shared_cache):
+    tracker = VideoTracker(tiny, moving_disc_frames(8), cache_dir=shared_cache)
+    tracker.add_prompt(0, 1, **CLICK)
+    list(tracker.propagate())
+    tracker.clear_prompt(0, 1)  # frames 1-7 keep what was tracked from it
+    tracker.add_prompt(5, 1, points=[(150, 120)])
+    # frame 1 was tracked forward from frame 0, which has no result (nor memory) left
+    logits = tracker.add_prompt(1, 1, points=[(78, 120)])
+    assert np.isfinite(logits).all()
+    out = dict(tracker.propagate())
+    assert sorted(out) == list(range(1, 8)) and all(np.isfinite(out[f][1]).all() for f in out)
+
+
+def test_a_correction_on_a_one_frame_shot(tiny, shared_cache):
+    tracker = VideoTracker(tiny, moving_disc_frames(1), cache_dir=shared_cache)
+    tracker.add_prompt(0, 1, **CLICK)
+    list(tracker.propagate())
+    corrected = tracker.add_prompt(0, 1, points=[(60, 120), (300, 200)], labels=[1, 0])
+    # (the pointer's time encoding divided 0 by 0 here: NaN logits, an empty matte)
+    assert np.isfinite(corrected).all() and np.isfinite(tracker.object_score(0, 1))
+    assert corrected.max() > -1000
+
+
+def test_conditioned_embeddings_on_disk_stay_within_their_budget(tiny, shared_cache, monkeypatch):
+    from sam2_core.tracking import tracker as tracking
+
+    entry = tiny.cfg.d_model * tiny.cfg.embedding_size**2 * 4  # one frame's, float32
+    frames = moving_disc_frames(10)
+    unbounded = VideoTracker(tiny, frames, cache_dir=shared_cache)
+    monkeypatch.setattr(tracking, "CONDITIONED_DISK_BUDGET", int(2.5 * entry))
+    bounded = VideoTracker(tiny, frames, cache_dir=shared_cache)
+    for tracker in (unbounded, bounded):
+        track(tracker, 7)
+        tracker.conditioned.flush()
+    assert unbounded.conditioned.disk_bytes > 6 * entry
+    assert bounded.conditioned.disk_bytes <= 2.5 * entry
+    # a correction on a frame whose embedding went runs the memory attention again: same answer
+    correction = dict(points=[(96, 120), (20, 20)], labels=[1, 0])
+    assert_same_masks(bounded.add_prompt(2, 1, **correction), unbounded.add_prompt(2, 1, **correction))
