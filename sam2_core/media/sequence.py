@@ -197,7 +197,8 @@ class SequenceSource:
         for n in numbers:
             st = frames[n].stat()
             h.update(f"{n}:{frames[n].name}:{st.st_size}:{st.st_mtime_ns};".encode())
-        self._identity = f"sequence:{self.path}:{missing_frames}:{h.hexdigest()}:{self.colour.key()}"
+        # (the path resolved: the same footage reached through a relative path is the same)
+        self._identity = f"sequence:{Path(self.path).resolve()}:{missing_frames}:{h.hexdigest()}:{self.colour.key()}"
 
     def __len__(self) -> int:
         return len(self.frame_numbers)

@@ -79,7 +79,12 @@ class ShotSession:
             answered = set(self.tracker.answered_frames(record.id)) if known else set()
             waiting = set(self.tracker.pending_frames(record.id)) if known else set()
             for frame in sorted({p.frame for p in record.prompts}):
-                index = self.index(frame)
+                try:
+                    index = self.index(frame)
+                except SessionError:  # (the footage lost that frame since: the prompt waits in the shot)
+                    log.warning("Object %r has a prompt on frame %d, which the footage no longer has; it is "
+                                "kept in the shot but not used.", record.name, frame)
+                    continue
                 prompts = [p for p in record.prompts if p.frame == frame]
                 given = sum(p.tracked for p in prompts) if index in answered else 0
                 if index in waiting or given == len(prompts):

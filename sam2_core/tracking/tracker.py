@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import numbers
+import os
 import shutil
 import tempfile
 import threading
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 
 LOGIT_CLAMP = 32.0  # a previous mask fed back with new clicks is clipped to this, as officially
 OBJECT_ORDER_KEY = "objects"  # in the session's prompt store
+FOOTAGE_FILE = "footage.json"  # in the session folder: what footage its frame indices refer to
 # the memory-conditioned embeddings kept for corrections are 4 MiB a frame and object at
 # 1024 in float32 and can always be computed again: the least recently used go past this
 CONDITIONED_DISK_BUDGET = 2 << 30
@@ -153,6 +156,7 @@ class VideoTracker:
         self._objects: dict[int, TrackedObject] = {}
         self._lock = threading.RLock()
         if self.persistent:
+            self._keep_session_only_for_this_footage(colour_key)
             self._load_session()
         if encode_in_background:
             self.frames.encode_in_background(0)
@@ -673,6 +677,39 @@ class VideoTracker:
                 self._save_prompt(obj.memory.obj_id, frame, old)
         except OSError as e:
             log.warning("%s", e)
+
+    def _keep_session_only_for_this_footage(self, colour_key: str) -> None:
+        """A session holds prompts, memories and results by frame index, made on the
+        footage as it was then. Footage that changed since (re-rendered, frames added or
+        taken away, other colour settings) starts the session afresh: its old results
+        would show on the wrong frames."""
+        path = self.session_dir / FOOTAGE_FILE
+        now = {"identity": self.source.identity, "frames": self.num_frames, "colour": colour_key}
+        try:
+            before = json.loads(path.read_text())
+        except FileNotFoundError:
+            before = None  # a new session (or one from before this record was kept)
+        except ValueError:
+            before = {}  # damaged: what the session was made on is unknown
+        if before == now:
+            return
+        if before is not None:
+            log.warning("The footage of the session in %s changed since it was saved (it was %s, %s frames; now "
+                        "%s, %s frames): its prompts, memories and results are dropped.", self.session_dir,
+                        before.get("identity"), before.get("frames"), now["identity"], now["frames"])
+            for store in (self.results, self.bank.store, self.prompt_store, self.conditioned):
+                store.clear()
+        tmp = path.with_name(f".{FOOTAGE_FILE}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with open(tmp, "w") as f:
+                f.write(json.dumps(now))
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise CacheError(e.errno, f"Cannot write to the session folder {self.session_dir}: {e.strerror}. "
+                                      "Free some space or make it writable.") from None
 
     def _load_session(self) -> None:
         """Rebuild objects, prompts and the memory bank from a session folder."""

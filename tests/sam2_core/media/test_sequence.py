@@ -73,6 +73,13 @@ def test_a_gap_can_hold_the_previous_frame(tmp_path):
     assert src.identity != open_source(folder / "plate.1001.exr", missing_frames="hold", mode="passthrough").identity
 
 
+def test_identity_is_the_same_through_a_relative_path(tmp_path, monkeypatch):
+    folder = exr_sequence(tmp_path / "seq", [1001, 1002])
+    monkeypatch.chdir(tmp_path)
+    # (a shot opened by a relative path must find the cache it made through an absolute one)
+    assert open_source("seq/plate.####.exr").identity == open_source(folder / "plate.1001.exr").identity
+
+
 @pytest.mark.parametrize("ext,fmt,attrs", [("png", "uint8", {}), ("png", "uint16", {}), ("tif", "uint8", {}),
                                            ("tif", "uint16", {}), ("tif", "float", {}), ("exr", "half", {}),
                                            ("exr", "float", {}), ("dpx", "uint16", {"oiio:BitsPerSample": 10,

@@ -416,3 +416,51 @@ def test_prompts_in_a_manifest_written_before_they_kept_tracked_read_as_tracked(
             "objects": [{"id": 1, "name": "ball", "prompts": [{"frame": 1001, "points": [[1, 2]], "labels": [1]}]}]}
     old = Manifest.from_dict(data, Path("shot.json"))
     assert old.objects[0].prompts[0].tracked and not PromptRecord(frame=1001).tracked
+
+
+def _plate_session(folder, plate, official_checkpoint):
+    return ShotSession.create(folder, plate, model_name=NAME, checkpoint=official_checkpoint(NAME), device="cpu",
+                              image_size=CPU_TEST_INPUT_SIZE)
+
+
+def test_footage_given_handles_after_tracking_is_tracked_again_on_the_right_frames(official_checkpoint, tmp_path):
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    write_png_clip(plate, N, FIRST)
+    s = _plate_session(tmp_path / "shot", plate, official_checkpoint)
+    answer = s.add_prompt("ball", FIRST + 4, points=[(132, 120)])
+    list(s.track())
+    s.close()
+    # the plate comes back from editorial with four frames of handles at its head
+    frames = sorted(plate.iterdir())
+    for k, n in enumerate(range(FIRST - 4, FIRST)):
+        (plate / f"plate.{n:04d}.png").write_bytes(frames[k].read_bytes())
+    again = ShotSession.open(tmp_path / "shot", device="cpu")
+    try:
+        assert again.tracker.prompted_frames() == [8]  # frame 1005, and only there
+        same(again.logits("ball", FIRST + 4), answer)
+        # what was tracked on the old indices is not shown on the new frames
+        assert again.logits("ball", FIRST) is None and not again.shot.manifest.tracked
+        assert len(list(again.track())) == N + 4
+    finally:
+        again.close()
+
+
+def test_footage_cut_short_after_prompting_still_opens(official_checkpoint, tmp_path, caplog):
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    write_png_clip(plate, N, FIRST)
+    s = _plate_session(tmp_path / "shot", plate, official_checkpoint)
+    s.add_prompt("ball", FIRST + 1, points=[(78, 120)])
+    s.add_prompt("ball", FIRST + 5, points=[(150, 120)])
+    list(s.track())
+    s.close()
+    (plate / f"plate.{FIRST + 5}.png").unlink()
+    again = ShotSession.open(tmp_path / "shot", device="cpu")
+    try:
+        assert "no longer has" in caplog.text
+        assert again.tracker.prompted_frames() == [1]
+        assert [p.frame for p in again.object("ball").prompts] == [FIRST + 1, FIRST + 5]  # kept in the shot
+        assert [f for f, _ in again.track()] == [FIRST + 1, FIRST + 2, FIRST + 3, FIRST + 4, FIRST]
+    finally:
+        again.close()
