@@ -180,10 +180,11 @@ class Service:
         return {"name": "sam2roto", "version": ours, "protocol": PROTOCOL_VERSION, "models": list(CONFIGS)}
 
     def shot_create(self, shot, source, colorspace=None, model=None, checkpoint=None, device=None, dtype="float32",
-                    image_size=None):
+                    image_size=None, frame=None):
         from sam2_core.shot.session import ShotSession
 
         folder, footage = _path(shot, "shot"), _path(source, "source")
+        frame = None if frame is None else _frame(frame)
         if folder.exists() and any(folder.iterdir()):
             if (folder / "shot.json").exists():
                 raise RpcError(USER_ERROR, f"There is already a shot in {folder}: open it with shot/open.")
@@ -192,24 +193,28 @@ class Service:
         if not footage.exists() and "%" not in source and "#" not in source:
             raise RpcError(USER_ERROR, f"Source not found: {footage}")
         checkpoint = None if checkpoint is None else _path(checkpoint, "checkpoint")
-        return self._switch_to(folder, lambda: ShotSession.create(
+        return self._switch_to(folder, frame, lambda: ShotSession.create(
             folder, footage, colour={"colorspace": colorspace} if colorspace else {}, model_name=model,
             checkpoint=checkpoint, device=device or self.device, dtype=dtype, image_size=image_size))
 
-    def shot_open(self, shot, device=None):
+    def shot_open(self, shot, device=None, frame=None):
         from sam2_core.shot.session import ShotSession
 
         folder = _path(shot, "shot")
-        return self._switch_to(folder, lambda: ShotSession.open(folder, device=device or self.device))
+        frame = None if frame is None else _frame(frame)
+        return self._switch_to(folder, frame, lambda: ShotSession.open(folder, device=device or self.device))
 
-    def _switch_to(self, folder: Path, open_session) -> dict:
-        """Make the shot in `folder` the open one. The shot open until now stays open if
-        the new one fails (unless it is the same folder, which must be let go first)."""
+    def _switch_to(self, folder: Path, frame: int | None, open_session) -> dict:
+        """Make the shot in `folder` the open one and start encoding its frames in the
+        background, nearest `frame` (the host's current frame) first. The shot open until
+        now stays open if the new one fails (unless it is the same folder, which must be
+        let go first)."""
         if self.session is not None and self.session.shot.folder.resolve() == folder.resolve():
             self._close()
         new = open_session()
         self._close()
         self.session = new
+        new.encode_ahead(frame)
         return new.info()
 
     def shot_info(self):

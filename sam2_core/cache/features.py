@@ -13,6 +13,7 @@ A later process opening the same shot finds both. Features are always used as st
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import logging
 import threading
@@ -232,8 +233,22 @@ class FrameFeatureCache:
 
         return _Foreground()
 
+    @contextlib.contextmanager
+    def background_paused(self):
+        """The background encoder waits meanwhile (a propagation reads its own frames
+        ahead, and should not wait for frames encoded for clicks between its frames)."""
+        with self._quiet:
+            self._foreground += 1
+        try:
+            yield
+        finally:
+            with self._quiet:
+                self._foreground -= 1
+                self._quiet.notify_all()
+
     def encode_in_background(self, around: int = 0) -> None:
-        """Start encoding every frame not yet cached, nearest `around` first."""
+        """Start encoding every frame not yet cached, nearest `around` first, until the
+        disk budget is full (frames encoded ahead never evict features already there)."""
         self.stop_background()
         order = sorted(range(len(self.source)), key=lambda i: (abs(i - around), i))
         self._stop.clear()
@@ -261,25 +276,40 @@ class FrameFeatureCache:
             trim()  # what the heap kept for the next frame is given back
 
     def _encode_in_order(self, order: list[int]) -> None:
+        frame_bytes = 0  # one frame's features, once one is encoded
         for index in order:
             if self._stop.is_set():
                 return
             if f"{index:07d}" in self.feature_store:
                 continue
+            room = self.feature_store.room_left()
+            if room is not None and room < frame_bytes:
+                log.info("Background encoding stopped at frame index %d: the feature cache's disk budget is full.",
+                         index)
+                return
+            try:
+                features = self._encode_when_quiet(index)
+            except Exception as e:  # a bad frame or a full disk: the foreground reports it
+                log.warning("Background encoding stopped at frame index %d: %s", index, e)
+                return
+            if features is not None:
+                frame_bytes = sum(level.nbytes for level in features.levels)
+            give_back_free_memory()
+
+    def _encode_when_quiet(self, index: int) -> ImageFeatures | None:
+        """Encode a frame once no foreground work is waiting or under way; None if it
+        was cached meanwhile or the encoder was stopped."""
+        while not self._stop.is_set():
             with self._quiet:
                 while self._foreground and not self._stop.is_set():
                     self._quiet.wait(0.1)
-            if self._stop.is_set():
-                return
             with self.model_lock:
-                if f"{index:07d}" in self.feature_store:
-                    continue
-                try:
-                    self._encode(index)
-                except Exception as e:  # a bad frame or a full disk: the foreground reports it
-                    log.warning("Background encoding stopped at frame index %d: %s", index, e)
-                    return
-            give_back_free_memory()
+                if self._foreground:
+                    continue  # (it came while this waited for the network: it goes first)
+                if self._stop.is_set() or f"{index:07d}" in self.feature_store:
+                    return None
+                return self._encode(index)
+        return None
 
 
 # Caches encoding in the background. At exit their encoders are stopped first: a thread

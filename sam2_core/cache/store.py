@@ -251,6 +251,15 @@ class TensorStore:
     def disk_bytes(self) -> int:
         return self._disk_bytes
 
+    def room_left(self) -> int | None:
+        """Bytes that can still be written before older entries are evicted (None: no
+        budget); entries still on their way to the disk count as written."""
+        if self.disk_budget is None:
+            return None
+        with self._lock:
+            queued = sum(nbytes(p.tensors) for key, p in self._pending.items() if key not in self._disk)
+            return self.disk_budget - self._disk_bytes - queued
+
     # -- read / write --------------------------------------------------------------------
 
     def get(self, key: str) -> dict[str, torch.Tensor] | None:

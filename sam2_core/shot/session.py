@@ -8,6 +8,7 @@ Everything it does is recorded in the shot folder as it happens.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import shutil
@@ -137,6 +138,15 @@ class ShotSession:
         except BaseException:
             shot.close()
             raise
+
+    def encode_ahead(self, frame: int | None = None) -> None:
+        """Start encoding the shot's frames in the background, nearest `frame` (a frame
+        number; one outside the shot counts as its nearest end) first; without one, nearest
+        the first prompted frame, or the shot's first frame."""
+        if frame is None:
+            prompted = [p.frame for o in self.objects for p in o.prompts if p.frame in self.numbers]
+            frame = min(prompted, default=self.numbers[0])
+        self.tracker.encode_ahead(min(bisect.bisect_left(self.numbers, int(frame)), len(self.numbers) - 1))
 
     # -- frames and objects --------------------------------------------------------------
 

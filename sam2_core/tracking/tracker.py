@@ -159,7 +159,13 @@ class VideoTracker:
             self._keep_session_only_for_this_footage(colour_key)
             self._load_session()
         if encode_in_background:
-            self.frames.encode_in_background(0)
+            self.encode_ahead(0)
+
+    def encode_ahead(self, frame: int = 0) -> None:
+        """Encode the frames not yet in the cache in a background thread, nearest `frame`
+        first, until the cache's disk budget is full, so that clicks on them answer at once.
+        Prompts and tracking go first; calling it again starts from another frame."""
+        self.frames.encode_in_background(check_index(self.source, frame))
 
     # -- objects -------------------------------------------------------------------------
 
@@ -393,28 +399,33 @@ class VideoTracker:
         return range(start, end - 1, -1) if reverse else range(start, end + 1), reverse, ends
 
     def _run_spans(self, spans, cancel, progress):
-        total = sum(len(frames) for frames, _, _ in spans)
-        done = 0
         finished = False
         try:
-            for frames, reverse, ends in spans:
-                for k, frame in enumerate(frames):
-                    if cancel is not None and cancel.is_set():
-                        return
-                    if k + 1 < len(frames):
-                        self.frames.prefetch(frames[k + 1])  # read while the network works on this one
-                    ids = [i for i, last in ends.items() if (frame >= last if reverse else frame <= last)]
-                    done_frame = self._propagate_frame(frame, ids, reverse)
-                    give_back_free_memory()  # (else a long shot's resident memory creeps up)
-                    yield frame, done_frame
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
-            finished = True
+            with self.frames.background_paused():
+                finished = yield from self._frame_by_frame(spans, cancel, progress)
         finally:
             # the frames and features a run read are on disk when it ends, stopped or not
             self._flush(raise_errors=finished)
             trim()  # what the heap kept for the next frame is given back
+
+    def _frame_by_frame(self, spans, cancel, progress):
+        """Track the spans' frames one by one; True once all are done (False: cancelled)."""
+        total = sum(len(frames) for frames, _, _ in spans)
+        done = 0
+        for frames, reverse, ends in spans:
+            for k, frame in enumerate(frames):
+                if cancel is not None and cancel.is_set():
+                    return False
+                if k + 1 < len(frames):
+                    self.frames.prefetch(frames[k + 1])  # read while the network works on this one
+                ids = [i for i, last in ends.items() if (frame >= last if reverse else frame <= last)]
+                done_frame = self._propagate_frame(frame, ids, reverse)
+                give_back_free_memory()  # (else a long shot's resident memory creeps up)
+                yield frame, done_frame
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        return True
 
     def retrack(self, frame: int, cancel: threading.Event | None = None,
                 progress: Callable[[int, int], None] | None = None):

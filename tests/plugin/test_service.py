@@ -264,3 +264,27 @@ def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official
     assert client.proc.wait(timeout=30) == 0
     assert not (tmp_path / "shot" / "lock").exists()
     time.sleep(0)
+
+
+def test_opening_a_shot_encodes_its_frames_nearest_the_hosts_frame_first(client, clip, official_checkpoint, tmp_path):
+    from sam2_core.cache.store import SUFFIX
+
+    err = client.error("shot/create", {"shot": str(tmp_path / "shot"), "source": str(clip), "frame": "now"})
+    assert err["code"] == -32602 and "frame" in err["message"]
+    client.call("shot/create", {"shot": str(tmp_path / "shot"), "source": str(clip), "model": NAME,
+                                "checkpoint": str(official_checkpoint(NAME)), "device": "cpu",
+                                "image_size": CPU_TEST_INPUT_SIZE, "frame": FIRST + 3})
+    features = tmp_path / "shot" / "cache" / "features"
+    seen = []  # frame indices whose features are on disk, as they came
+    deadline = time.monotonic() + 120
+    while len(seen) < N and time.monotonic() < deadline:
+        now = {int(p.name[:-len(SUFFIX)]) for p in features.glob(f"*/*{SUFFIX}")} - {i for i, _ in seen}
+        seen += [(i, len(seen)) for i in sorted(now)]  # (those found by one look share a turn)
+        time.sleep(0.02)
+    assert sorted(i for i, _ in seen) == list(range(N))  # every frame, with no click asked for
+    first_turn = [i for i, turn in seen if turn == seen[0][1]]
+    assert 3 in first_turn and all(abs(i - 3) <= 1 for i in first_turn)  # frame 1004 first
+    # opened again from a frame before the clip's first: nothing left to encode, and no error
+    client.call("shot/close", {})
+    assert client.call("shot/open", {"shot": str(tmp_path / "shot"), "frame": FIRST - 50})["frames"] == [FIRST,
+                                                                                                      FIRST + N - 1]

@@ -56,7 +56,10 @@ def _open_shot(context):
     prefs = preferences.get(context)
     SESSION.ensure_started(bpy.path.abspath(prefs.core_env))
     if SESSION.shot is None or os.path.normpath(SESSION.shot["shot"]) != os.path.normpath(folder):
-        SESSION.shot = SESSION.call("shot/open", {"shot": folder, "device": prefs.device}, timeout=START_TIMEOUT)
+        # (the core encodes the frames nearest the artist's first in the background)
+        here = footage.source_frame(shot.clip, context.scene.frame_current)
+        SESSION.shot = SESSION.call("shot/open", {"shot": folder, "device": prefs.device, "frame": here},
+                                    timeout=START_TIMEOUT)
         SESSION.masks.clear()
     return shot
 
@@ -134,7 +137,8 @@ class SAM2ROTO_OT_create_shot(_Guarded, bpy.types.Operator):
         prefs = preferences.get(context)
         folder = bpy.path.abspath(self.folder) if self.folder else _default_folder(clip)
         params = {"shot": folder, "source": footage.source_path(clip), "device": prefs.device,
-                  "image_size": self.input_size or int(prefs.input_size)}
+                  "image_size": self.input_size or int(prefs.input_size),
+                  "frame": footage.source_frame(clip, context.scene.frame_current)}
         colorspace = footage.core_colorspace(clip)
         if colorspace is not None:
             params["colorspace"] = colorspace

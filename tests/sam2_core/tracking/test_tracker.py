@@ -377,6 +377,38 @@ def test_background_encoding_fills_the_cache(tiny, tmp_path):
     assert tracker.frames.encoder_calls == 3  # each frame once, whoever got there first
 
 
+def test_background_encoding_stops_at_the_disk_budget_and_evicts_nothing(tiny, tmp_path):
+    frames = moving_disc_frames(10)
+    probe = FrameFeatureCache(tiny, ArraySource(frames[:1]), tmp_path / "probe", disk_budget=None)
+    one = sum(level.nbytes for level in probe.features(0).levels)
+    tracker = VideoTracker(tiny, frames, cache_dir=tmp_path / "cache", feature_disk_budget=int(3.5 * one))
+    tracker.add_prompt(8, 1, **CLICK)
+    tracker.encode_ahead(5)
+    assert tracker.frames.background_done(timeout=120)
+    # the prompted frame, then the two nearest frame 5 (5, then 4 before 6): the budget is full
+    assert [i for i in range(10) if tracker.frames.features_if_cached(i) is not None] == [4, 5, 8]
+    assert tracker.frames.encoder_calls == 3
+
+
+def test_a_propagation_pauses_the_background_encoder(tiny, tmp_path, monkeypatch):
+    tracker = VideoTracker(tiny, moving_disc_frames(10), cache_dir=tmp_path)
+    tracker.add_prompt(0, 1, **CLICK)
+    started, running = [], threading.Event()
+    encode = tracker.frames._encode
+    monkeypatch.setattr(tracker.frames, "_encode", lambda i: started.append(
+        (threading.current_thread().name, i, running.is_set())) or encode(i))
+    tracker.encode_ahead(9)
+    for frame, _ in tracker.propagate(end=5):
+        if frame == 0:
+            running.set()  # (from here until the run's last frame is handed out)
+        elif frame == 5:
+            running.clear()
+    assert [i for name, i, during in started if during and name == "sam2roto-encoder"] == []
+    assert {i for name, i, during in started if during} >= {2, 3, 4, 5}  # the run encoded its own frames
+    assert tracker.frames.background_done(timeout=120)  # and the encoder went on after it
+    assert all(tracker.frames.features_if_cached(i) is not None for i in range(10))
+
+
 def test_background_encoder_meeting_a_full_disk_tells_the_foreground(tiny, tmp_path, monkeypatch):
     real_replace = os.replace
 
