@@ -81,10 +81,16 @@ def relative_to(path: Path, folder: Path) -> str:
 def write_manifest(folder: Path, manifest: Manifest) -> None:
     path = Path(folder) / "shot.json"
     tmp = path.with_name(f".shot.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(json.dumps(manifest.to_dict(), indent=2) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ManifestError(f"Cannot save the shot's manifest {path}: {e.strerror or e}. Free some space on that "
+                            "disk or make the shot folder writable; shot.json there is as it was before.") from None
 
 
 def read_manifest(folder: Path) -> Manifest:

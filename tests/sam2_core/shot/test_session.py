@@ -464,3 +464,28 @@ def test_footage_cut_short_after_prompting_still_opens(official_checkpoint, tmp_
         assert [f for f, _ in again.track()] == [FIRST + 1, FIRST + 2, FIRST + 3, FIRST + 4, FIRST]
     finally:
         again.close()
+
+
+def test_a_manifest_that_cannot_be_saved_is_a_clear_error_and_the_old_one_stays(new_session, monkeypatch):
+    import errno
+    import os
+
+    from sam2_core.shot.manifest import ManifestError
+
+    s = new_session()
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    saved = (s.shot.folder / "shot.json").read_bytes()
+
+    real_replace = os.replace
+
+    def disk_full(src, dst):  # (for the manifest only: the tracker's session takes the prompt)
+        if os.path.basename(dst) == "shot.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("sam2_core.shot.manifest.os.replace", disk_full)
+    with pytest.raises(ManifestError, match=r"Cannot save the shot's manifest .*shot\.json: No space left on device\. "
+                                            "Free some space"):
+        s.add_prompt("ball", FIRST + 1, points=[(78, 120)])
+    assert (s.shot.folder / "shot.json").read_bytes() == saved
+    assert not list(s.shot.folder.glob(".shot.json.*"))  # no half-written file left
