@@ -288,13 +288,14 @@ class VideoTracker:
             with self.frames.foreground():
                 out, logits, _ = self._track_frame(obj, frame, prompt, is_init=not tracked_before,
                                                    reverse=reverse, prev_logits=prev_logits, encode_memory=False)
+            answer_before = self.results.get(self._pending_key(obj_id, frame))
             try:
                 self._save_prompt(obj_id, frame, prompt)
                 self._save_result(obj, frame, logits, out, PENDING)
                 if obj_id not in self._objects:
                     self._save_object_order([*self._objects, obj_id])
             except BaseException:
-                self._restore_saved_prompt(obj, frame)
+                self._restore_saved_prompt(obj, frame, answer_before)
                 raise
             self._objects[obj_id] = obj
             obj.prompts[frame] = prompt
@@ -678,14 +679,19 @@ class VideoTracker:
         if self.persistent:
             self.prompt_store.put(OBJECT_ORDER_KEY, {"ids": torch.tensor(ids, dtype=torch.int64)})
 
-    def _restore_saved_prompt(self, obj: TrackedObject, frame: int) -> None:
-        """After a prompt that failed: the session keeps the prompt the frame had (if it can)."""
-        old = obj.prompts.get(frame)
+    def _restore_saved_prompt(self, obj: TrackedObject, frame: int, answer_before: dict | None) -> None:
+        """After a prompt that failed: the session keeps the prompt the frame had and its
+        answer (if it can): a reloaded session, `logits` and the next commit see those."""
+        old, pending = obj.prompts.get(frame), self._pending_key(obj.memory.obj_id, frame)
         try:
             if old is None:
                 self.prompt_store.delete(f"prompt-{obj.memory.obj_id}-{frame:07d}")
             else:
                 self._save_prompt(obj.memory.obj_id, frame, old)
+            if answer_before is None:
+                self.results.delete(pending)
+            else:
+                self.results.put(pending, answer_before)
         except OSError as e:
             log.warning("%s", e)
 

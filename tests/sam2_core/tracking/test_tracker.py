@@ -263,6 +263,36 @@ def test_prompt_that_fails_leaves_no_object_and_no_prompt_behind(tiny, tmp_path)
     assert np.array_equal(reloaded.logits(0, 1), first)
 
 
+def test_a_prompt_whose_answer_cannot_be_saved_leaves_the_frames_answer_as_it_was(tiny, tmp_path, monkeypatch):
+    session = tmp_path / "session"
+    tracker = VideoTracker(tiny, moving_disc_frames(4), cache_dir=tmp_path, session_dir=session)
+    first = tracker.add_prompt(0, 1, **CLICK)
+    real_replace, writes = os.replace, []
+
+    def disk_full_at(folder, nth):  # the nth write into the folder fails; the rest works
+        def replace(src, dst):
+            if folder in Path(dst).parts:
+                writes.append(dst)
+                if len(writes) == nth:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return real_replace(src, dst)
+        writes.clear()
+        monkeypatch.setattr("sam2_core.cache.store.os.replace", replace)
+
+    disk_full_at("results", 1)
+    with pytest.raises(CacheError, match="disk is full"):
+        tracker.add_prompt(0, 1, points=[(60, 120), (20, 20)], labels=[1, 0])  # more clicks on the frame
+    assert np.array_equal(tracker.logits(0, 1), first)
+    disk_full_at("prompts", 2)  # a new object: its prompt and its answer are written, the object list is not
+    with pytest.raises(CacheError, match="disk is full"):
+        tracker.add_prompt(0, 2, box=(205, 15, 275, 85))
+    monkeypatch.undo()
+    assert tracker.object_ids == [1]
+    reloaded = VideoTracker(tiny, moving_disc_frames(4), cache_dir=tmp_path, session_dir=session)
+    assert reloaded.object_ids == [1] and np.array_equal(reloaded.logits(0, 1), first)
+    assert_same_masks(dict(reloaded.propagate(end=0))[0][1], first)  # the answer the artist saw is tracked from
+
+
 def test_unwritable_cache_folder_is_a_clear_error(tiny, tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
