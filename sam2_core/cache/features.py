@@ -16,7 +16,9 @@ import atexit
 import contextlib
 import hashlib
 import logging
+import shutil
 import threading
+import time
 import uuid
 import weakref
 from concurrent import futures
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FEATURE_DISK_BUDGET = 20 << 30  # 20 GiB: ~1,200 frames of tiny in float32
 DEFAULT_RAM_BUDGET = 256 << 20  # a few dozen frames of features; tracking reads each frame once
+VARIANT_IN_USE_S = 600  # a cache folder written to this recently may be another tracker's
 
 
 def _key(*parts: str) -> str:
@@ -50,6 +53,35 @@ def _weights_key(model: SAM2) -> str:
     if not getattr(model, "weights_id", ""):
         model.weights_id = f"unknown-{uuid.uuid4().hex}"
     return model.weights_id
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for path in folder.iterdir():
+        with contextlib.suppress(FileNotFoundError):  # (evicted meanwhile)
+            total += path.stat().st_size
+    return total
+
+
+def _remove_unused_variants(root: Path, in_use: list[Path], budget: int) -> None:
+    """The frames and features of other versions of the footage (a plate re-rendered),
+    other colour settings, models or precisions are not read again unless those come
+    back: while the whole cache folder holds more than `budget`, their folders go, least
+    recently written first. One written in the last minutes is left: another tracker may
+    be using it."""
+    variants = [f for sub in ("inputs", "features") if (root / sub).is_dir()
+                for f in (root / sub).iterdir() if f.is_dir() and f not in in_use]
+    sizes = {f: _folder_bytes(f) for f in [*variants, *in_use]}
+    total, now = sum(sizes.values()), time.time()
+    for folder in sorted(variants, key=lambda f: f.stat().st_mtime):
+        if total <= budget:
+            return
+        if now - folder.stat().st_mtime < VARIANT_IN_USE_S:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        total -= sizes[folder]
+        log.info("Removed %s from the cache (%.1f GiB; other footage, colour settings or model): the cache was "
+                 "over its budget.", folder, sizes[folder] / (1 << 30))
 
 
 def resize_to_input(rgb: np.ndarray, size: int) -> torch.Tensor:
@@ -88,6 +120,9 @@ class FrameFeatureCache:
                                        write_behind=True)
         self.feature_store = TensorStore(root / "features" / f"{source_key}-{model_key}", ram_budget=ram_budget,
                                          disk_budget=disk_budget, durable=False, write_behind=True)
+        if disk_budget is not None:
+            _remove_unused_variants(root, [self.input_store.folder, self.feature_store.folder],
+                                    disk_budget + disk_budget // 4)
         # the next frames of a propagation are read and resized by a worker meanwhile;
         # the source is read by one thread at a time (a video decoder is not thread-safe)
         self._reader: ThreadPoolExecutor | None = None

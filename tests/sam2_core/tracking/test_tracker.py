@@ -420,6 +420,28 @@ def test_background_encoding_stops_at_the_disk_budget_and_evicts_nothing(tiny, t
     assert tracker.frames.encoder_calls == 3
 
 
+def test_other_footage_versions_leave_the_cache_when_it_is_over_its_budget(tiny, tmp_path):
+    frames = ArraySource(moving_disc_frames(2))
+    folders = {}
+    for age, grade in ((3000, "grade-a"), (2000, "grade-b"), (0, "grade-c")):  # c: written just now
+        cache = FrameFeatureCache(tiny, frames, tmp_path, colour_key=grade, disk_budget=None)
+        cache.features(0), cache.features(1)
+        cache.flush()
+        folders[grade] = [cache.input_store.folder, cache.feature_store.folder]
+        for folder in folders[grade]:
+            os.utime(folder, (time.time() - age, time.time() - age))
+    one = sum(f.stat().st_size for f in folders["grade-a"][0].iterdir()) + sum(
+        f.stat().st_size for f in folders["grade-a"][1].iterdir())
+
+    def left():
+        return [g for g, fs in folders.items() if all(f.exists() for f in fs)]
+
+    FrameFeatureCache(tiny, frames, tmp_path, colour_key="grade-d", disk_budget=int(2.5 * one / 1.25))
+    assert left() == ["grade-b", "grade-c"]  # the oldest went; three fit in the budget no more, two do
+    FrameFeatureCache(tiny, frames, tmp_path, colour_key="grade-d", disk_budget=int(0.5 * one / 1.25))
+    assert left() == ["grade-c"]  # over the budget still, but c may be another tracker's at work
+
+
 def test_a_propagation_pauses_the_background_encoder(tiny, tmp_path, monkeypatch):
     tracker = VideoTracker(tiny, moving_disc_frames(10), cache_dir=tmp_path)
     tracker.add_prompt(0, 1, **CLICK)
