@@ -156,7 +156,8 @@ def _shot_parsers(sub) -> None:
                     "  sam2roto shot prompt car.shot --object car --neg-point 700,300,1040   # a correction\n"
                     "  sam2roto shot propagate car.shot        # re-tracks only what the correction changes\n"
                     "  sam2roto shot export car.shot --out mattes/ --format exr --shapes\n"
-                    "  sam2roto shot info car.shot")
+                    "  sam2roto shot info car.shot\n"
+                    "  sam2roto shot clear-cache car.shot      # frees the disk; frames are encoded again when needed")
     ssub = shot.add_subparsers(dest="action", required=True)
     c = ssub.add_parser("create", help="make a new shot folder for a piece of footage")
     c.add_argument("shot", type=Path, help="the new shot folder")
@@ -188,6 +189,9 @@ def _shot_parsers(sub) -> None:
     _export_args(ex)
     i = ssub.add_parser("info", help="what the shot holds")
     i.add_argument("shot", type=Path, help="the shot folder")
+    cc = ssub.add_parser("clear-cache", help="delete the shot's cached frames and features to free disk space "
+                                             "(computed again when needed; prompts and tracking results stay)")
+    cc.add_argument("shot", type=Path, help="the shot folder")
 
 
 
@@ -377,6 +381,12 @@ def cmd_shot(args) -> int:
         _check_source(args.source)
         with _create_session(args.shot, args) as session:
             _print_info(session.info())
+        return EXIT_OK
+    if args.action == "clear-cache":
+        from sam2_core.shot.shot import clear_cache
+
+        freed = clear_cache(args.shot)
+        print(f"{args.shot}: {freed / (1 << 30):.2f} GiB of cached frames and features deleted")
         return EXIT_OK
     if args.action == "info":
         from sam2_core.shot import read_manifest

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 from pathlib import Path
 
 from ..media import frame_source
@@ -33,6 +35,27 @@ def open_footage(path: str | Path, colour: dict):
     if Path(path).is_dir() and not colour:
         return frame_source.as_source(Path(path))
     return open_source(str(path), **colour)
+
+
+def clear_cache(folder: str | Path) -> int:
+    """Delete a shot's cached frames and features (computed again when needed; prompts and
+    tracking results stay). The shot must not be open elsewhere. Returns the bytes freed."""
+    folder = Path(folder)
+    read_manifest(folder)  # (a clear error for a folder that is not a shot)
+    lock = ShotLock(folder)
+    lock.acquire()
+    try:
+        cache = folder / "cache"
+        freed = 0
+        for path in cache.rglob("*") if cache.is_dir() else []:
+            with contextlib.suppress(OSError):
+                freed += path.stat().st_size if path.is_file() else 0
+        shutil.rmtree(cache, ignore_errors=True)
+        if cache.exists():
+            raise OSError(f"Could not delete all of {cache}: check its permissions, then delete it by hand.")
+        return freed
+    finally:
+        lock.release()
 
 
 class Shot:

@@ -58,6 +58,21 @@ def test_create_prompt_propagate_correct_export_info(clip, official_checkpoint, 
     manifest = json.loads((shot / "shot.json").read_text())
     assert manifest["exports"][-1]["format"] == "exr"
 
+    # the cache can go to free the disk; prompts and results stay, features come back when needed
+    cached = sum(p.stat().st_size for p in (shot / "cache").rglob("*") if p.is_file())
+    from sam2_core.shot import ShotLock
+
+    held = ShotLock(shot)
+    held.acquire()
+    assert main(["shot", "clear-cache", str(shot)]) == 1 and "in use" in capsys.readouterr().err
+    held.release()
+    assert (shot / "cache").is_dir()
+    assert main(["shot", "clear-cache", str(shot)]) == 0
+    assert f"{cached / (1 << 30):.2f} GiB of cached frames and features deleted" in capsys.readouterr().out
+    assert not (shot / "cache").exists()
+    assert main(["shot", "propagate", str(shot)] + dev) == 0
+    assert "nothing needed tracking" in capsys.readouterr().out
+
     # exporting into a folder with files is refused unless forced; nothing there is touched
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert main(["shot", "export", str(shot), "--out", str(out)]) == 1
