@@ -217,6 +217,9 @@ class FrameFeatureCache:
         """Keep this frame's features however full the disk budget gets."""
         self.feature_store.pin(f"{index:07d}")
 
+    def unpin(self, index: int) -> None:
+        self.feature_store.unpin(f"{index:07d}")
+
     def clear(self) -> None:
         """Delete this shot's cached frames and features."""
         self.stop_background()

@@ -219,6 +219,8 @@ class VideoTracker:
                 self.prompt_store.delete(f"prompt-{obj_id}-{frame:07d}")
             del self._objects[obj_id]
             self._save_object_order(list(self._objects))
+            for frame in obj.prompts:
+                self._unpin_if_unprompted(frame)
 
     def clear_prompt(self, frame: int, obj_id: int) -> None:
         """Take back what `obj_id` was given on `frame` since it was last tracked from.
@@ -239,8 +241,14 @@ class VideoTracker:
             uncommitted_correction = was_pending and frame in obj.memory.tracked
             obj.prompts.pop(frame, None)
             self.prompt_store.delete(f"prompt-{obj_id}-{frame:07d}")
+            self._unpin_if_unprompted(frame)
             if not uncommitted_correction:
                 self._forget_result(obj, frame)
+
+    def _unpin_if_unprompted(self, frame: int) -> None:
+        """A frame no object has a prompt on any more may leave the cache when it is full."""
+        if not any(frame in o.prompts for o in self._objects.values()):
+            self.frames.unpin(frame)
 
     def _forget_result(self, obj: TrackedObject, frame: int) -> None:
         """The frame no longer has a result (nor a memory) for the object."""

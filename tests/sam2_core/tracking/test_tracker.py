@@ -442,6 +442,30 @@ def test_other_footage_versions_leave_the_cache_when_it_is_over_its_budget(tiny,
     assert left() == ["grade-c"]  # over the budget still, but c may be another tracker's at work
 
 
+def test_frames_whose_prompts_are_gone_may_leave_a_full_cache(tiny, tmp_path):
+    frames = moving_disc_frames(6)
+    probe = FrameFeatureCache(tiny, ArraySource(frames[:1]), tmp_path / "probe", disk_budget=None)
+    one = sum(level.nbytes for level in probe.features(0).levels)
+    tracker = VideoTracker(tiny, frames, cache_dir=tmp_path / "cache", feature_disk_budget=int(2.5 * one))
+    tracker.add_prompt(2, 1, **CLICK)
+    tracker.add_prompt(2, 2, points=[(240, 60)])
+    tracker.add_prompt(4, 2, points=[(240, 80)])
+    tracker.clear_prompt(2, 1)  # object 2 still has a prompt on frame 2
+    tracker.remove_object(2)
+
+    def cached():
+        tracker.frames.flush()
+        return [i for i in range(6) if f"{i:07d}" in tracker.frames.feature_store]
+
+    tracker.frames.features(0)
+    tracker.frames.features(1)
+    assert cached() == [0, 1]  # frames 2 and 4 went to make room: no prompt holds them now
+    tracker.add_prompt(1, 1, **CLICK)
+    tracker.frames.features(3)
+    tracker.frames.features(5)
+    assert 1 in cached() and len(cached()) == 2  # a prompted frame stays
+
+
 def test_a_propagation_pauses_the_background_encoder(tiny, tmp_path, monkeypatch):
     tracker = VideoTracker(tiny, moving_disc_frames(10), cache_dir=tmp_path)
     tracker.add_prompt(0, 1, **CLICK)
