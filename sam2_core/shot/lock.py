@@ -1,64 +1,87 @@
-"""ShotLock: one process at a time on a shot folder; a second one is told who holds it."""
+"""ShotLock: one process at a time on a shot folder; a second one is told who holds it.
+
+The lock is the operating system's lock on the file `SHOT/lock` (flock; on Windows a
+byte-range lock), so it goes with its process: a crash never leaves a shot locked, and
+two processes that find the same leftover file cannot both take it. The file's text
+(process, host, time) only tells the next process who holds it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
 from pathlib import Path
 
-# a lock file is written within moments of being made: one that still says nothing after
-# this long was left by a process that died in between
-UNREADABLE_LOCK_STALE_AFTER = 10.0  # seconds
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+    import msvcrt
+
+# Windows: the byte locked lies far past the text, which others must still read
+_WINDOWS_LOCK_OFFSET = 1 << 30
 
 
 class ShotInUseError(RuntimeError):
     pass
 
 
-def _alive(pid: int) -> bool:
+def _try_lock(fd: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        else:
+            os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+    except OSError:  # (BlockingIOError where another process holds it)
         return False
-    except PermissionError:
-        return True
     return True
 
 
-class ShotLock:
-    """A lock file created exclusively; a lock left by a process that died (same host) is
-    taken over, since a crash must never leave a shot unusable."""
+def _unlock(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    else:
+        os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
 
+
+class ShotLock:
     def __init__(self, folder: str | Path):
         self.path = Path(folder) / "lock"
-        self.held = False
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
 
     def acquire(self) -> None:
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+        for _ in range(10):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if not _try_lock(fd):
+                os.close(fd)
                 holder = self._holder()
-                if holder and holder.get("host") == me["host"] and not _alive(int(holder.get("pid", -1))):
-                    self.path.unlink(missing_ok=True)  # its process is gone: a stale lock
-                    continue
-                if holder is None and self._age() > UNREADABLE_LOCK_STALE_AFTER:
-                    # empty or damaged long after it was made: its process died (or the power
-                    # went) between creating it and writing who holds it
-                    self.path.unlink(missing_ok=True)
-                    continue
                 who = (f"process {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
                        if holder else "another process")
-                raise ShotInUseError(f"The shot {self.path.parent} is in use by {who}. Close it there first "
-                                     f"(or, if that process is gone, delete {self.path}).") from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(me, f)
-            self.held = True
-            return
-        raise ShotInUseError(f"Could not lock the shot {self.path.parent}")
+                raise ShotInUseError(f"The shot {self.path.parent} is in use by {who}. Close it there first.")
+            if self._still_the_lock_file(fd):
+                break
+            os.close(fd)  # its holder let it go and removed it meanwhile: lock the new one
+        else:
+            raise ShotInUseError(f"Could not lock the shot {self.path.parent}: other processes keep taking it.")
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(me).encode())
+        self._fd = fd
+
+    def _still_the_lock_file(self, fd: int) -> bool:
+        try:
+            return os.path.samestat(os.fstat(fd), os.stat(self.path))
+        except FileNotFoundError:
+            return False
 
     def _holder(self) -> dict | None:
         try:
@@ -67,13 +90,16 @@ class ShotLock:
             return None
         return holder if isinstance(holder, dict) else None
 
-    def _age(self) -> float:
-        try:
-            return time.time() - self.path.stat().st_mtime
-        except OSError:
-            return 0.0
-
     def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        # removed while still locked, so that no one locks the file on its way out (on
+        # Windows, where an open file cannot be removed, after it is closed)
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        _unlock(fd)
+        os.close(fd)
+        if fcntl is None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()

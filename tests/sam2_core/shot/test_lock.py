@@ -1,37 +1,83 @@
-"""ShotLock: a live holder keeps the shot; a lock its process left behind is taken over."""
+"""ShotLock: a live holder keeps the shot; a process that dies lets it go; of several
+processes (or threads) taking it at once, one gets it."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
+from pathlib import Path
 
 import pytest
 
-from sam2_core.shot.lock import UNREADABLE_LOCK_STALE_AFTER, ShotInUseError, ShotLock
+from sam2_core.shot.lock import ShotInUseError, ShotLock
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
-def test_a_live_holder_keeps_the_shot_and_a_dead_one_does_not(tmp_path):
+def test_a_live_holder_keeps_the_shot_until_it_lets_go(tmp_path):
     held = ShotLock(tmp_path)
     held.acquire()
-    with pytest.raises(ShotInUseError, match=f"in use by process {os.getpid()}"):
+    with pytest.raises(ShotInUseError, match=f"in use by process {os.getpid()} on {socket.gethostname()}"):
         ShotLock(tmp_path).acquire()
+    assert held.held
     held.release()
+    assert not (tmp_path / "lock").exists()
+    again = ShotLock(tmp_path)
+    again.acquire()
+    assert again.held and json.loads((tmp_path / "lock").read_text())["pid"] == os.getpid()
+    again.release()
+
+
+def test_a_lock_file_left_behind_is_no_obstacle(tmp_path):
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (tmp_path / "lock").write_text(json.dumps({"pid": int(gone.stdout), "host": socket.gethostname()}))
-    taker = ShotLock(tmp_path)
-    taker.acquire()
-    assert taker.held and json.loads((tmp_path / "lock").read_text())["pid"] == os.getpid()
+    for leftover in (json.dumps({"pid": int(gone.stdout), "host": socket.gethostname()}), ""):
+        (tmp_path / "lock").write_text(leftover)  # (empty: a process died before writing to it)
+        taker = ShotLock(tmp_path)
+        taker.acquire()
+        assert taker.held and json.loads((tmp_path / "lock").read_text())["pid"] == os.getpid()
+        taker.release()
 
 
-def test_a_lock_left_empty_is_taken_over_once_it_is_old(tmp_path):
-    lock = tmp_path / "lock"
-    lock.write_text("")  # a process died between making the file and writing to it
-    with pytest.raises(ShotInUseError, match="another process"):  # (it may be writing now)
-        ShotLock(tmp_path).acquire()
-    old = time.time() - UNREADABLE_LOCK_STALE_AFTER - 1
-    os.utime(lock, (old, old))
+def test_a_holder_killed_lets_the_shot_go_at_once(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import sys, time; from sam2_core.shot.lock import ShotLock; "
+                               f"ShotLock({str(tmp_path)!r}).acquire(); print('held', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ShotInUseError, match=f"process {holder.pid}"):
+            ShotLock(tmp_path).acquire()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        holder.stdout.close()
     taker = ShotLock(tmp_path)
-    taker.acquire()
-    assert taker.held and json.loads(lock.read_text())["pid"] == os.getpid()
+    taker.acquire()  # its file is still there; its lock went with it
+    assert taker.held
+    taker.release()
+
+
+def _take_together(folder, start: threading.Barrier, got: list) -> None:
+    lock = ShotLock(folder)
+    start.wait()
+    try:
+        lock.acquire()
+    except ShotInUseError:
+        return
+    got.append(lock)
+
+
+def test_of_many_taking_a_leftover_lock_at_once_one_gets_it(tmp_path):
+    for _ in range(20):
+        (tmp_path / "lock").write_text(json.dumps({"pid": 999999999, "host": socket.gethostname()}))
+        start, got = threading.Barrier(6), []
+        threads = [threading.Thread(target=_take_together, args=(tmp_path, start, got)) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(got) == 1
+        got[0].release()
