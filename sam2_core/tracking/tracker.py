@@ -705,11 +705,13 @@ class VideoTracker:
 
     def _keep_session_only_for_this_footage(self, colour_key: str) -> None:
         """A session holds prompts, memories and results by frame index, made on the
-        footage as it was then. Footage that changed since (re-rendered, frames added or
-        taken away, other colour settings) starts the session afresh: its old results
-        would show on the wrong frames."""
+        footage as it was then. Footage whose frames changed since (handles added, frames
+        cut, another size or other colour settings) starts the session afresh: its old
+        results would show on the wrong frames. Footage moved elsewhere, or copied, keeps
+        the session."""
         path = self.session_dir / FOOTAGE_FILE
-        now = {"identity": self.source.identity, "frames": self.num_frames, "colour": colour_key}
+        now = {"frame_numbers": [int(n) for n in self.source.frame_numbers],
+               "size": [int(n) for n in self.source.size], "colour": colour_key}
         try:
             before = json.loads(path.read_text())
         except FileNotFoundError:
@@ -719,9 +721,8 @@ class VideoTracker:
         if before == now:
             return
         if before is not None:
-            log.warning("The footage of the session in %s changed since it was saved (it was %s, %s frames; now "
-                        "%s, %s frames): its prompts, memories and results are dropped.", self.session_dir,
-                        before.get("identity"), before.get("frames"), now["identity"], now["frames"])
+            log.warning("The footage of the session in %s changed since it was saved (frames, size or colour): "
+                        "its prompts, memories and results are dropped.", self.session_dir)
             for store in (self.results, self.bank.store, self.prompt_store, self.conditioned):
                 store.clear()
         tmp = path.with_name(f".{FOOTAGE_FILE}.{uuid.uuid4().hex[:8]}.tmp")

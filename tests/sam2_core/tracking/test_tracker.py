@@ -293,6 +293,27 @@ def test_a_prompt_whose_answer_cannot_be_saved_leaves_the_frames_answer_as_it_wa
     assert_same_masks(dict(reloaded.propagate(end=0))[0][1], first)  # the answer the artist saw is tracked from
 
 
+def test_a_session_follows_its_footage_when_moved_and_starts_afresh_when_its_frames_change(tiny, tmp_path):
+    import shutil
+
+    from tests.sam2_core.tracking.conftest import write_png_clip
+
+    first_place = tmp_path / "a"
+    first_place.mkdir()
+    write_png_clip(first_place, 4)
+    session = tmp_path / "session"
+    tracker = VideoTracker(tiny, first_place, cache_dir=tmp_path / "cache", session_dir=session)
+    tracked = track(tracker)
+    tracker.close()
+    moved = shutil.move(first_place, tmp_path / "b")  # (another identity: features are computed again)
+    again = VideoTracker(tiny, moved, cache_dir=tmp_path / "cache", session_dir=session)
+    assert again.prompted_frames() == [0] and np.array_equal(again.logits(3, 1), tracked[3])
+    again.close()
+    (Path(moved) / "plate.1004.png").unlink()  # a frame cut: indices may mean other frames now
+    cut = VideoTracker(tiny, moved, cache_dir=tmp_path / "cache", session_dir=session)
+    assert cut.object_ids == [] and cut.prompted_frames() == []
+
+
 def test_unwritable_cache_folder_is_a_clear_error(tiny, tmp_path, monkeypatch):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
