@@ -35,6 +35,12 @@ def assert_same_masks(a, b):
     assert np.array_equal(a[decided] > 0, b[decided] > 0)
 
 
+def frame_feature_bytes(model, frames, tmp_path) -> int:
+    """What one frame's features take (the unit of the disk budget tests)."""
+    probe = FrameFeatureCache(model, ArraySource(frames[:1]), tmp_path / "probe", disk_budget=None)
+    return sum(level.nbytes for level in probe.features(0).levels)
+
+
 def track(tracker, n_frames=None):
     tracker.add_prompt(0, 1, **CLICK)
     return {f: out[1] for f, out in tracker.propagate(end=n_frames)}
@@ -430,8 +436,7 @@ def test_background_encoding_fills_the_cache(tiny, tmp_path):
 
 def test_background_encoding_stops_at_the_disk_budget_and_evicts_nothing(tiny, tmp_path):
     frames = moving_disc_frames(10)
-    probe = FrameFeatureCache(tiny, ArraySource(frames[:1]), tmp_path / "probe", disk_budget=None)
-    one = sum(level.nbytes for level in probe.features(0).levels)
+    one = frame_feature_bytes(tiny, frames, tmp_path)
     tracker = VideoTracker(tiny, frames, cache_dir=tmp_path / "cache", feature_disk_budget=int(3.5 * one))
     tracker.add_prompt(8, 1, **CLICK)
     tracker.encode_ahead(5)
@@ -465,8 +470,7 @@ def test_other_footage_versions_leave_the_cache_when_it_is_over_its_budget(tiny,
 
 def test_frames_whose_prompts_are_gone_may_leave_a_full_cache(tiny, tmp_path):
     frames = moving_disc_frames(6)
-    probe = FrameFeatureCache(tiny, ArraySource(frames[:1]), tmp_path / "probe", disk_budget=None)
-    one = sum(level.nbytes for level in probe.features(0).levels)
+    one = frame_feature_bytes(tiny, frames, tmp_path)
     tracker = VideoTracker(tiny, frames, cache_dir=tmp_path / "cache", feature_disk_budget=int(2.5 * one))
     tracker.add_prompt(2, 1, **CLICK)
     tracker.add_prompt(2, 2, points=[(240, 60)])
