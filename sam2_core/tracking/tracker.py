@@ -441,7 +441,8 @@ class VideoTracker:
         """After corrections on `frame`: re-track each corrected object from it in the
         direction it was tracked there (both, for a prompt tracked from both ways), up to
         its next prompted frame (or the shot's end). Only the corrected objects run;
-        frames on the other side keep their results."""
+        frames on the other side keep their results. Called again after a re-track was
+        stopped, it goes on from the first frame that stop left without a result."""
         with self._lock:
             plan = self.retrack_spans(frame)
             self._commit_pending([i for _, _, _, ids in plan for i in ids])
@@ -451,7 +452,7 @@ class VideoTracker:
                            if (direction == "backward") == reverse]
                 if entries:
                     ends = {i: end for _, end, ids in entries for i in ids}
-                    first = max(start for start, _, _ in entries) if reverse else frame
+                    first = (max if reverse else min)(start for start, _, _ in entries)
                     last = min(ends.values()) if reverse else max(ends.values())
                     spans.append(self._span(first, last, reverse, ends))
         return self._run_spans(spans, cancel, progress)
@@ -462,9 +463,9 @@ class VideoTracker:
         with self._lock:
             frame = check_index(self.source, frame)
             ids = [i for i, o in self._objects.items() if frame in o.pending and (objects is None or i in objects)]
-            if not ids:
+            groups = {} if ids else self._unfinished_retracks(frame, objects)
+            if not ids and not groups:
                 raise ValueError(f"No new prompt on frame index {frame} to re-track from")
-            groups: dict[tuple[str, int, int], list[int]] = {}
             for i in ids:
                 directions = self._directions_from(self._objects[i], frame)
                 for reverse in directions:
@@ -474,6 +475,21 @@ class VideoTracker:
                     groups.setdefault(key, []).append(i)
         in_run_order = sorted(groups.items(), key=lambda g: (g[0][0] != "forward", g[0][1:]))  # (forward first)
         return [(start, direction, end, group) for (direction, end, start), group in in_run_order]
+
+    def _unfinished_retracks(self, frame: int, objects: list[int] | None) -> dict[tuple[str, int, int], list[int]]:
+        """Re-tracks from a prompted frame that were stopped: {(direction, end, first frame
+        without a result): objects}."""
+        groups: dict[tuple[str, int, int], list[int]] = {}
+        for i, obj in self._objects.items():
+            if frame not in obj.memory.cond or (objects is not None and i not in objects):
+                continue
+            for reverse in self._directions_from(obj, frame):
+                end = self.next_prompted(i, frame, reverse)
+                beyond = range(frame - 1, end - 1, -1) if reverse else range(frame + 1, end + 1)
+                missing = next((f for f in beyond if f not in obj.memory.reverse), None)
+                if missing is not None:
+                    groups.setdefault(("backward" if reverse else "forward", end, missing), []).append(i)
+        return groups
 
     @staticmethod
     def _directions_from(obj: TrackedObject, frame: int) -> list[bool]:

@@ -92,7 +92,9 @@ def test_stopped_retrack_leaves_the_frames_it_did_not_reach_to_be_tracked_again(
     # frames 4 and 5 held masks from before the correction: none is shown as a result
     assert [f for f in range(6) if tracker.has_result(f, 1)] == [0, 1, 2, 3]
     assert tracker.logits(4, 1) is None
-    list(tracker.propagate(start=4))  # what a whole-shot track plans next
+    assert [f for f, _ in tracker.retrack(2)] == [4, 5]  # called again, it goes on where it stopped
+    with pytest.raises(ValueError, match="No new prompt on frame index 2"):
+        tracker.retrack(2)  # and then there is nothing left to do
 
     uninterrupted = tracked_and_corrected()
     list(uninterrupted.retrack(2))
