@@ -57,10 +57,18 @@ def _weights_key(model: SAM2) -> str:
 
 def _folder_bytes(folder: Path) -> int:
     total = 0
-    for path in folder.iterdir():
-        with contextlib.suppress(FileNotFoundError):  # (evicted meanwhile)
-            total += path.stat().st_size
+    with contextlib.suppress(FileNotFoundError):  # (removed meanwhile by another process)
+        for path in folder.iterdir():
+            with contextlib.suppress(FileNotFoundError):  # (evicted meanwhile)
+                total += path.stat().st_size
     return total
+
+
+def _last_written(folder: Path) -> float | None:
+    try:
+        return folder.stat().st_mtime
+    except FileNotFoundError:
+        return None
 
 
 def _remove_unused_variants(root: Path, in_use: list[Path], budget: int) -> None:
@@ -69,14 +77,15 @@ def _remove_unused_variants(root: Path, in_use: list[Path], budget: int) -> None
     back: while the whole cache folder holds more than `budget`, their folders go, least
     recently written first. One written in the last minutes is left: another tracker may
     be using it."""
-    variants = [f for sub in ("inputs", "features") if (root / sub).is_dir()
-                for f in (root / sub).iterdir() if f.is_dir() and f not in in_use]
+    variants = {f: _last_written(f) for sub in ("inputs", "features") if (root / sub).is_dir()
+                for f in (root / sub).iterdir() if f.is_dir() and f not in in_use}
+    variants = {f: t for f, t in variants.items() if t is not None}
     sizes = {f: _folder_bytes(f) for f in [*variants, *in_use]}
     total, now = sum(sizes.values()), time.time()
-    for folder in sorted(variants, key=lambda f: f.stat().st_mtime):
+    for folder in sorted(variants, key=variants.get):
         if total <= budget:
             return
-        if now - folder.stat().st_mtime < VARIANT_IN_USE_S:
+        if now - variants[folder] < VARIANT_IN_USE_S:
             continue
         shutil.rmtree(folder, ignore_errors=True)
         total -= sizes[folder]
