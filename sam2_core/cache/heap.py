@@ -38,7 +38,12 @@ def _find_glibc(function: str):
 
 _MALLOC_TRIM = _find_glibc("malloc_trim")
 _MALLOPT = _find_glibc("mallopt")
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # mallopt's parameters (malloc.h)
+# glibc gives each thread that meets a busy heap a heap (arena) of its own, up to 8 per
+# core, and memory freed in one arena is not reused by another: with the reader, writer
+# and encoder threads, a long shot's peak crept up (input 512, 320 frames: +14 % from
+# frame 160 to 240 with glibc's default; +0.5 % with 2 arenas, at the same speed)
+ARENAS = 2
 _reusing = False
 GROWTH_BEFORE_TRIM = 0.05
 TRIM_INTERVAL_S = 60.0
@@ -70,6 +75,8 @@ def keep_large_blocks_for_reuse() -> None:
     if not _MALLOPT(_M_MMAP_THRESHOLD, 1 << 30):
         _MALLOPT(_M_MMAP_THRESHOLD, 32 << 20)
     _MALLOPT(_M_TRIM_THRESHOLD, 1 << 30)
+    if "MALLOC_ARENA_MAX" not in os.environ:  # (the user's own choice stands)
+        _MALLOPT(_M_ARENA_MAX, ARENAS)
 
 
 def trim() -> None:

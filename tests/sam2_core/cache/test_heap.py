@@ -1,6 +1,7 @@
 """Large blocks freed stay for the next frame; freed memory goes back to the operating system
 when resident memory creeps up (at most once a minute) and when a run ends."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,40 @@ def test_large_blocks_are_reused_by_the_next_frame_and_given_back_by_a_trim(mode
         assert given_back_mib > 150  # what the heap kept goes back when a run ends
     else:  # (what the setting is for: every frame faults its blocks in again)
         assert faults_per_frame > pages_per_frame * 0.9
+
+
+ARENAS_IN_A_CHILD = """
+import ctypes, os, sys, tempfile, threading
+from sam2_core.cache import heap
+if sys.argv[1] == "reuse":
+    heap.keep_large_blocks_for_reuse()
+held = []
+def work():
+    held.append(bytearray(1 << 20))  # (a thread's first block comes from the arena it is given)
+threads = [threading.Thread(target=work) for _ in range(12)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+with tempfile.NamedTemporaryFile(suffix=".xml") as f:
+    out = libc.fopen(f.name.encode(), b"w")
+    libc.malloc_info(0, ctypes.c_void_p(out))
+    libc.fclose(ctypes.c_void_p(out))
+    print(open(f.name).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(heap._MALLOPT is None or heap._MALLOC_TRIM is None, reason="needs glibc (Linux)")
+@pytest.mark.parametrize("mode", ["reuse", "glibc's default"])
+def test_threads_share_a_few_heaps(mode):
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    out = subprocess.run([sys.executable, "-c", ARENAS_IN_A_CHILD, mode], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    arenas = int(out.stdout)
+    if mode == "reuse":
+        assert arenas <= heap.ARENAS
+    else:  # (what the setting is for: glibc gives threads arenas of their own)
+        assert arenas > heap.ARENAS
