@@ -41,8 +41,8 @@ _MALLOPT = _find_glibc("mallopt")
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # mallopt's parameters (malloc.h)
 # glibc gives each thread that meets a busy heap a heap (arena) of its own, up to 8 per
 # core, and memory freed in one arena is not reused by another: with the reader, writer
-# and encoder threads, a long shot's peak crept up (input 512, 320 frames: +14 % from
-# frame 160 to 240 with glibc's default; +0.5 % with 2 arenas, at the same speed)
+# and encoder threads, a long shot's peak crept up (input 512: +14 % from frame 160 to
+# 240 with glibc's default; 0-3 % with 2 arenas, at the same speed)
 ARENAS = 2
 _reusing = False
 GROWTH_BEFORE_TRIM = 0.05
