@@ -118,9 +118,10 @@ import ctypes, os, sys, tempfile, threading
 from sam2_core.cache import heap
 if sys.argv[1] == "reuse":
     heap.keep_large_blocks_for_reuse()
-held = []
+held, together = [], threading.Barrier(12)
 def work():
     held.append(bytearray(1 << 20))  # (a thread's first block comes from the arena it is given)
+    together.wait()  # (all alive at once: a thread that ended hands its arena to the next)
 threads = [threading.Thread(target=work) for _ in range(12)]
 for t in threads:
     t.start()
