@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from ..atomic import write_text_atomically
 
 SCHEMA = "sam2roto.shapes"
 VERSION = 1
@@ -175,18 +176,7 @@ def _spline_from_json(d: dict) -> Spline:
 def write_shapes_json(path: str | os.PathLike, shapes: ObjectShapes, object_name: str | None = None) -> Path:
     """Write the shapes atomically: a reader sees the old file or the new one, never a half."""
     path = Path(path)
-    text = json.dumps(shapes.to_json_dict(object_name), separators=(",", ":"))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text_atomically(path, json.dumps(shapes.to_json_dict(object_name), separators=(",", ":")))
 
 
 def read_shapes_json(path: str | os.PathLike) -> ObjectShapes:

@@ -6,9 +6,10 @@ Paths inside the shot folder are stored relative to it, so a shot folder can mov
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from ..atomic import write_text_atomically
 
 SCHEMA = "sam2roto.shot"
 VERSION = 1
@@ -80,15 +81,9 @@ def relative_to(path: Path, folder: Path) -> str:
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
     path = Path(folder) / "shot.json"
-    tmp = path.with_name(f".shot.json.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w") as f:
-            f.write(json.dumps(manifest.to_dict(), indent=2) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_text_atomically(path, json.dumps(manifest.to_dict(), indent=2) + "\n")
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise ManifestError(f"Cannot save the shot's manifest {path}: {e.strerror or e}. Free some space on that "
                             "disk or make the shot folder writable; shot.json there is as it was before.") from None
 

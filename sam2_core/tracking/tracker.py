@@ -19,7 +19,6 @@ import functools
 import json
 import logging
 import numbers
-import os
 import shutil
 import tempfile
 import threading
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..atomic import write_text_atomically
 from ..cache.features import FrameFeatureCache
 from ..cache.heap import give_back_free_memory, trim
 from ..cache.store import CacheError, TensorStore, flush_all
@@ -741,15 +741,9 @@ class VideoTracker:
                         "its prompts, memories and results are dropped.", self.session_dir)
             for store in (self.results, self.bank.store, self.prompt_store, self.conditioned):
                 store.clear()
-        tmp = path.with_name(f".{FOOTAGE_FILE}.{uuid.uuid4().hex[:8]}.tmp")
         try:
-            with open(tmp, "w") as f:
-                f.write(json.dumps(now))
-                f.flush()
-                os.fsync(f.fileno())
-            tmp.replace(path)
+            write_text_atomically(path, json.dumps(now))
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             raise CacheError(e.errno, f"Cannot write to the session folder {self.session_dir}: {e.strerror}. "
                                       "Free some space or make it writable.") from None
 

@@ -483,7 +483,7 @@ def test_a_manifest_that_cannot_be_saved_is_a_clear_error_and_the_old_one_stays(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_replace(src, dst)
 
-    monkeypatch.setattr("sam2_core.shot.manifest.os.replace", disk_full)
+    monkeypatch.setattr("sam2_core.atomic.os.replace", disk_full)
     with pytest.raises(ManifestError, match=r"Cannot save the shot's manifest .*shot\.json: No space left on device\. "
                                             "Free some space"):
         s.add_prompt("ball", FIRST + 1, points=[(78, 120)])
