@@ -71,17 +71,18 @@ def _last_written(folder: Path) -> float | None:
         return None
 
 
-def _remove_unused_variants(root: Path, in_use: list[Path], budget: int) -> None:
+def _remove_unused_variants(root: Path, in_use: list[TensorStore], budget: int) -> None:
     """The frames and features of other versions of the footage (a plate re-rendered),
     other colour settings, models or precisions are not read again unless those come
     back: while the whole cache folder holds more than `budget`, their folders go, least
     recently written first. One written in the last minutes is left: another tracker may
     be using it."""
+    mine = {store.folder for store in in_use}
     variants = {f: _last_written(f) for sub in ("inputs", "features") if (root / sub).is_dir()
-                for f in (root / sub).iterdir() if f.is_dir() and f not in in_use}
+                for f in (root / sub).iterdir() if f.is_dir() and f not in mine}
     variants = {f: t for f, t in variants.items() if t is not None}
-    sizes = {f: _folder_bytes(f) for f in [*variants, *in_use]}
-    total, now = sum(sizes.values()), time.time()
+    sizes = {f: _folder_bytes(f) for f in variants}
+    total, now = sum(sizes.values()) + sum(store.disk_bytes for store in in_use), time.time()
     for folder in sorted(variants, key=variants.get):
         if total <= budget:
             return
@@ -130,8 +131,7 @@ class FrameFeatureCache:
         self.feature_store = TensorStore(root / "features" / f"{source_key}-{model_key}", ram_budget=ram_budget,
                                          disk_budget=disk_budget, durable=False, write_behind=True)
         if disk_budget is not None:
-            _remove_unused_variants(root, [self.input_store.folder, self.feature_store.folder],
-                                    disk_budget + disk_budget // 4)
+            _remove_unused_variants(root, [self.input_store, self.feature_store], disk_budget + disk_budget // 4)
         # the next frames of a propagation are read and resized by a worker meanwhile;
         # the source is read by one thread at a time (a video decoder is not thread-safe)
         self._reader: ThreadPoolExecutor | None = None
