@@ -127,7 +127,7 @@ def per_frame(frames, n_frames: int, device: str) -> float:
 
 
 def time_propagation(name, ckpt, n_frames, n_objects, who, dtype, device, tmp: Path,
-                     image_size: int | None = None) -> float:
+                     image_size: int | None = None, compile_encoder: bool = False) -> float:
     source = MovingDiscSource(n_frames)
     if who == "official":
         off = Official(name, ckpt, source, device)
@@ -136,8 +136,16 @@ def time_propagation(name, ckpt, n_frames, n_objects, who, dtype, device, tmp: P
                 off.prompt(0, p["obj_id"], p["points"], p["labels"])
             off.predictor.propagate_in_video_preflight(off.state)
             return per_frame(off.propagate(), n_frames, device)
-    model = load_model(name, checkpoint=ckpt, device=device, dtype=dtype, image_size=image_size)
-    tracker = VideoTracker(model, source, cache_dir=tmp / f"prop-{dtype}-{n_objects}-{image_size}")
+    model = load_model(name, checkpoint=ckpt, device=device, dtype=dtype, image_size=image_size,
+                       compile_encoder=compile_encoder)
+    if compile_encoder:  # a one-off, reported apart
+        size = model.cfg.image_size
+        t = time.perf_counter()
+        with torch.inference_mode(), model.precision():
+            model.encode_image(torch.zeros(1, 3, size, size, device=device))
+        sync(device)
+        print(f"    compiling ours' encoder ({dtype}): {time.perf_counter() - t:.1f} s, not timed", flush=True)
+    tracker = VideoTracker(model, source, cache_dir=tmp / f"prop-{dtype}-{n_objects}-{image_size}-{compile_encoder}")
     for i in range(n_frames):  # decoded and resized, as the official's are: its features stay cold
         tracker.frames.input_frame(i)
     for p in prompts(source, n_objects):
@@ -256,6 +264,8 @@ def main() -> None:
     ap.add_argument("--objects", type=int, nargs="+", default=[1, 3], help="object counts for the propagation part")
     ap.add_argument("--draft-size", type=int, metavar="PIXELS",
                     help="also time ours at this input size (e.g. 512: coarser mattes, not the official's quality)")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time ours with the image encoder compiled (inductor, weights frozen)")
     ap.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"],
                     help="precisions to run (bfloat16 is slow on CPUs without bfloat16 instructions)")
     args = ap.parse_args()
@@ -299,6 +309,14 @@ def main() -> None:
                         print(f"    ours {dtype} at input {args.draft_size} (a draft): {draft:.3f}; official "
                               f"{args.dtypes[0]} at 1024 / this = {row[f'official {args.dtypes[0]}'] / draft:.2f}x",
                               flush=True)
+                if args.compile:
+                    for dtype in args.dtypes:
+                        fast = time_propagation(args.model, ckpt, n_prop, n_obj, "ours", dtype, dev, tmp,
+                                                compile_encoder=True)
+                        row[f"ours {dtype} compiled"] = fast
+                        print(f"    ours {dtype}, encoder compiled: {fast:.3f}; "
+                              + ", ".join(f"official {a} / this = {row[f'official {a}'] / fast:.2f}x"
+                                          for a in args.dtypes), flush=True)
                 results[f"propagation_{n_obj}"] = row
         if "clicks" in parts:
             print("\nclick-to-mask on a cached frame, s (median of 3)")

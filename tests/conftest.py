@@ -9,6 +9,8 @@ from tests.official import build_official, save_official_checkpoint
 
 # keep the 2-core CI machines responsive and runs repeatable
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# a user's performance switch must not change what the tests run (test_compiled sets it)
+os.environ.pop("SAM2ROTO_COMPILE", None)
 
 
 # Tests that track shots on the CPU run the tiny model at this input size: every weight and

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -11,6 +12,7 @@ from torch import nn
 
 from . import weights
 from .checkpoint import check_matches, read_state_dict
+from .compiled import CompiledImageEncoder, worth_compiling
 from .configs import DEFAULT_MODEL, get_config
 from .sam2 import SAM2
 
@@ -80,7 +82,7 @@ def hold_autocast_weights_in(model: nn.Module, dtype: torch.dtype) -> None:
 
 def load_model(name: str = DEFAULT_MODEL, checkpoint: str | Path | None = None,
                device: str | torch.device = "auto", dtype: str | torch.dtype = "float32",
-               image_size: int | None = None) -> SAM2:
+               image_size: int | None = None, compile_encoder: bool | str | None = None) -> SAM2:
     """An official SAM 2 / 2.1 model with its weights, ready for inference.
 
     checkpoint: a file in the official format; None takes the official file for `name`
@@ -91,7 +93,17 @@ def load_model(name: str = DEFAULT_MODEL, checkpoint: str | Path | None = None,
     results, without hundreds of casts a frame), the others stay float32.
     image_size: the square input the network sees. The official models were trained at
     1024, their default; a smaller size (a multiple of 32) runs several times faster
-    with coarser mattes. No weight depends on it."""
+    with coarser mattes. No weight depends on it.
+    compile_encoder: compile the image encoder on its first call (see `compiled`): True,
+    False, or "auto" for where it was measured to pay (bfloat16 on a CPU with AMX). None
+    reads $SAM2ROTO_COMPILE (on, off or auto; unset is off), which reaches every host."""
+    if compile_encoder is None:
+        setting = os.environ.get("SAM2ROTO_COMPILE", "off").strip().lower()
+        compile_encoder = {"on": True, "off": False, "": False, "auto": "auto"}.get(setting, setting)
+        if compile_encoder not in (True, False, "auto"):
+            raise ValueError(f"SAM2ROTO_COMPILE={setting!r}: use on, off or auto.")
+    if compile_encoder not in (True, False, "auto"):
+        raise ValueError(f"compile_encoder={compile_encoder!r}: use True, False or 'auto'.")
     cfg = get_config(name)
     if image_size is not None:
         if image_size < 64 or image_size % 32:
@@ -121,4 +133,8 @@ def load_model(name: str = DEFAULT_MODEL, checkpoint: str | Path | None = None,
     model.checkpoint_path = path
     # which weights these are: caches of image features are keyed by it
     model.weights_id = weights_id
+    if compile_encoder == "auto":
+        compile_encoder = worth_compiling(dev, dt)
+    if compile_encoder:
+        model.compiled_image_encoder = CompiledImageEncoder(model.image_encoder)
     return model

@@ -31,6 +31,8 @@ class SinePositionEncoding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         key = (h, w, x.device)
+        if torch.compiler.is_compiling():  # no cache inside a compiled graph: it folds to a constant
+            return self._encode(h, w, x.device)[None].expand(x.shape[0], -1, -1, -1)
         if key not in self._cache:
             self._cache[key] = self._encode(h, w, x.device)
         return self._cache[key][None].expand(x.shape[0], -1, -1, -1)

@@ -66,6 +66,7 @@ class SAM2(nn.Module):
 
         self.dtype = torch.float32  # the working precision; load_model sets it
         self.weights_id = ""  # the checkpoint's SHA-256; load_model sets it
+        self.compiled_image_encoder = None  # a CompiledImageEncoder, when load_model compiles
 
     @property
     def device(self) -> torch.device:
@@ -81,7 +82,7 @@ class SAM2(nn.Module):
 
     def encode_image(self, images: torch.Tensor) -> ImageFeatures:
         """(B, 3, 1024, 1024) normalised images -> features at strides 4, 8 and 16."""
-        levels, pos = self.image_encoder(images)
+        levels, pos = (self.compiled_image_encoder or self.image_encoder)(images)
         decoder = self.sam_mask_decoder
         # the decoder's projections of the fine levels depend only on the image: do them once
         levels = [decoder.conv_s0(levels[0]), decoder.conv_s1(levels[1]), levels[2]]
