@@ -17,12 +17,12 @@ import json
 import os
 import re
 import sys
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from ..atomic import write_text_atomically
 from .errors import FootageError
 from .orientation import UPRIGHT, Orientation, from_display_matrix, from_rotate_tag
 
@@ -116,11 +116,7 @@ def save_index(index: VideoIndex, index_dir: str | Path | None = None) -> Path |
     where = index_file(index.path, index_dir)
     try:
         where.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=where.parent, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            f.write(index.to_json())
-        os.replace(tmp, where)
-        return where
+        return write_text_atomically(where, index.to_json())
     except OSError as e:
         warnings.warn(f"Cannot keep the frame index of {index.path} in {where.parent} ({e}); it will be built "
                       "again next time. Set SAM2ROTO_INDEX_DIR to a writable folder.", stacklevel=3)

@@ -1,5 +1,6 @@
 """Video files: every read returns exactly the frame asked for, in every codec, whatever the order."""
 
+import errno
 import pickle
 import random
 from fractions import Fraction
@@ -238,6 +239,21 @@ def test_unwritable_index_folder_only_warns(tmp_path):
     with pytest.warns(UserWarning, match="frame index"):
         src = open_source(path, index_dir=not_a_folder / "index")
     assert read_code(src.read(4)) == 4
+
+
+def test_a_disk_full_while_the_index_is_written_leaves_nothing_behind(tmp_path, monkeypatch):
+    path = encode_video(tmp_path / "clip.mp4", n=5)
+    folder = tmp_path / "index"
+    import sam2_core.atomic
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sam2_core.atomic.os, "fsync", full)
+    with pytest.warns(UserWarning, match="No space left on device"):
+        src = open_source(path, index_dir=folder)
+    assert read_code(src.read(4)) == 4
+    assert list(folder.iterdir()) == []  # no half-written index, no temporary file
 
 
 def test_source_survives_pickling_and_identity(clips):
