@@ -262,7 +262,7 @@ class ShotSession:
             self.tracker.remove_object(obj_id)
         if logits is None and obj_id in self.tracker.object_ids:
             logits = self.tracker.logits(index, obj_id)  # a corrected frame is back as tracked
-        self.shot.manifest.tracked = False
+        self.shot.manifest.tracked = self._tracking_done()  # (taking back an untracked click restores it)
         self.shot.save()
         return record, frame, logits
 
@@ -438,8 +438,8 @@ class ShotSession:
             self.shot.save()
 
     def _tracking_done(self, ids: list[int] | None = None) -> bool:
-        """Every frame has a result and no correction waits to be tracked from."""
-        return not self.tracker.has_pending() and self._every_frame_has_results(ids)
+        """Some object, every frame has a result and no correction waits to be tracked from."""
+        return bool(self.tracker.object_ids) and not self.tracker.has_pending() and self._every_frame_has_results(ids)
 
     def _every_frame_has_results(self, ids: list[int] | None = None) -> bool:
         ids = self.tracker.object_ids if ids is None else ids

@@ -65,8 +65,23 @@ class Shot:
         self._lock = lock
         self.source = open_footage(self.source_path, manifest.colour)
         colour = getattr(self.source, "colour", None)
-        if colour is not None:  # record what was chosen (defaults included) with the shot
+        # record what was chosen (defaults included) with the shot; a shot opened again with
+        # its recorded settings keeps its record (who chose them)
+        if colour is not None and self._recorded_colour_key() != colour.key():
             manifest.colour = colour.to_dict()
+
+    def _recorded_colour_key(self) -> str | None:
+        colour = getattr(self.source, "colour", None)
+        if colour is None or "chosen_by" not in self.manifest.colour:
+            return None
+        return type(colour).from_dict(self.manifest.colour).key()
+
+    @property
+    def colour_key(self) -> str:
+        """Differs whenever the pixels the model sees would: keys the shot's caches and
+        tells its tracking session whether the footage changed."""
+        colour = getattr(self.source, "colour", None)
+        return colour.key() if colour is not None else ""
 
     @classmethod
     def create(cls, folder: str | Path, source: str | Path, *, colour: dict | None = None,
@@ -125,9 +140,8 @@ class Shot:
     def tracker(self, model, **kwargs):
         from ..tracking.tracker import VideoTracker
 
-        colour_key = repr(sorted(self.manifest.colour.items()))
         return VideoTracker(model, self.source, cache_dir=self.cache_dir, session_dir=self.session_dir,
-                            colour_key=colour_key, **kwargs)
+                            colour_key=self.colour_key, **kwargs)
 
     def save(self) -> None:
         write_manifest(self.folder, self.manifest)

@@ -64,7 +64,7 @@ def test_clicks_accumulate_and_undo_gives_back_each_earlier_answer(new_session):
     same(after, one)
     _, _, after = s.undo()
     assert after is None and s.logits("ball", FIRST) is None
-    assert manifest(s)["objects"][0]["prompts"] == []
+    assert manifest(s)["objects"][0]["prompts"] == [] and not manifest(s)["tracked"]  # nothing is tracked
     with pytest.raises(SessionError, match="Nothing to undo"):
         s.undo()
 
@@ -444,6 +444,29 @@ def test_footage_given_handles_after_tracking_is_tracked_again_on_the_right_fram
         assert len(list(again.track())) == N + 4
     finally:
         again.close()
+
+
+def test_a_colour_managed_sequence_keeps_its_tracking_when_the_shot_opens_again(official_checkpoint, tmp_path):
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    write_png_clip(plate, N, FIRST)
+    # a sequence pattern, colour settings left to sam2roto (an sRGB default for PNG)
+    s = _plate_session(tmp_path / "shot", str(plate / "plate.####.png"), official_checkpoint)
+    assert s.shot.manifest.colour["chosen_by"] == "default"
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    tracked = dict(s.track())
+    s.close()
+    for _ in range(2):
+        again = ShotSession.open(tmp_path / "shot", device="cpu")
+        try:
+            assert again.shot.manifest.tracked and list(again.track()) == []
+            for frame, logits in tracked.items():
+                same(again.logits("ball", frame), logits["ball"])
+            again.add_prompt("ball", FIRST + 3, points=[(114, 120)])
+            assert again.tracker.frames.encoder_calls == 0  # every frame's features still cached
+            again.undo()
+        finally:
+            again.close()
 
 
 def test_footage_cut_short_after_prompting_still_opens(official_checkpoint, tmp_path, caplog):
