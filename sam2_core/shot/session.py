@@ -363,8 +363,19 @@ class ShotSession:
 
     def _tracked_ids(self, names: list[str] | None) -> list[int]:
         records = self.objects if names is None else [self.object(n) for n in names]
-        ids = [o.id for o in records if o.prompts]
+        ids, stranded = [], []
+        for o in (o for o in records if o.prompts):
+            # (prompts only on frames the footage lost, or that could not be given again)
+            usable = o.id in self.tracker.object_ids and self.tracker.prompted_frames(o.id)
+            (ids if usable else stranded).append(o.id if usable else o.name)
+        if stranded:
+            log.warning("Not tracked: %s, prompted only on frames the footage no longer has (or whose prompts "
+                        "could not be given again); prompt them again.", ", ".join(map(repr, stranded)))
         if not ids:
+            if stranded:
+                raise SessionError(f"Nothing to track: the prompts of {', '.join(map(repr, stranded))} are all on "
+                                   "frames the footage no longer has (or could not be given again). Prompt again "
+                                   "on frames of the footage.")
             raise SessionError("Nothing to track: prompt an object on a frame first.")
         return ids
 

@@ -460,6 +460,7 @@ def test_a_colour_managed_sequence_keeps_its_tracking_when_the_shot_opens_again(
         again = ShotSession.open(tmp_path / "shot", device="cpu")
         try:
             assert again.shot.manifest.tracked and list(again.track()) == []
+            assert again.shot.manifest.colour["chosen_by"] == "default"  # the record is kept as it was
             for frame, logits in tracked.items():
                 same(again.logits("ball", frame), logits["ball"])
             again.add_prompt("ball", FIRST + 3, points=[(114, 120)])
@@ -485,6 +486,27 @@ def test_footage_cut_short_after_prompting_still_opens(official_checkpoint, tmp_
         assert again.tracker.prompted_frames() == [1]
         assert [p.frame for p in again.object("ball").prompts] == [FIRST + 1, FIRST + 5]  # kept in the shot
         assert [f for f, _ in again.track()] == [FIRST + 1, FIRST + 2, FIRST + 3, FIRST + 4, FIRST]
+    finally:
+        again.close()
+
+
+def test_an_object_prompted_only_on_frames_cut_from_the_footage_leaves_the_others_trackable(
+        official_checkpoint, tmp_path, caplog):
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    write_png_clip(plate, N, FIRST)
+    s = _plate_session(tmp_path / "shot", plate, official_checkpoint)
+    s.add_prompt("ball", FIRST + 1, points=[(78, 120)])
+    s.add_prompt("sky", FIRST + 5, points=[(20, 20)])
+    s.close()
+    (plate / f"plate.{FIRST + 5}.png").unlink()
+    again = ShotSession.open(tmp_path / "shot", device="cpu")
+    try:
+        assert [f for f, _ in again.track()] == [FIRST + 1, FIRST + 2, FIRST + 3, FIRST + 4, FIRST]
+        assert "Not tracked: 'sky'" in caplog.text
+        assert [p.frame for p in again.object("sky").prompts] == [FIRST + 5]  # kept in the shot
+        with pytest.raises(SessionError, match=r"'sky'.*frames the footage no longer has"):
+            list(again.track(objects=["sky"]))
     finally:
         again.close()
 
