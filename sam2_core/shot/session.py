@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from ..mattes.cleanup import Cleanup
-from .manifest import ObjectRecord, PromptRecord
+from .manifest import ManifestError, ObjectRecord, PromptRecord
 from .shot import Shot
 
 log = logging.getLogger(__name__)
@@ -220,24 +220,40 @@ class ShotSession:
         name = _object_name(name)
         created = not any(o.name == name for o in self.shot.manifest.objects)
         record = self.shot.object(name)
-        new = None
+        was_tracked, new, saved = self.shot.manifest.tracked, None, False
+        before = [p for p in record.prompts if p.frame == int(frame)]
         try:
             new = self._prompt_record(record, int(frame), points, labels, box, mask)
-            before = [p for p in record.prompts if p.frame == int(frame)]
+            # the shot first: a crash before the tracker has the prompt gives it again on opening,
+            # whereas a prompt the tracker kept but the shot lacks would be a click nobody sees
+            record.prompts.append(new)
+            self.shot.manifest.tracked = False
+            self.shot.save()
+            saved = True
             logits = self._give(record, index, [*before, new])
         except BaseException:
-            if created:  # a refused first prompt leaves no object behind
-                self.shot.manifest.objects.remove(record)
-            if new is not None and new.mask is not None:  # nor the mask file it was saved as
-                (self.shot.folder / new.mask).unlink(missing_ok=True)
-                with contextlib.suppress(OSError):  # (and its folder, if that is all it held)
-                    (self.shot.folder / new.mask).parent.rmdir()
+            self._take_back_refused(record, new, created, was_tracked, saved)
             raise
-        record.prompts.append(new)
         self._undo.append((record.id, int(frame), before))
-        self.shot.manifest.tracked = False
-        self.shot.save()
         return logits
+
+    def _take_back_refused(self, record: ObjectRecord, new: PromptRecord | None, created: bool,
+                           was_tracked: bool, saved: bool) -> None:
+        """A refused prompt leaves the shot as it was: no object made for it, no mask file."""
+        if new in record.prompts:
+            record.prompts.remove(new)
+        if created:
+            self.shot.manifest.objects.remove(record)
+        self.shot.manifest.tracked = was_tracked
+        if saved:
+            try:
+                self.shot.save()
+            except ManifestError as e:  # (opening the shot again gives the prompt again, or says it can't)
+                log.warning("%s", e)
+        if new is not None and new.mask is not None:
+            (self.shot.folder / new.mask).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # (and its folder, if that is all it held)
+                (self.shot.folder / new.mask).parent.rmdir()
 
     def undo(self) -> tuple[ObjectRecord, int, np.ndarray | None]:
         """Take back the last prompt of this session. Returns the object, the frame number

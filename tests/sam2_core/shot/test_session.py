@@ -534,3 +534,11 @@ def test_a_manifest_that_cannot_be_saved_is_a_clear_error_and_the_old_one_stays(
         s.add_prompt("ball", FIRST + 1, points=[(78, 120)])
     assert (s.shot.folder / "shot.json").read_bytes() == saved
     assert not list(s.shot.folder.glob(".shot.json.*"))  # no half-written file left
+    # nor a click the shot does not show: not in the tracker, nor in the session, nor to undo
+    assert s.tracker.prompted_frames() == [0] and not s.tracker.has_result(1, s.object("ball").id)
+    assert [p.frame for p in s.object("ball").prompts] == [FIRST]
+    with pytest.raises(ManifestError):
+        s.add_prompt("sky", FIRST, points=[(20, 20)])
+    assert [o.name for o in s.objects] == ["ball"] and s.tracker.object_ids == [s.object("ball").id]
+    monkeypatch.undo()
+    assert s.undo()[1] == FIRST
