@@ -414,8 +414,12 @@ class ShotSession:
             spans.append(Span(first, "forward", last, group))
             if first > 0:
                 spans.append(Span(first - 1, "backward", 0, group))
-        for frame in sorted(corrections):
-            # (a re-track from an earlier correction may run through this one already)
+        # a re-track that runs through another corrected frame (a later one going forward, an
+        # earlier one going backward) commits that correction on its way: the longest go first
+        def reach(frame: int) -> int:
+            return sum(len(Span(*span)) for span in t.retrack_spans(frame, corrections[frame]))
+
+        for frame in sorted(corrections, key=lambda f: (-reach(f), f)):
             todo = [i for i in corrections[frame] if not any(i in s.objects and frame in _frames(s) for s in spans)]
             if todo:
                 spans.extend(Span(*span) for span in t.retrack_spans(frame, todo))

@@ -91,6 +91,16 @@ def test_a_correction_retracks_only_up_to_the_next_prompted_frame(new_session):
     assert all(set(out) == {"square"} for _, out in frames)
 
 
+def test_corrections_on_frames_tracked_backward_retrack_each_frame_once(new_session):
+    s = new_session()
+    s.add_prompt("ball", FIRST + 5, points=[(150, 120)])
+    list(s.track())  # forward (frame 5 alone), then backward to 0
+    s.add_prompt("ball", FIRST + 1, points=[(20, 20)], labels=[0])
+    s.add_prompt("ball", FIRST + 3, points=[(20, 20)], labels=[0])
+    assert [f for f, _ in s.track()] == [FIRST + i for i in (3, 2, 1, 0)]
+    assert s.shot.manifest.tracked
+
+
 def test_refining_the_first_prompt_after_tracking_tracks_both_ways_again(new_session):
     s = new_session()
     s.add_prompt("ball", FIRST + 2, points=[(96, 120)])
