@@ -88,11 +88,11 @@ class Shot:
                model: dict | None = None) -> Shot:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        if (folder / "shot.json").exists():
-            raise FileExistsError(f"There is already a shot in {folder}; open it, or choose another folder.")
         lock = ShotLock(folder)
         lock.acquire()
         try:
+            if (folder / "shot.json").exists():  # (looked at under the lock: two creates cannot both pass)
+                raise FileExistsError(f"There is already a shot in {folder}; open it, or choose another folder.")
             manifest = Manifest(source=relative_to(Path(source), folder), colour=dict(colour or {}),
                                 model=dict(model or {}))
             shot = cls(folder, manifest, lock)
@@ -105,11 +105,11 @@ class Shot:
     @classmethod
     def open(cls, folder: str | Path) -> Shot:
         folder = Path(folder)
-        manifest = read_manifest(folder)
+        read_manifest(folder)  # (a clear error for a folder that is not a shot, before locking it)
         lock = ShotLock(folder)
         lock.acquire()
-        try:
-            return cls(folder, manifest, lock)
+        try:  # read under the lock: the last holder may have saved since
+            return cls(folder, read_manifest(folder), lock)
         except BaseException:
             lock.release()
             raise

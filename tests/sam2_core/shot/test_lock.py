@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from sam2_core.shot.lock import ShotInUseError, ShotLock
+from sam2_core.shot.shot import Shot
+from tests.sam2_core.tracking.conftest import write_png_clip
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -81,3 +83,52 @@ def test_of_many_taking_a_leftover_lock_at_once_one_gets_it(tmp_path):
             t.join()
         assert len(got) == 1
         got[0].release()
+
+
+def test_two_creates_of_one_shot_never_both_succeed(tmp_path, monkeypatch):
+    """B looks for an existing shot, then A creates and closes it before B takes the lock:
+    B must not write its manifest over A's."""
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    write_png_clip(plate, 2)
+    folder = tmp_path / "shot"
+    real_acquire = ShotLock.acquire
+    first = []
+
+    def acquire_after_another_create(self):
+        if not first:
+            first.append(True)
+            Shot.create(folder, plate, model={"name": "A"}).close()
+        real_acquire(self)
+
+    monkeypatch.setattr(ShotLock, "acquire", acquire_after_another_create)
+    with pytest.raises(FileExistsError, match="already a shot"):
+        Shot.create(folder, plate, model={"name": "B"})
+    assert json.loads((folder / "shot.json").read_text())["model"] == {"name": "A"}
+    assert not (folder / "lock").exists()
+
+
+def test_a_shot_opened_while_another_saves_it_reads_what_was_saved(tmp_path, monkeypatch):
+    plate = tmp_path / "plate"
+    plate.mkdir()
+    write_png_clip(plate, 2)
+    folder = tmp_path / "shot"
+    Shot.create(folder, plate).close()
+    real_acquire = ShotLock.acquire
+    first = []
+
+    def acquire_after_another_save(self):
+        if not first:  # (another process adds an object and closes the shot meanwhile)
+            first.append(True)
+            other = Shot.open(folder)
+            other.object("ball")
+            other.save()
+            other.close()
+        real_acquire(self)
+
+    monkeypatch.setattr(ShotLock, "acquire", acquire_after_another_save)
+    shot = Shot.open(folder)
+    try:
+        assert [o.name for o in shot.manifest.objects] == ["ball"]
+    finally:
+        shot.close()
