@@ -299,6 +299,8 @@ class Service:
             raise RpcError(INVALID_PARAMS, f"objects must be a list of object names, got {objects!r}")
         if direction not in ("forward", "backward", "both"):
             raise RpcError(INVALID_PARAMS, f"direction must be forward, backward or both, got {direction!r}")
+        if self.cancel.is_set():  # cancelled while it waited: it does not run, nor plan
+            return {"frames": 0, "cancelled": True}
         counts = [0, 0]
 
         def progress(done, total):

@@ -181,9 +181,12 @@ def test_a_track_cancelled_while_queued_does_not_run(client, clip, official_chec
     client.call("prompt/add", {"object": "ball", "frame": FIRST, "points": [[60, 120]]})
     running = client.request("track", {"direction": "forward"}, wait=False)
     queued = client.request("track", {"direction": "forward", "from": FIRST}, wait=False)
-    client.send({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": queued}})
+    unplannable = client.request("track", {"objects": ["nobody"]}, wait=False)  # (it would be an error)
+    for request in (queued, unplannable):
+        client.send({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": request}})
     assert client.answer(running)["result"] == {"frames": N, "cancelled": False}
     assert client.answer(queued)["result"] == {"frames": 0, "cancelled": True}
+    assert client.answer(unplannable)["result"] == {"frames": 0, "cancelled": True}
     again = client.call("track", {"direction": "forward", "from": FIRST})  # later requests run as usual
     assert again == {"frames": N, "cancelled": False}
 
