@@ -316,8 +316,10 @@ class Service:
         s = self.shot
         folder = _path(out, "out")
         shot_folder = s.shot.folder
-        if _inside(shot_folder, folder) or any(_inside(folder, shot_folder / part)
-                                               for part in ("cache", "tracking", "prompts", "display")):
+        # (a folder that holds the shot is fine: the export leaves the shot's files alone, as
+        # `sam2roto track --out DIR` does with DIR/.sam2roto)
+        working = [shot_folder / part for part in ("cache", "tracking", "prompts", "display")]
+        if os.path.realpath(folder) == os.path.realpath(shot_folder) or any(_inside(folder, w) for w in working):
             raise RpcError(REFUSED_PATH, f"out {folder} is refused: it would mix mattes with the shot's own "
                                          f"files; choose a folder outside {shot_folder} (or a new one inside it)")
         if _inside(folder, s.shot.source_path if s.shot.source_path.is_dir() else s.shot.source_path.parent):

@@ -253,6 +253,10 @@ def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official
     for out in (tmp_path / "shot" / "cache", tmp_path / "shot", clip / "mattes"):
         assert client.error("export", {"out": str(out)})["code"] == -32003
     assert not (clip / "mattes").exists()
+    holder = client.call("export", {"out": str(tmp_path), "force": True})  # the folder that holds the shot
+    matte = Path(holder["mattes"]["ball"].replace("####", str(FIRST)))
+    assert matte.is_file() and matte.is_relative_to(tmp_path) and not matte.is_relative_to(tmp_path / "shot")
+    assert client.call("shot/info", {})["objects"][0]["object"] == "ball"  # the shot is as it was
     assert client.error("track", {"direction": "up"})["code"] == -32602
     assert client.error("export", {"out": str(tmp_path / "m"), "format": "gif"})["code"] == -32000
 
