@@ -3,7 +3,8 @@
 Freezing folds the weights into the compiled graph as constants and lays them out once for
 the CPU's matrix kernels (oneDNN). On a CPU with AMX, in bfloat16, that took the tiny
 encoder from 0.76 s to 0.49 s a frame (../shared/PERF_NOTES.md). In float32 on AVX2 it
-gains nothing (2.8 s either way), so it is opt-in, and `worth_compiling` names where it pays.
+gains nothing (about 3 s at 1024, compiled or not), so it is opt-in, and `worth_compiling`
+names where it pays.
 
 The first call compiles: about 30 s to a minute, less in a later process, which reads
 inductor's cache. A compilation that fails (no C++ compiler, an unsupported platform)
