@@ -428,15 +428,21 @@ def test_prompts_in_a_manifest_written_before_they_kept_tracked_read_as_tracked(
     assert old.objects[0].prompts[0].tracked and not PromptRecord(frame=1001).tracked
 
 
+@pytest.fixture
+def plate(tmp_path):
+    """A plate of the shot's own (the test changes its frames)."""
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    return write_png_clip(folder, N, FIRST)
+
+
 def _plate_session(folder, plate, official_checkpoint):
     return ShotSession.create(folder, plate, model_name=NAME, checkpoint=official_checkpoint(NAME), device="cpu",
                               image_size=CPU_TEST_INPUT_SIZE)
 
 
-def test_footage_given_handles_after_tracking_is_tracked_again_on_the_right_frames(official_checkpoint, tmp_path):
-    plate = tmp_path / "plate"
-    plate.mkdir()
-    write_png_clip(plate, N, FIRST)
+def test_footage_given_handles_after_tracking_is_tracked_again_on_the_right_frames(official_checkpoint, plate,
+                                                                                    tmp_path):
     s = _plate_session(tmp_path / "shot", plate, official_checkpoint)
     answer = s.add_prompt("ball", FIRST + 4, points=[(132, 120)])
     list(s.track())
@@ -456,10 +462,7 @@ def test_footage_given_handles_after_tracking_is_tracked_again_on_the_right_fram
         again.close()
 
 
-def test_a_colour_managed_sequence_keeps_its_tracking_when_the_shot_opens_again(official_checkpoint, tmp_path):
-    plate = tmp_path / "plate"
-    plate.mkdir()
-    write_png_clip(plate, N, FIRST)
+def test_a_colour_managed_sequence_keeps_its_tracking_when_the_shot_opens_again(official_checkpoint, plate, tmp_path):
     # a sequence pattern, colour settings left to sam2roto (an sRGB default for PNG)
     s = _plate_session(tmp_path / "shot", str(plate / "plate.####.png"), official_checkpoint)
     assert s.shot.manifest.colour["chosen_by"] == "default"
@@ -480,10 +483,7 @@ def test_a_colour_managed_sequence_keeps_its_tracking_when_the_shot_opens_again(
             again.close()
 
 
-def test_footage_cut_short_after_prompting_still_opens(official_checkpoint, tmp_path, caplog):
-    plate = tmp_path / "plate"
-    plate.mkdir()
-    write_png_clip(plate, N, FIRST)
+def test_footage_cut_short_after_prompting_still_opens(official_checkpoint, plate, tmp_path, caplog):
     s = _plate_session(tmp_path / "shot", plate, official_checkpoint)
     s.add_prompt("ball", FIRST + 1, points=[(78, 120)])
     s.add_prompt("ball", FIRST + 5, points=[(150, 120)])
@@ -501,10 +501,7 @@ def test_footage_cut_short_after_prompting_still_opens(official_checkpoint, tmp_
 
 
 def test_an_object_prompted_only_on_frames_cut_from_the_footage_leaves_the_others_trackable(
-        official_checkpoint, tmp_path, caplog):
-    plate = tmp_path / "plate"
-    plate.mkdir()
-    write_png_clip(plate, N, FIRST)
+        official_checkpoint, plate, tmp_path, caplog):
     s = _plate_session(tmp_path / "shot", plate, official_checkpoint)
     s.add_prompt("ball", FIRST + 1, points=[(78, 120)])
     s.add_prompt("sky", FIRST + 5, points=[(20, 20)])
