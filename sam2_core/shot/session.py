@@ -261,17 +261,24 @@ class ShotSession:
         before tracking again; None where nothing is left on it)."""
         if not self._undo:
             raise SessionError("Nothing to undo: no prompt was given in this session.")
-        obj_id, frame, before = self._undo.pop()
+        obj_id, frame, before = self._undo[-1]
         record = next(o for o in self.shot.manifest.objects if o.id == obj_id)
         index = self.index(frame)
         kept = sum(p.tracked for p in record.prompts if p.frame == frame)  # (the one taken back too)
         if obj_id in self.tracker.object_ids:
             self.tracker.clear_prompt(index, obj_id)  # (back to what it tracked from, if it did)
+        flags = [p.tracked for p in before]
         if kept > len(before):  # the prompt taken back was tracked from: the frame starts afresh
             kept = 0
             for p in before:
                 p.tracked = False
-        logits = self._replay(record, index, before, given=kept)
+        try:
+            logits = self._replay(record, index, before, given=kept)
+        except BaseException:  # (a frame that cannot be read): the undo stays to be tried again
+            for p, flag in zip(before, flags):
+                p.tracked = flag
+            raise
+        self._undo.pop()
         record.prompts = [p for p in record.prompts if p.frame != frame] + before
         if not record.prompts and obj_id in self.tracker.object_ids:
             # nothing left to track it from: what was tracked from its prompts goes too

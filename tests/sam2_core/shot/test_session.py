@@ -69,6 +69,38 @@ def test_clicks_accumulate_and_undo_gives_back_each_earlier_answer(new_session):
         s.undo()
 
 
+def test_an_undo_that_fails_can_be_tried_again(new_session, monkeypatch):
+    s = new_session()
+    one = s.add_prompt("ball", FIRST, points=[(60, 120)])
+    two = s.add_prompt("ball", FIRST, points=[(20, 20)], labels=[0])
+    s.add_prompt("ball", FIRST, box=(20, 80, 100, 160))
+    give = s._give
+
+    def unreadable_frame(*args):
+        raise OSError(f"Cannot read frame {FIRST}: the disk went away")
+
+    monkeypatch.setattr(s, "_give", unreadable_frame)
+    with pytest.raises(OSError, match="the disk went away"):
+        s.undo()
+    assert [len(p["points"]) for p in manifest(s)["objects"][0]["prompts"]] == [1, 1, 0]  # the shot as it was
+    monkeypatch.setattr(s, "_give", give)
+    _, frame, after = s.undo()  # the same undo, not the one before it
+    assert frame == FIRST
+    same(after, two)
+    same(s.undo()[2], one)
+
+    # a click that was tracked from: the frame's earlier clicks keep their "tracked" marks
+    s.add_prompt("ball", FIRST, points=[(20, 20)], labels=[0])
+    list(s.track())
+    monkeypatch.setattr(s, "_give", unreadable_frame)
+    with pytest.raises(OSError):
+        s.undo()
+    assert [p["tracked"] for p in manifest(s)["objects"][0]["prompts"]] == [True, True]
+    assert [p.tracked for p in s.object("ball").prompts] == [True, True]
+    monkeypatch.setattr(s, "_give", give)
+    assert s.undo()[1] == FIRST and [len(p["points"]) for p in manifest(s)["objects"][0]["prompts"]] == [1]
+
+
 def test_a_correction_retracks_only_up_to_the_next_prompted_frame(new_session):
     s = new_session()
     s.add_prompt("ball", FIRST, points=[(60, 120)])
