@@ -388,9 +388,10 @@ class ShotSession:
         records = self.objects if names is None else [self.object(n) for n in names]
         ids, stranded = [], []
         for o in (o for o in records if o.prompts):
-            # (prompts only on frames the footage lost, or that could not be given again)
-            usable = o.id in self.tracker.object_ids and self.tracker.prompted_frames(o.id)
-            (ids if usable else stranded).append(o.id if usable else o.name)
+            if o.id in self.tracker.object_ids and self.tracker.prompted_frames(o.id):
+                ids.append(o.id)
+            else:  # (prompts only on frames the footage lost, or that could not be given again)
+                stranded.append(o.name)
         if stranded:
             log.warning("Not tracked: %s, prompted only on frames the footage no longer has (or whose prompts "
                         "could not be given again); prompt them again.", ", ".join(map(repr, stranded)))
