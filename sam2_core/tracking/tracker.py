@@ -74,6 +74,9 @@ class TrackedObject:
     prompts: dict[int, Prompt] = field(default_factory=dict)
     # results of prompts not yet committed to the memory bank (the next propagate does it)
     pending: dict[int, FrameMemory] = field(default_factory=dict)
+    # corrected frame -> the directions its re-track runs (reverse or not), kept from the
+    # commit, which drops the results that told them, until a re-track from it finishes
+    retrack_directions: dict[int, list[bool]] = field(default_factory=dict)
 
 
 def _on(t: torch.Tensor | None, device) -> torch.Tensor | None:
@@ -408,6 +411,7 @@ class VideoTracker:
         return range(start, end - 1, -1) if reverse else range(start, end + 1), reverse, ends
 
     def _run_spans(self, spans, cancel, progress):
+        """Runs the spans, yielding each frame; returns True once all are done."""
         finished = False
         try:
             with self.frames.background_paused():
@@ -416,6 +420,7 @@ class VideoTracker:
             # the frames and features a run read are on disk when it ends, stopped or not
             self._flush(raise_errors=finished)
             trim()  # what the heap kept for the next frame is given back
+        return finished
 
     def _frame_by_frame(self, spans, cancel, progress):
         """Track the spans' frames one by one; True once all are done (False: cancelled)."""
@@ -455,7 +460,14 @@ class VideoTracker:
                     first = (max if reverse else min)(start for start, _, _ in entries)
                     last = min(ends.values()) if reverse else max(ends.values())
                     spans.append(self._span(first, last, reverse, ends))
-        return self._run_spans(spans, cancel, progress)
+        return self._retrack_run(frame, [i for _, _, _, ids in plan for i in ids], spans, cancel, progress)
+
+    def _retrack_run(self, frame, ids, spans, cancel, progress):
+        if (yield from self._run_spans(spans, cancel, progress)):
+            with self._lock:
+                for i in ids:
+                    if i in self._objects:
+                        self._objects[i].retrack_directions.pop(frame, None)
 
     def retrack_spans(self, frame: int, objects: list[int] | None = None) -> list[tuple[int, str, int, list[int]]]:
         """What `retrack(frame)` runs: [(start, direction, end, objects)], one entry per
@@ -483,7 +495,7 @@ class VideoTracker:
         for i, obj in self._objects.items():
             if frame not in obj.memory.cond or (objects is not None and i not in objects):
                 continue
-            for reverse in self._directions_from(obj, frame):
+            for reverse in obj.retrack_directions.get(frame) or self._directions_from(obj, frame):
                 end = self.next_prompted(i, frame, reverse)
                 beyond = range(frame - 1, end - 1, -1) if reverse else range(frame + 1, end + 1)
                 missing = next((f for f in beyond if f not in obj.memory.reverse), None)
@@ -543,9 +555,11 @@ class VideoTracker:
         before it re-tracked them leaves them to be tracked again rather than showing the
         old masks. Other objects' prompts wait for a run of their own."""
         for obj in (self._objects[i] for i in ids):
-            stale = [(frame, reverse) for frame in obj.pending if frame in obj.memory.reverse
-                     for reverse in self._directions_from(obj, frame)]
-            for frame, reverse in stale:
+            stale = {frame: self._directions_from(obj, frame) for frame in obj.pending if frame in obj.memory.reverse}
+            for frame in obj.pending:  # (a frame not tracked before owes no re-track)
+                obj.retrack_directions.pop(frame, None)
+            obj.retrack_directions.update(stale)
+            for frame, reverse in ((f, r) for f, directions in stale.items() for r in directions):
                 self._drop_tracked_beyond(obj, frame, reverse)
             for frame, out in sorted(obj.pending.items()):
                 logits = self._latest_result(obj.memory.obj_id, frame)["logits"]

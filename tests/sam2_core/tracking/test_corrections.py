@@ -226,3 +226,27 @@ def test_a_refined_prompt_that_was_tracked_both_ways_retracks_both_ways(tiny, sh
     list(again.propagate(start=2, direction="both"))
     for f in range(5):
         assert same(tracker.logits(f, 1), again.logits(f, 1)), f
+
+
+@pytest.mark.parametrize("stop_at", [2, 3])
+def test_a_two_way_retrack_stopped_going_forward_goes_on_both_ways(tiny, shared_cache, stop_at):
+    def refined():
+        tracker = VideoTracker(tiny, moving_disc_frames(5), cache_dir=shared_cache)
+        tracker.add_prompt(2, 1, points=disc(2))
+        list(tracker.propagate(start=2, direction="both"))
+        tracker.add_prompt(2, 1, points=disc(2) + [(10, 10)], labels=[1, 0])
+        return tracker
+
+    tracker = refined()
+    cancel = threading.Event()
+    for frame, _ in tracker.retrack(2, cancel=cancel):
+        if frame == stop_at:
+            cancel.set()
+    # both sides of the refined prompt were dropped; called again, it finishes both
+    assert [f for f, _ in tracker.retrack(2)] == [f for f in (3, 4) if f > stop_at] + [1, 0]
+    with pytest.raises(ValueError, match="No new prompt on frame index 2"):
+        tracker.retrack(2)
+    again = refined()
+    list(again.retrack(2))
+    for f in range(5):
+        assert same(tracker.logits(f, 1), again.logits(f, 1)), f
