@@ -4,7 +4,7 @@ or a power cut) sees the old file or the new one, never a half."""
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 
@@ -12,7 +12,9 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     """Write `text` to a temporary file beside `path`, flush it to the disk, then rename it
     onto `path`. On failure the temporary file is removed and `path` is as it was."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    # (0o666 less the umask, as any new file: mkstemp's 0o600 would hide a shared shot from others)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
