@@ -47,7 +47,7 @@ def _key(*parts: str) -> str:
     return hashlib.blake2b("\x00".join(parts).encode(), digest_size=10).hexdigest()
 
 
-def _weights_key(model: SAM2) -> str:
+def weights_key(model: SAM2) -> str:
     """The checkpoint's SHA-256 (load_model sets it). Weights of unknown origin get a key
     of their own, so that no other model ever reads their features."""
     if not getattr(model, "weights_id", ""):
@@ -118,7 +118,9 @@ class FrameFeatureCache:
         self.source = source
         self.size = model.cfg.image_size
         source_key = _key(source.identity, colour_key, str(self.size))
-        model_key = _key(model.cfg.name, _weights_key(model), str(model.dtype))
+        model_key = _key(model.cfg.name, weights_key(model), str(model.dtype))
+        # what the features depend on: equal ids, equal features
+        self.features_id = f"{source_key}-{model_key}"
         root = Path(cache_dir)
         # written by a writer thread while the network goes on, and not flushed to the disk
         # entry by entry (fsync per frame costs more than a frame's network pass on a GPU):
@@ -128,7 +130,7 @@ class FrameFeatureCache:
         self.input_store = TensorStore(root / "inputs" / source_key, ram_budget=ram_budget // 8, durable=False,
                                        disk_budget=None if disk_budget is None else disk_budget // 4,
                                        write_behind=True)
-        self.feature_store = TensorStore(root / "features" / f"{source_key}-{model_key}", ram_budget=ram_budget,
+        self.feature_store = TensorStore(root / "features" / self.features_id, ram_budget=ram_budget,
                                          disk_budget=disk_budget, durable=False, write_behind=True)
         if disk_budget is not None:
             _remove_unused_variants(root, [self.input_store, self.feature_store], disk_budget + disk_budget // 4)

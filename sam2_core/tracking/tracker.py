@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import numbers
@@ -33,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic import write_text_atomically
-from ..cache.features import FrameFeatureCache
+from ..cache.features import FrameFeatureCache, weights_key
 from ..cache.heap import give_back_free_memory, trim
 from ..cache.store import CacheError, TensorStore, flush_all
 from ..media.frame_source import as_source, check_index
@@ -96,9 +97,13 @@ def _check_object_id(obj_id) -> int:
     return int(obj_id)
 
 
-def _signature_tensor(signature: tuple, reverse: bool) -> torch.Tensor:
+def _signature_tensor(signature: tuple, reverse: bool, features_id: str) -> torch.Tensor:
+    """What a conditioned embedding was made of: the memories, the direction and the frame's
+    features (footage rendered again, or another model, makes other features)."""
     spatial, pointers = signature
-    flat = [int(reverse), len(spatial)] + [v for item in spatial for v in item] + [v for item in pointers for v in item]
+    features = int.from_bytes(hashlib.blake2b(features_id.encode(), digest_size=8).digest(), "little", signed=True)
+    flat = ([features, int(reverse), len(spatial)] + [v for item in spatial for v in item]
+            + [v for item in pointers for v in item])
     return torch.tensor(flat, dtype=torch.int64)
 
 
@@ -667,7 +672,7 @@ class VideoTracker:
             # does a click on a frame tracked from a prompt since taken back, with no memory
             # of that object left within reach
             return feats.embedding + m.no_mem_embed.reshape(1, -1, 1, 1)
-        signature = _signature_tensor(selection.signature, reverse)
+        signature = _signature_tensor(selection.signature, reverse, self.frames.features_id)
         key = f"cond-{obj.memory.obj_id}-{frame:07d}"
         stored = self.conditioned.get(key)
         if stored is not None and torch.equal(stored["signature"], signature):
@@ -740,19 +745,24 @@ class VideoTracker:
         results would show on the wrong frames. Footage moved elsewhere, or copied, keeps
         the session."""
         path = self.session_dir / FOOTAGE_FILE
+        cfg = self.model.cfg
         now = {"frame_numbers": [int(n) for n in self.source.frame_numbers],
-               "size": [int(n) for n in self.source.size], "colour": colour_key}
+               "size": [int(n) for n in self.source.size], "colour": colour_key,
+               "model": f"{cfg.name} {cfg.image_size} {weights_key(self.model)}"}
         try:
             before = json.loads(path.read_text())
         except FileNotFoundError:
             before = None  # a new session (or one from before this record was kept)
         except ValueError:
             before = {}  # damaged: what the session was made on is unknown
+        if before is not None and "model" not in before:
+            before["model"] = now["model"]  # (kept from before the model was recorded)
         if before == now:
             return
         if before is not None:
-            log.warning("The footage of the session in %s changed since it was saved (frames, size or colour): "
-                        "its prompts, memories and results are dropped.", self.session_dir)
+            log.warning("The footage or the model of the session in %s changed since it was saved (frames, size, "
+                        "colour, model or its weights): its prompts, memories and results are dropped.",
+                        self.session_dir)
             for store in (self.results, self.bank.store, self.prompt_store, self.conditioned):
                 store.clear()
         try:

@@ -798,3 +798,48 @@ def test_conditioned_embeddings_on_disk_stay_within_their_budget(tiny, shared_ca
     # a correction on a frame whose embedding went runs the memory attention again: same answer
     correction = dict(points=[(96, 120), (20, 20)], labels=[1, 0])
     assert_same_masks(bounded.add_prompt(2, 1, **correction), unbounded.add_prompt(2, 1, **correction))
+
+
+def test_a_correction_on_footage_rendered_again_uses_the_new_pixels_only(tiny, tmp_path):
+    """A conditioned embedding kept from the old render is not reused with the new render's
+    features: the answer is what a tracker without that entry gives."""
+    import shutil
+
+    import cv2
+
+    from tests.sam2_core.tracking.conftest import write_png_clip
+
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    write_png_clip(clip, 4)
+    session = tmp_path / "session"
+    tracker = VideoTracker(tiny, clip, cache_dir=tmp_path / "cache", session_dir=session)
+    track(tracker)
+    tracker.close()
+    for i, frame in enumerate(moving_disc_frames(4, seed=1)):  # the plate rendered again, same names
+        cv2.imwrite(str(clip / f"plate.{1001 + i:04d}.png"), frame[:, :, ::-1])
+    os.utime(clip / "plate.1001.png", (time.time() + 5, time.time() + 5))  # (a new mtime even on a coarse clock)
+    without = tmp_path / "without"
+    shutil.copytree(session, without)
+    shutil.rmtree(without / "conditioned")
+    answers = []
+    for folder in (session, without):
+        t = VideoTracker(tiny, clip, cache_dir=tmp_path / "cache", session_dir=folder)
+        answers.append(t.add_prompt(2, 1, points=[(96, 120)]))
+        t.close()
+    assert np.abs(answers[0] - answers[1]).max() < 1e-4
+
+
+def test_a_session_made_with_other_weights_starts_afresh(tiny, tmp_path, official_checkpoint):
+    session = tmp_path / "session"
+    tracker = VideoTracker(tiny, moving_disc_frames(4), cache_dir=tmp_path / "cache", session_dir=session)
+    track(tracker)
+    tracker.close()
+    state = torch.load(official_checkpoint(NAME), map_location="cpu", weights_only=True)
+    state["model"] = {k: v * 1.01 if v.is_floating_point() else v for k, v in state["model"].items()}
+    torch.save(state, tmp_path / "retrained.pt")  # the checkpoint at the shot's path replaced
+    other = load_model(NAME, checkpoint=tmp_path / "retrained.pt", image_size=tiny.cfg.image_size)
+    again = VideoTracker(other, moving_disc_frames(4), cache_dir=tmp_path / "cache", session_dir=session)
+    # another model's memories and results mean nothing to this one
+    assert again.object_ids == [] and again.prompted_frames() == []
+    again.close()
