@@ -33,6 +33,15 @@ def versions_past(version: int) -> None:
     _versions = itertools.count(max(current, version + 1))
 
 
+class LostMemory(RuntimeError):
+    """A spatial memory the bank lists is gone from its store (damaged on disk, or deleted)."""
+
+    def __init__(self, obj_id: int, frame: int, folder):
+        super().__init__(f"The memory of object {obj_id} on frame index {frame} was lost from {folder} (damaged "
+                         "or deleted): track again, and it is computed again.")
+        self.obj_id, self.frame = obj_id, frame
+
+
 @dataclass
 class FrameMemory:
     """What later frames need of one object's result on one frame."""
@@ -98,8 +107,7 @@ class MemoryBank:
     def spatial(self, obj: ObjectMemory, frame: int) -> torch.Tensor:
         got = self.store.get(self.key(obj.obj_id, frame))
         if got is None:
-            raise RuntimeError(f"The memory of object {obj.obj_id} on frame index {frame} was lost from the "
-                               f"cache folder {self.store.folder}; track that frame again.")
+            raise LostMemory(obj.obj_id, frame, self.store.folder)
         return got["memory"].to(self.model.device)
 
     def forget(self, obj: ObjectMemory) -> None:

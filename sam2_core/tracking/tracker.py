@@ -41,7 +41,7 @@ from ..media.frame_source import as_source, check_index
 from ..model import SAM2
 from ..model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
 from ..model.transforms import points_to_input
-from .memory_bank import FrameMemory, MemoryBank, ObjectMemory, versions_past
+from .memory_bank import FrameMemory, LostMemory, MemoryBank, ObjectMemory, versions_past
 from .postprocess import fill_small_holes, keep_top_object
 
 log = logging.getLogger(__name__)
@@ -257,6 +257,16 @@ class VideoTracker:
         """A frame no object has a prompt on any more may leave the cache when it is full."""
         if not any(frame in o.prompts for o in self._objects.values()):
             self.frames.unpin(frame)
+
+    def _memory_lost(self, obj: TrackedObject, frame: int) -> None:
+        """As when a session loads without a frame's memory: a prompted frame's memory is
+        encoded again from its result by the next run, a tracked frame is tracked again."""
+        record = obj.memory.cond.pop(frame, None)
+        if record is None:
+            self._forget_result(obj, frame)
+            return
+        record.has_spatial = False
+        obj.pending[frame] = record
 
     def _forget_result(self, obj: TrackedObject, frame: int) -> None:
         """The frame no longer has a result (nor a memory) for the object."""
@@ -677,7 +687,11 @@ class VideoTracker:
         stored = self.conditioned.get(key)
         if stored is not None and torch.equal(stored["signature"], signature):
             return stored["embedding"].to(m.device)
-        memory, memory_pos, num_ptr = self.bank.assemble(obj.memory, selection)
+        try:
+            memory, memory_pos, num_ptr = self.bank.assemble(obj.memory, selection)
+        except LostMemory as e:
+            self._memory_lost(obj, e.frame)
+            raise
         # kept (and used) in the working precision, so a reused one is the same as a new one
         pix = m.memory_attention(feats.embedding, feats.pos[-1], memory, memory_pos, num_ptr).to(m.dtype)
         self.conditioned.put(key, {"signature": signature, "embedding": pix})

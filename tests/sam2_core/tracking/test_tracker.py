@@ -843,3 +843,27 @@ def test_a_session_made_with_other_weights_starts_afresh(tiny, tmp_path, officia
     # another model's memories and results mean nothing to this one
     assert again.object_ids == [] and again.prompted_frames() == []
     again.close()
+
+
+@pytest.mark.parametrize("damaged", [0, 2])  # the prompted frame, a tracked one
+def test_a_memory_damaged_on_disk_stops_the_run_once_and_is_computed_again(tiny, shared_cache, tmp_path, damaged):
+    """After a power cut a memory entry can be on disk but damaged: the run that needs it stops
+    with a clear error, and the next run computes it again: the masks tracked before."""
+    session = tmp_path / "session"
+    frames = moving_disc_frames(6)
+    tracker = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=session)
+    tracker.add_prompt(0, 1, **CLICK)
+    before = dict(tracker.propagate())
+    tracker.close()
+    entry = session / "memory" / f"mem-1-{damaged:07d}.entry"
+    data = bytearray(entry.read_bytes())
+    data[-100:] = bytes(100)
+    entry.write_bytes(bytes(data))
+
+    reloaded = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=session)
+    with pytest.raises(RuntimeError, match=f"memory of object 1 on frame index {damaged} was lost.*track again"):
+        list(reloaded.propagate(start=3))
+    again = dict(reloaded.propagate(start=0 if damaged == 0 else 1))
+    assert sorted(again) == list(range(0 if damaged == 0 else 1, 6))
+    for f in again:
+        assert_same_masks(before[f][1], again[f][1])
