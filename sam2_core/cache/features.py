@@ -325,12 +325,14 @@ class FrameFeatureCache:
             trim()  # what the heap kept for the next frame is given back
 
     def _encode_in_order(self, order: list[int]) -> None:
-        frame_bytes = 0  # one frame's features, once one is encoded
+        frame_bytes = 0  # one frame's features (0: none encoded or on disk yet)
         for index in order:
             if self._stop.is_set():
                 return
             if f"{index:07d}" in self.feature_store:
                 continue
+            # (an entry on disk, header included, is the measure once there is one)
+            frame_bytes = max(frame_bytes, self.feature_store.mean_entry_bytes())
             room = self.feature_store.room_left()
             if room is not None and room < frame_bytes:
                 log.info("Background encoding stopped at frame index %d: the feature cache's disk budget is full.",
@@ -342,7 +344,7 @@ class FrameFeatureCache:
                 log.warning("Background encoding stopped at frame index %d: %s", index, e)
                 return
             if features is not None:
-                frame_bytes = sum(level.nbytes for level in features.levels)
+                frame_bytes = max(frame_bytes, sum(level.nbytes for level in features.levels))
             give_back_free_memory()
 
     def _encode_when_quiet(self, index: int) -> ImageFeatures | None:

@@ -251,6 +251,11 @@ class TensorStore:
     def disk_bytes(self) -> int:
         return self._disk_bytes
 
+    def mean_entry_bytes(self) -> int:
+        """What an entry on disk takes on average, header included (0 while there is none)."""
+        with self._lock:
+            return self._disk_bytes // len(self._disk) if self._disk else 0
+
     def room_left(self) -> int | None:
         """Bytes that can still be written before older entries are evicted (None: no
         budget); entries still on their way to the disk count as written."""

@@ -446,6 +446,20 @@ def test_background_encoding_stops_at_the_disk_budget_and_evicts_nothing(tiny, t
     assert tracker.frames.encoder_calls == 3
 
 
+def test_background_encoding_of_a_cache_nearly_full_evicts_nothing(tiny, tmp_path):
+    # (features encoded before, by tracking or an earlier process, leave less than a frame's room)
+    frames = moving_disc_frames(10)
+    one = frame_feature_bytes(tiny, frames, tmp_path)
+    tracker = VideoTracker(tiny, frames, cache_dir=tmp_path / "cache", feature_disk_budget=int(2.5 * one))
+    tracker.frames.features(0), tracker.frames.features(1)
+    tracker.frames.flush()
+    tracker.encode_ahead(5)
+    assert tracker.frames.background_done(timeout=120)
+    tracker.frames.flush()
+    assert sorted(tracker.frames.feature_store.keys()) == [f"{i:07d}" for i in (0, 1)]  # (on disk)
+    assert tracker.frames.encoder_calls == 2
+
+
 def test_other_footage_versions_leave_the_cache_when_it_is_over_its_budget(tiny, tmp_path):
     frames = ArraySource(moving_disc_frames(2))
     folders = {}
