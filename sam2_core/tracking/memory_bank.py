@@ -14,7 +14,7 @@ predictor stores them. Pointers and object scores are small and stay in RAM.
 
 from __future__ import annotations
 
-import itertools
+import secrets
 from dataclasses import dataclass, field
 
 import torch
@@ -23,14 +23,12 @@ from ..cache.store import TensorStore
 from ..model import SAM2
 from ..model.loading import upload
 
-_versions = itertools.count(1)
 
-
-def versions_past(version: int) -> None:
-    """Make new versions larger than `version` (after loading results from disk)."""
-    global _versions
-    current = next(_versions)
-    _versions = itertools.count(max(current, version + 1))
+def new_version() -> int:
+    """A version no other result has had, in this process or any other that saved to the
+    same session folder: random, because a counter resumed from the results on disk can
+    give out again the version of a result since deleted."""
+    return secrets.randbits(63)
 
 
 class LostMemory(RuntimeError):
@@ -50,7 +48,7 @@ class FrameMemory:
     object_score: torch.Tensor  # (1, 1)
     has_spatial: bool = False  # a spatial memory is in the store
     # tells this result apart from any other result on the same frame, earlier or later
-    version: int = field(default_factory=lambda: next(_versions))
+    version: int = field(default_factory=new_version)
 
 
 @dataclass

@@ -41,7 +41,7 @@ from ..media.frame_source import as_source, check_index
 from ..model import SAM2
 from ..model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
 from ..model.transforms import points_to_input
-from .memory_bank import FrameMemory, LostMemory, MemoryBank, ObjectMemory, versions_past
+from .memory_bank import FrameMemory, LostMemory, MemoryBank, ObjectMemory
 from .postprocess import fill_small_holes, keep_top_object
 
 log = logging.getLogger(__name__)
@@ -787,7 +787,7 @@ class VideoTracker:
 
     def _load_session(self) -> None:
         """Rebuild objects, prompts and the memory bank from a session folder."""
-        dev, newest = self.model.device, 0
+        dev = self.model.device
         # (a prompt's answer, kept apart until committed, comes after the frame's result)
         for key in sorted(self.results.keys(), key=lambda k: (k.startswith("pend-"), k)):
             _, obj_id, frame = key.split("-")
@@ -810,8 +810,6 @@ class VideoTracker:
             {PENDING: obj.pending, CONDITIONING: obj.memory.cond, TRACKED: obj.memory.tracked}[kind][frame] = record
             if reverse >= 0:
                 obj.memory.reverse[frame] = bool(reverse)
-            newest = max(newest, version)
-        versions_past(newest)
         for key in self.prompt_store.keys():
             if not key.startswith("prompt-"):
                 continue

@@ -881,3 +881,12 @@ def test_a_memory_damaged_on_disk_stops_the_run_once_and_is_computed_again(tiny,
     assert sorted(again) == list(range(0 if damaged == 0 else 1, 6))
     for f in again:
         assert_same_masks(before[f][1], again[f][1])
+
+
+def test_results_made_by_two_processes_never_share_a_version():
+    """A session reopened by another process must not give a new result the version of one
+    since deleted: a conditioned embedding kept with that version would be taken as current."""
+    code = "from sam2_core.tracking.memory_bank import new_version; print(new_version(), new_version())"
+    firsts = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+              for _ in range(2)]
+    assert len(set(firsts[0] + firsts[1])) == 4
