@@ -352,6 +352,7 @@ def cmd_track(args) -> int:
         try:
             session = _create_session(shot_dir, args)
             _give_prompts(session, _requests(args.prompts, session.numbers[0]))
+            session.check_export_folder(out, args.format)  # (refused now, not after tracking)
         except BaseException:
             # a run that never got going (weights missing, a bad prompt) must not block the next try
             if session is not None:

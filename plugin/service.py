@@ -322,9 +322,6 @@ class Service:
         if os.path.realpath(folder) == os.path.realpath(shot_folder) or any(_inside(folder, w) for w in working):
             raise RpcError(REFUSED_PATH, f"out {folder} is refused: it would mix mattes with the shot's own "
                                          f"files; choose a folder outside {shot_folder} (or a new one inside it)")
-        if _inside(folder, s.shot.source_path if s.shot.source_path.is_dir() else s.shot.source_path.parent):
-            raise RpcError(REFUSED_PATH, f"out {folder} is refused: it lies in the footage's folder; "
-                                         "mattes never go beside the plates")
         if cleanup is not None and (not isinstance(cleanup, dict)
                                     or not all(isinstance(v, dict) for v in cleanup.values())):
             raise RpcError(INVALID_PARAMS, "cleanup must map object names to settings, e.g. "
@@ -377,11 +374,14 @@ def _error_code(e: Exception) -> int | None:
     from sam2_core.model.checkpoint import CheckpointError
     from sam2_core.model.weights import WeightsError
     from sam2_core.shot import ManifestError, ShotInUseError
+    from sam2_core.shot.session import ExportRefused
 
     if isinstance(e, RpcError):
         return e.code
     if isinstance(e, ShotInUseError):
         return SHOT_IN_USE
+    if isinstance(e, ExportRefused):  # (the footage's own folder)
+        return REFUSED_PATH
     if isinstance(e, (ValueError, KeyError, IndexError, CacheError, ExportError, CheckpointError, WeightsError,
                       ManifestError, FileNotFoundError, FileExistsError, PermissionError)):
         return USER_ERROR

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import logging
+import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
@@ -31,6 +32,10 @@ Progress = Callable[[int, int], None]
 
 class SessionError(ValueError):
     """A request the user can fix (unknown object, frame outside the shot, ...)."""
+
+
+class ExportRefused(SessionError):
+    """An export folder that would put files in the footage's own folder."""
 
 
 @dataclass
@@ -524,8 +529,9 @@ class ShotSession:
         if not records:
             raise SessionError("Nothing to export: no object has been prompted yet.")
         out = Path(out)
-        prepare_output_dir(out, force=force, ignore=(self.shot.folder,))
         objects = {o.id: o.name for o in records}
+        self.check_export_folder(out, fmt)
+        prepare_output_dir(out, force=force, ignore=(self.shot.folder,))
         cleanup = {o.id: Cleanup.from_dict(o.cleanup) for o in records if o.cleanup}
         frames = export(self.tracker, objects, writer_for(fmt, out, self.source), cleanup=cleanup,
                         progress=progress)
@@ -539,6 +545,21 @@ class ShotSession:
         self.shot.manifest.exports.append({k: result[k] for k in ("folder", "format", "frames")})
         self.shot.save()
         return result
+
+    def check_export_folder(self, out: str | Path, fmt: str = "png16") -> None:
+        """ExportRefused if an export to `out` would put files in the footage's own folder:
+        beside the plates, or over them (an export folder that holds the footage's, with an
+        object named as that folder). A new folder inside it is fine, as Blender keeps its
+        proxies. (Hosts check before a long track, not only at the export after it.)"""
+        from ..mattes.export import matte_files
+
+        out = Path(out)
+        source = self.shot.source_path
+        footage = Path(os.path.realpath(source if source.is_dir() else source.parent))
+        for folder in [out, *(Path(matte_files(fmt, out, o.name)).parent for o in self.objects)]:
+            if Path(os.path.realpath(folder)) == footage:
+                raise ExportRefused(f"Exporting to {out} would put files in the footage's folder {footage}: mattes "
+                                    "never go beside the plates. Choose another folder (a new one inside it is fine).")
 
     def info(self) -> dict:
         src = self.source

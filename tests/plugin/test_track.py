@@ -173,3 +173,21 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(clip, tracked, official_checkp
         b = cv2.imread(str(out / name), cv2.IMREAD_UNCHANGED).astype(int)
         assert np.abs(a - b).max() <= 2, name
     assert not list(out.rglob("*.partial*")) and not list(out.rglob(".tmp-*"))  # nothing half-written left
+
+
+def test_a_run_whose_mattes_would_go_over_the_plates_is_refused_before_tracking(official_checkpoint, tmp_path,
+                                                                                 capsys, monkeypatch):
+    from sam2_core.tracking.tracker import VideoTracker
+
+    plate = tmp_path / "shots" / "plate"
+    plate.mkdir(parents=True)
+    write_png_clip(plate, 4, FIRST)
+    frames = {p.name: p.read_bytes() for p in plate.iterdir()}
+    monkeypatch.setattr(VideoTracker, "propagate", lambda *a, **k: pytest.fail("tracked before refusing"))
+    # object "plate" into shots/: its mattes would be shots/plate/plate.1001.png..., the plates
+    assert main(["track", str(plate), "--object", "plate", "--point", "60,120", "--out", str(plate.parent),
+                 "--force", "--checkpoint", str(official_checkpoint(NAME)), "--device", "cpu",
+                 "--image-size", str(CPU_TEST_INPUT_SIZE)]) == 1
+    assert f"footage's folder {plate}" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in plate.iterdir()} == frames
+    assert sorted(p.name for p in plate.parent.iterdir()) == ["plate"]  # no half-made run left

@@ -3,6 +3,7 @@ what changed, resuming, export, and bad requests that change nothing."""
 
 import json
 import threading
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -581,3 +582,19 @@ def test_a_manifest_that_cannot_be_saved_is_a_clear_error_and_the_old_one_stays(
     assert [o.name for o in s.objects] == ["ball"] and s.tracker.object_ids == [s.object("ball").id]
     monkeypatch.undo()
     assert s.undo()[1] == FIRST
+
+
+def test_an_export_never_puts_mattes_in_the_footages_folder(official_checkpoint, plate, tmp_path):
+    s = _plate_session(tmp_path / "shot", str(plate / "plate.####.png"), official_checkpoint)
+    try:
+        s.add_prompt("plate", FIRST, points=[(60, 120)])  # an object named as the plate's folder
+        frames = {p.name: p.read_bytes() for p in plate.iterdir()}
+        # its mattes would go to <out>/plate/plate.1001.png...: over the plates themselves
+        for out, fmt in ((tmp_path, "png16"), (plate, "png16"), (plate, "prores")):
+            with pytest.raises(SessionError, match=f"footage's folder {plate}"):
+                s.export(out, fmt, shapes=True, force=True)
+        assert {p.name: p.read_bytes() for p in plate.iterdir()} == frames  # nothing written, nothing new
+        inside = s.export(plate / "mattes", "png16")  # a new folder inside it is fine, as Blender's proxies are
+        assert Path(inside["mattes"]["plate"].replace("####", str(FIRST))).is_file()
+    finally:
+        s.close()
