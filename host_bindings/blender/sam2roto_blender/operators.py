@@ -147,18 +147,30 @@ class SAM2ROTO_OT_create_shot(_Guarded, bpy.types.Operator):
         if self.checkpoint or prefs.checkpoint:
             params["checkpoint"] = bpy.path.abspath(self.checkpoint or prefs.checkpoint)
         SESSION.ensure_started(bpy.path.abspath(prefs.core_env))
-        info = SESSION.call("shot/create", params, timeout=START_TIMEOUT)
+        made = not os.path.isfile(os.path.join(folder, "shot.json"))
+        if made:
+            info = SESSION.call("shot/create", params, timeout=START_TIMEOUT)
+        else:  # the clip's shot, made from another scene or .blend: carry on with it
+            info = SESSION.call("shot/open", {k: params[k] for k in ("shot", "device", "frame")},
+                                timeout=START_TIMEOUT)
         SESSION.shot = info
         SESSION.masks.clear()
         overlay.forget()
+        if not made and os.path.realpath(info["source"]) != os.path.realpath(params["source"]):
+            raise UserError(f"{folder} holds the shot of other footage ({info['source']}): choose another shot "
+                            "folder.")
         shot = context.scene.sam2roto
         shot.clip, shot.folder = clip, info["shot"]
         shot.objects.clear()
+        for record in info["objects"]:
+            item = shot.objects.add()
+            item.name, item.colour = record["object"], record["colour"][:3]
         shot.active_object = 0
         first, last = info["frames"]
         context.scene.frame_start = footage.scene_frame(clip, first)
         context.scene.frame_end = footage.scene_frame(clip, last)
-        self.report({"INFO"}, f"Shot of '{clip.name}': frames {first}-{last}, {info['size'][0]}x{info['size'][1]}")
+        what = "Shot" if made else f"Opened the shot ({len(info['objects'])} objects)"
+        self.report({"INFO"}, f"{what} of '{clip.name}': frames {first}-{last}, {info['size'][0]}x{info['size'][1]}")
         return {"FINISHED"}
 
 
@@ -327,7 +339,10 @@ class SAM2ROTO_OT_add_mask_prompt(_Guarded, bpy.types.Operator):
         if mask is None:
             raise UserError(f"There is no mask '{self.mask}'." if self.mask else "Choose the mask to use as a prompt.")
         width, height = SESSION.shot["size"]
-        path = os.path.join(tempfile.gettempdir(), f"sam2roto-prompt-{os.getpid()}-{bpy.path.clean_name(name)}.png")
+        # a file of its own: the core reads it when it gets to the prompt, maybe after the next
+        # one was written (while it tracks, or encodes a frame)
+        handle, path = tempfile.mkstemp(prefix=f"sam2roto-prompt-{os.getpid()}-", suffix=".png")
+        os.close(handle)
         path, area = mask_prompt.write_prompt(mask, context.scene, scene_frame, width, height, path)
         if area == 0:
             _remove_quietly(path)
@@ -484,6 +499,9 @@ def _import_export(scene_name: str, result: dict, with_compositor: bool) -> None
             compositor.set_up(scene, shot.clip, images, int(result.get("frames", 0)) or shot.clip.frame_duration,
                               show=active.name if active else None)
         SESSION.status = f"Imported {len(result.get('shapes', {}))} objects into mask '{mask.name}'"
+        if not result.get("complete", True):
+            SESSION.report_error("Imported, but tracking is not done: frames not tracked yet have empty mattes, "
+                                 "or a correction waits to be tracked from. Track, then Import Results again.")
     except (shapes_import.ShapesError, OSError, KeyError) as e:
         SESSION.report_error(f"Importing the results from {result.get('folder')} failed: {e}")
 
@@ -547,9 +565,13 @@ def refresh_masks(scene: bpy.types.Scene) -> None:
                 refresh_masks(bpy.context.scene)
 
     _refresh["pending"] = True
-    for name in names:
-        SESSION.request("mask/get", {"object": name, "frame": source}, on_result=done,
-                        on_error=lambda e: (done(), SESSION.report_error(e)))
+    try:
+        for name in names:
+            SESSION.request("mask/get", {"object": name, "frame": source}, on_result=done,
+                            on_error=lambda e: (done(), SESSION.report_error(e)))
+    except rpc.ServiceError as e:  # (the core stopped): the next refresh asks again
+        _refresh["pending"] = _refresh["again"] = False
+        SESSION.report_error(e)
 
 
 def show_answer_in_overlay(obj: str, frame: int, mask_path: str | None) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
+from . import footage
+
 OPACITY = 0.45
 _handle = None
 _shown: dict[str, tuple[int, str | None]] = {}  # object -> (source frame, mask PNG) now in its image
@@ -61,6 +63,17 @@ def forget() -> None:
     _shown.clear()
 
 
+def drawn_objects(scene) -> list[str]:
+    """The objects whose overlay is drawn: those showing the frame on screen (after a scrub
+    while tracking runs, the overlays still show the frame tracking started on)."""
+    shot = getattr(scene, "sam2roto", None)
+    if shot is None or shot.clip is None:
+        return []
+    here = footage.source_frame(shot.clip, scene.frame_current)
+    return [obj for obj in shot.object_names()
+            if _shown.get(obj, (None, None))[0] == here and bpy.data.images.get(image_name(obj)) is not None]
+
+
 def _draw():
     import gpu
     from gpu_extras.batch import batch_for_shader
@@ -75,11 +88,8 @@ def _draw():
     x1, y1 = region.view2d.view_to_region(1.0, 1.0, clip=False)
     shader = gpu.shader.from_builtin("IMAGE")
     gpu.state.blend_set("ALPHA")
-    for obj in shot.object_names():
-        image = bpy.data.images.get(image_name(obj))
-        if image is None:
-            continue
-        texture = gpu.texture.from_image(image)
+    for obj in drawn_objects(scene):
+        texture = gpu.texture.from_image(bpy.data.images[image_name(obj)])
         batch = batch_for_shader(shader, "TRI_FAN", {"pos": ((x0, y0), (x1, y0), (x1, y1), (x0, y1)),
                                                       "texCoord": ((0, 0), (1, 0), (1, 1), (0, 1))})
         shader.uniform_sampler("image", texture)

@@ -61,12 +61,29 @@ def test_roto_in_blender_end_to_end(found):
     assert first.shape == (240, 320) and found["first_click_overlay"] == int((first > 0).sum())
     assert found["box"]["mask"] is not None and found["mask_prompt"]["mask"] is not None
     assert found["prompt_images_left"] == []
+    # two drawn masks sent before the core read the first: each frame's answer is its own square
+    assert min(found["mask_prompts_inside_their_squares"]) > 0.9, found["mask_prompts_inside_their_squares"]
     undone = found["after_undo"]["mask"]  # the box taken back: nothing prompts the square there any more
     assert undone is None or cv2.imread(undone, cv2.IMREAD_UNCHANGED).max() == 0
+
+    # the click tool: a refused box is reported and the tool goes on; a click on the sidebar is
+    # the sidebar's; a click on the clip prompts the active object; Ctrl-Z takes it back
+    tool = found["prompt_tool"]
+    assert tool["beside_the_plate"] == ["RUNNING_MODAL", "RUNNING_MODAL"]
+    assert any("outside the 320x240 plate" in r for r in tool["beside_the_plate_reports"]), tool
+    assert tool["on_the_sidebar"] == ["PASS_THROUGH", "PASS_THROUGH"] and not tool["sent_for_the_sidebar"]
+    assert tool["on_the_clip"] == ["RUNNING_MODAL", "RUNNING_MODAL"] and tool["sent_for_the_clip"]
+    assert tool["clicked"] and tool["ctrl_z"] == "RUNNING_MODAL" and tool["undo_sent"]
+    # overlays are drawn on the frame they show only
+    assert found["drawn_on_frame_1"] == ["ball", "square"] and found["drawn_on_frame_2_while_tracking"] == []
 
     # tracking: returns at once, cancel keeps what was done, progress counts up to the total
     assert found["track_returned_in"] < 1.0 and found["timer_registered"]
     assert found["cancelled_status"].startswith("Tracking cancelled")
+    assert found["early_import"]["status"].startswith("Imported")
+    assert "tracking is not done" in found["early_import"]["error"]
+    assert found["refresh_failed"] == {"tried": 1, "error": "the pipe broke"}
+    assert found["refresh_after_failure_sent"] and all(found["refreshed_masks"].values())
     assert found["whole_status"].startswith("Tracked")
     done = [p[0] for p in found["whole_progress"]]
     assert done == sorted(done) and done[-1] == found["whole_progress"][-1][1]
@@ -82,6 +99,15 @@ def test_roto_in_blender_end_to_end(found):
         assert keys["splines"] or keys["hidden"] == [1], (name, keys)
     assert found["images"] == ["plate.1001.png ball matte", "plate.1001.png square matte"]
     assert found["last_error"] == "", found["last_error"]
+    # a .blend never saved: the shot beside the footage, the default mattes folder inside it
+    unsaved = found["unsaved"]
+    assert Path(unsaved["shot"]).parent == Path(unsaved["footage"]) / "sam2roto"
+    assert unsaved["status"].startswith("Imported") and "refused" not in unsaved["error"], unsaved
+    assert (Path(unsaved["shot"]) / "mattes" / "ball" / f"ball.{FIRST}.png").is_file()
+    # Create Shot for that clip in another scene opens the shot there, objects and all
+    assert unsaved["created_again"] == ["FINISHED"] and unsaved["objects_again"] == [["ball", [0.2, 0.4, 0.6]]]
+    assert unsaved["prompted_again"] == [FIRST]
+    assert "holds the shot of other footage" in unsaved["other_footage"]
 
 
 def test_the_compositor_applies_the_matte(found):

@@ -26,6 +26,19 @@ def overlay_pixels(ext, obj: str) -> int:
     return int((pixels[3::4] > 0).sum())
 
 
+def inside_share(mask_path: str, x0: int, y0: int, x1: int, y1: int) -> float:
+    """The share of a mask answer's pixels inside the plate box (x0, y0)-(x1, y1)."""
+    image = bpy.data.images.load(mask_path, check_existing=False)
+    try:
+        width, height = image.size
+        pixels = np.empty(width * height * 4, np.float32)
+        image.pixels.foreach_get(pixels)
+    finally:
+        bpy.data.images.remove(image)
+    on = pixels.reshape(height, width, 4)[::-1, :, 0] > 0.5  # (Blender's rows go bottom up)
+    return float(on[y0:y1 + 1, x0:x1 + 1].sum() / max(on.sum(), 1))
+
+
 def answer(session, obj: str, frame: int) -> dict:
     return {"mask": session.masks.get((obj, frame)), "score": session.scores.get((obj, frame))}
 
@@ -54,6 +67,62 @@ def bad_inputs(ext, ops, clip) -> dict:
         "empty_mask": e(lambda: ops.add_mask_prompt(object="ball", frame=1,
                                                     mask=draw_square_mask("nothing", clip, 5, 5, 5, 5, ext).name)),
     }
+
+
+class Stub:
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+def region(kind: str, x: int, y: int, width: int, height: int) -> Stub:
+    """A region as the tool sees it; its view2d maps the region to the frame's 0..1 (zoom 1, no pan)."""
+    view2d = Stub(region_to_view=lambda rx, ry: (rx / width, ry / height))
+    return Stub(type=kind, x=x, y=y, width=width, height=height, view2d=view2d)
+
+
+def click(tool, context, x: int, y: int, release_at: tuple[int, int] | None = None) -> list[str]:
+    """A press and release at window point (x, y) through the prompt tool's modal(); what it returned."""
+    main = context.region
+    returned = []
+    for value, (wx, wy) in (("PRESS", (x, y)), ("RELEASE", release_at or (x, y))):
+        event = Stub(type="LEFTMOUSE", value=value, ctrl=False, oskey=False, mouse_x=wx, mouse_y=wy,
+                     mouse_region_x=wx - main.x, mouse_region_y=wy - main.y)
+        returned.append(sorted(tool.modal(context, event))[0])
+    return returned
+
+
+def prompt_tool(ext, ops, clip, scene) -> dict:
+    """The click tool's modal() on a stand-in window: a 320x240 main region at (100, 50), the
+    sidebar over its right part. (No window in background mode; the tool's own code runs.)"""
+    cls = ext.prompt_tool.SAM2ROTO_OT_prompt_tool
+
+    class Tool:  # the operator's methods on a plain object (Blender makes operators itself)
+        modal, _prompt, _call, _finish = cls.modal, cls._prompt, cls._call, cls._finish
+
+        def __init__(self):
+            self._press, self.reports = None, []
+
+        def report(self, _kind, message):
+            self.reports.append(message)
+
+    main, sidebar = region("WINDOW", 100, 50, 320, 240), region("UI", 370, 50, 50, 240)
+    context = Stub(area=Stub(regions=[main, sidebar], header_text_set=lambda _text: None), region=main,
+                   space_data=Stub(clip=clip), scene=scene)
+    tool, session = Tool(), ext.session.SESSION
+    # a drag that ends below the plate: a box the add-on refuses; the tool says so and goes on
+    found = {"beside_the_plate": click(tool, context, 100 + 10, 50 + 5, release_at=(100 + 200, 50 - 30))}
+    found["beside_the_plate_reports"] = list(tool.reports)
+    found["on_the_sidebar"] = click(tool, context, 400, 150)  # a button there: not a prompt
+    found["sent_for_the_sidebar"] = session.busy
+    found["on_the_clip"] = click(tool, context, 100 + 60, 50 + 240 - 120)  # plate (60, 120)
+    found["sent_for_the_clip"] = session.busy
+    harness.pump(ext)
+    found["clicked"] = session.masks.get((scene.sam2roto.active().name, 1001)) is not None
+    undo = Stub(type="Z", value="PRESS", ctrl=True, oskey=False, mouse_x=0, mouse_y=0)
+    found["ctrl_z"] = sorted(tool.modal(context, undo))[0]  # takes the click back
+    found["undo_sent"] = session.busy
+    harness.pump(ext)
+    return found
 
 
 def render_alpha(scene, frame: int, path: str) -> str:
@@ -113,25 +182,57 @@ def main(args):
     found["after_undo"] = answer(session, "square", 1001)
     ops.add_box(object="square", frame=1, x0=205, y0=15, x1=275, y1=85)
     harness.pump(ext)
+    found["prompt_tool"] = prompt_tool(ext, ops, clip, scene)
+    found["drawn_on_frame_1"] = ext.overlay.drawn_objects(scene)
 
     # tracking runs behind Blender's back: the operator returns at once, the timer reads progress
     started = time.monotonic()
     assert ops.track(direction="WHOLE") == {"FINISHED"}
     found["track_returned_in"] = round(time.monotonic() - started, 3)
     found["timer_registered"] = bpy.app.timers.is_registered(ext.session._poll_timer)
+    scene.frame_set(2)  # scrubbing while tracking runs: the overlays of frame 1 are not drawn on 2
+    found["drawn_on_frame_2_while_tracking"] = ext.overlay.drawn_objects(scene)
     while session.progress is None or session.progress[0] < 1:
         session.client.poll(wait=0.05)
     assert ops.cancel_track() == {"FINISHED"}
     harness.pump(ext)
     found["cancelled_status"] = session.status
+    # importing what a cancelled track left says that tracking is not done
+    ops.import_results(folder=args["export"] + "-early", shape_tolerance=0.0)
+    harness.pump(ext)
+    found["early_import"] = {"status": session.status, "error": session.last_error}
+    session.last_error = ""
+    # a mask request that cannot be sent (the core went away) does not stop later refreshes
+    request, failed = session.request, []
+
+    def broken(*_args, **_kwargs):
+        failed.append(1)
+        raise ext.client.ServiceError("the pipe broke")
+
+    session.request = broken
+    scene.frame_set(3)
+    session.request = request
+    found["refresh_failed"] = {"tried": len(failed), "error": session.last_error}
+    session.last_error = ""
+    scene.frame_set(4)
+    found["refresh_after_failure_sent"] = session.busy
+    harness.pump(ext)
+    found["refreshed_masks"] = {o: (o, 1004) in session.masks for o in ("ball", "square")}  # (answered)
     found["errors"]["cancel_idle"] = "" if ops.cancel_track() == {"CANCELLED"} else "cancel when idle succeeded"
     progress = []
     ops.track(direction="WHOLE")
+    # two masks drawn while the core tracks: it reads them after the track, each its own
+    ops.add_mask_prompt(object="ball", frame=3, mask=draw_square_mask("drawn 3", clip, 50, 85, 135, 160, ext).name)
+    ops.add_mask_prompt(object="ball", frame=4, mask=draw_square_mask("drawn 4", clip, 150, 100, 230, 180, ext).name)
     while session.tracking:
         session.client.poll(wait=0.05)
         if session.progress and (not progress or progress[-1] != list(session.progress)):
             progress.append(list(session.progress))
     found["whole_status"], found["whole_progress"] = session.status, progress
+    harness.pump(ext)
+    found["mask_prompts_inside_their_squares"] = [inside_share(answer(session, "ball", 1003)["mask"], 50, 85, 135, 160),
+                                                  inside_share(answer(session, "ball", 1004)["mask"], 150, 100, 230,
+                                                               180)]
 
     # a correction on frame 3 with a drawn mask, another with a click, re-tracked forward from there
     drawn = draw_square_mask("drawn ball", clip, 50, 85, 135, 160, ext)
@@ -177,6 +278,34 @@ def main(args):
     found["images"] = sorted(i.name for i in bpy.data.images if i.name.endswith(" matte"))
     found["render"] = render_alpha(scene, 2, os.path.join(args["export"], "render.0002.png"))
     found["status"], found["last_error"] = session.status, session.last_error
+    found["unsaved"] = unsaved_blend_defaults(ext, ops, args)
+    return found
+
+
+def unsaved_blend_defaults(ext, ops, args) -> dict:
+    """A .blend never saved: the shot goes beside the footage, and Import Results' default
+    mattes folder (inside it) is allowed. Create Shot again (another scene) carries on with it."""
+    session = ext.session.SESSION
+    assert bpy.data.filepath == ""
+    footage = shutil.copytree(os.path.dirname(args["clip"]), args["shot"] + "-footage")  # (this run's own)
+    clip = bpy.data.movieclips.load(os.path.join(footage, os.path.basename(args["clip"])))
+    create = dict(clip=clip.name, checkpoint=args["checkpoint"], model=args["model"], input_size=args["input_size"])
+    ops.create_shot(**create)
+    ops.add_object(name="ball", colour=(0.2, 0.4, 0.6))
+    ops.add_point(object="ball", frame=1, x=60, y=120)
+    harness.pump(ext)
+    session.last_error = ""
+    ops.import_results(shape_tolerance=0.0)
+    harness.pump(ext)
+    found = {"footage": footage, "shot": session.shot["shot"], "error": session.last_error, "status": session.status}
+    other = bpy.data.scenes.new("another scene")
+    with bpy.context.temp_override(scene=other):
+        found["created_again"] = sorted(ops.create_shot(**create))
+        found["objects_again"] = [(o.name, [round(c, 2) for c in o.colour]) for o in other.sam2roto.objects]
+        found["prompted_again"] = session.call("shot/info", {})["objects"][0]["prompted_frames"]
+        first_clip = bpy.data.movieclips[0]  # the end-to-end's clip, in its own folder
+        found["other_footage"] = harness.operator_error(lambda: ops.create_shot(**dict(
+            create, clip=first_clip.name, folder=found["shot"])))
     return found
 
 
