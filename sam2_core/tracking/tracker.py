@@ -478,6 +478,7 @@ class VideoTracker:
         return self._retrack_run(frame, [i for _, _, _, ids in plan for i in ids], spans, cancel, progress)
 
     def _retrack_run(self, frame, ids, spans, cancel, progress):
+        """The re-track's frames; once all are done, the frame owes its objects nothing."""
         if (yield from self._run_spans(spans, cancel, progress)):
             with self._lock:
                 for i in ids:

@@ -35,3 +35,13 @@ def plate_to_clip(x: float, y: float, width: float, height: float) -> tuple[floa
 
 def inside(x: float, y: float, width: float, height: float) -> bool:
     return 0.0 <= x <= width and 0.0 <= y <= height
+
+
+def moved_in_view(space) -> str:
+    """Why the clip editor shows the frame moved or reshaped, where clicks and overlays in
+    clip space would miss the plate's pixels ("" when it shows the plate as it is)."""
+    if space.show_stable and space.clip.tracking.stabilization.use_2d_stabilization:
+        return "the Movie Clip Editor shows the clip stabilised (View > Show Stable)"
+    if space.clip_user.use_render_undistorted:
+        return "the Movie Clip Editor shows the clip undistorted (Render Undistorted)"
+    return ""

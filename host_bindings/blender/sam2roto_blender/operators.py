@@ -46,6 +46,19 @@ def _default_folder(clip: bpy.types.MovieClip) -> str:
     return os.path.join(base, "sam2roto", bpy.path.clean_name(clip.name))
 
 
+def _not_while_tracking(doing: str) -> None:
+    """The core answers one request at a time and a track holds it: what the add-on waits
+    for (shot and object bookkeeping) would freeze Blender until the track ends."""
+    if SESSION.tracking:
+        raise UserError(f"Wait for tracking to finish (or press Esc to cancel it) before {doing}.")
+
+
+def _is_open(shot) -> bool:
+    """Whether the scene's shot is the one open in the core."""
+    return (SESSION.shot is not None and bool(shot.folder)
+            and os.path.normpath(SESSION.shot["shot"]) == os.path.normpath(bpy.path.abspath(shot.folder)))
+
+
 def _open_shot(context):
     """The scene's shot, opened in the running core (starting the core if needed)."""
     shot = context.scene.sam2roto
@@ -55,13 +68,28 @@ def _open_shot(context):
     folder = bpy.path.abspath(shot.folder)
     prefs = preferences.get(context)
     SESSION.ensure_started(bpy.path.abspath(prefs.core_env))
-    if SESSION.shot is None or os.path.normpath(SESSION.shot["shot"]) != os.path.normpath(folder):
+    if not _is_open(shot):
         # (the core encodes the frames nearest the artist's first in the background)
         here = footage.source_frame(shot.clip, context.scene.frame_current)
         SESSION.shot = SESSION.call("shot/open", {"shot": folder, "device": prefs.device, "frame": here},
                                     timeout=START_TIMEOUT)
         SESSION.masks.clear()
     return shot
+
+
+def _follow_the_shots_objects(shot, info: dict) -> None:
+    """The scene's object list as the core's shot has it (names, colours, in order); the
+    active object stays active where it is still there."""
+    records = [(r["object"], tuple(round(c, 4) for c in r["colour"][:3])) for r in info["objects"]]
+    if [(o.name, tuple(round(c, 4) for c in o.colour)) for o in shot.objects] == records:
+        return
+    active = shot.active().name if shot.active() else None
+    shot.objects.clear()
+    for name, colour in records:
+        item = shot.objects.add()
+        item.name, item.colour = name, colour
+    names = [name for name, _ in records]
+    shot.active_object = names.index(active) if active in names else 0
 
 
 def _source_frame(shot, scene_frame: int) -> int:
@@ -112,6 +140,9 @@ class _Guarded:
             return {"CANCELLED"}
 
 
+# an undo step of its own (a later one undone keeps it); no redo panel, which would undo the
+# scene and run the operator again in the core, which undo does not touch
+CHANGES_THE_SCENES_SHOT = {"UNDO"}
 FRAME = IntProperty(name="Frame", description="Scene frame (default: the current frame)", options={"SKIP_SAVE"})
 OBJECT = StringProperty(name="Object", description="Object of the shot (default: the active one)", default="")
 
@@ -121,7 +152,7 @@ class SAM2ROTO_OT_create_shot(_Guarded, bpy.types.Operator):
 
     bl_idname = "sam2roto.create_shot"
     bl_label = "Create Shot"
-    bl_options = {"REGISTER"}
+    bl_options = CHANGES_THE_SCENES_SHOT
 
     clip: StringProperty(name="Clip", description="Clip name (default: the clip in the editor)", default="")
     folder: StringProperty(name="Shot folder", subtype="DIR_PATH", default="",
@@ -133,6 +164,7 @@ class SAM2ROTO_OT_create_shot(_Guarded, bpy.types.Operator):
                             description="The network's square input in pixels (0: the preferences')")
 
     def run(self, context):
+        _not_while_tracking("making a shot")
         clip = _clip(context, self.clip)
         prefs = preferences.get(context)
         folder = bpy.path.abspath(self.folder) if self.folder else _default_folder(clip)
@@ -162,10 +194,7 @@ class SAM2ROTO_OT_create_shot(_Guarded, bpy.types.Operator):
         shot = context.scene.sam2roto
         shot.clip, shot.folder = clip, info["shot"]
         shot.objects.clear()
-        for record in info["objects"]:
-            item = shot.objects.add()
-            item.name, item.colour = record["object"], record["colour"][:3]
-        shot.active_object = 0
+        _follow_the_shots_objects(shot, info)
         first, last = info["frames"]
         context.scene.frame_start = footage.scene_frame(clip, first)
         context.scene.frame_end = footage.scene_frame(clip, last)
@@ -179,13 +208,14 @@ class SAM2ROTO_OT_add_object(_Guarded, bpy.types.Operator):
 
     bl_idname = "sam2roto.add_object"
     bl_label = "Add Object"
-    bl_options = {"REGISTER"}
+    bl_options = CHANGES_THE_SCENES_SHOT
 
     name: StringProperty(name="Name", default="", description="Unique name (default: object N)")
     colour: FloatVectorProperty(name="Colour", subtype="COLOR", size=3, min=0.0, max=1.0,
                                 default=(-1.0, -1.0, -1.0), options={"SKIP_SAVE"})
 
     def run(self, context):
+        _not_while_tracking("adding an object")
         shot = _open_shot(context)
         names = shot.object_names()
         name = self.name.strip() or next(f"object {i}" for i in range(1, len(names) + 2) if f"object {i}" not in names)
@@ -204,11 +234,12 @@ class SAM2ROTO_OT_remove_object(_Guarded, bpy.types.Operator):
 
     bl_idname = "sam2roto.remove_object"
     bl_label = "Remove Object"
-    bl_options = {"REGISTER"}
+    bl_options = CHANGES_THE_SCENES_SHOT
 
     name: OBJECT
 
     def run(self, context):
+        _not_while_tracking("removing an object")
         shot = _open_shot(context)
         name = _object_name(shot, self.name)
         SESSION.call("object/remove", {"object": name})
@@ -223,7 +254,7 @@ class SAM2ROTO_OT_rename_object(_Guarded, bpy.types.Operator):
 
     bl_idname = "sam2roto.rename_object"
     bl_label = "Rename Object"
-    bl_options = {"REGISTER"}
+    bl_options = CHANGES_THE_SCENES_SHOT
 
     name: OBJECT
     new_name: StringProperty(name="New name", default="")
@@ -234,6 +265,7 @@ class SAM2ROTO_OT_rename_object(_Guarded, bpy.types.Operator):
         return context.window_manager.invoke_props_dialog(self)
 
     def run(self, context):
+        _not_while_tracking("renaming an object")
         shot = _open_shot(context)
         name = _object_name(shot, self.name)
         new_name = self.new_name.strip()
@@ -417,7 +449,12 @@ class SAM2ROTO_OT_track(_Guarded, bpy.types.Operator):
         SESSION.status = "Tracking..."
         SESSION.progress = (0, 0, 0)
         progress_begin()
-        SESSION.track_id = SESSION.request("track", params, on_result=_track_finished, on_error=_track_failed)
+        try:
+            SESSION.track_id = SESSION.request("track", params, on_result=_track_finished, on_error=_track_failed)
+        except rpc.ServiceError:  # not sent: nothing is tracking
+            SESSION.status, SESSION.progress = "", None
+            progress_end()
+            raise
         return {"FINISHED"}
 
     def invoke(self, context, _event):
@@ -472,9 +509,8 @@ class SAM2ROTO_OT_import_results(_Guarded, bpy.types.Operator):
     compositor: BoolProperty(name="Compositor", default=True, description="Set up the compositor with the mattes")
 
     def run(self, context):
+        _not_while_tracking("importing")
         shot = _open_shot(context)
-        if SESSION.tracking:
-            raise UserError("Wait for tracking to finish (or cancel it) before importing.")
         tolerance = (self.shape_tolerance if self.properties.is_property_set("shape_tolerance")
                      else shot.shape_tolerance)
         folder = bpy.path.abspath(self.folder) if self.folder else _mattes_folder(shot)
@@ -543,6 +579,8 @@ def refresh_masks(scene: bpy.types.Scene) -> None:
     shot = getattr(scene, "sam2roto", None)
     if shot is None or shot.clip is None or SESSION.client is None or SESSION.shot is None or not shot.objects:
         return
+    if not _is_open(shot):
+        return  # another scene's shot is open in the core: this one's is opened by its next action
     if _refresh["pending"]:
         _refresh["again"] = True
         return
@@ -578,10 +616,27 @@ def show_answer_in_overlay(obj: str, frame: int, mask_path: str | None) -> None:
     """Session listener: an answer for the frame on screen updates that object's overlay."""
     scene = bpy.context.scene
     shot = getattr(scene, "sam2roto", None)
-    if shot is None or shot.clip is None or obj not in shot.object_names():
+    if shot is None or shot.clip is None or obj not in shot.object_names() or not _is_open(shot):
         return
     if footage.source_frame(shot.clip, scene.frame_current) == frame:
         overlay.show(obj, frame, mask_path, shot.objects[shot.object_names().index(obj)].colour)
+
+
+@bpy.app.handlers.persistent
+def on_undo(scene, _depsgraph=None):
+    """Blender's undo and redo bring the scene back as it was; the core's shot stays as it is
+    (its prompts have their own undo). The object list follows the shot again."""
+    shot = getattr(scene, "sam2roto", None)
+    if shot is None or SESSION.client is None or not _is_open(shot):
+        return
+    name = scene.name  # (the scene's data is rebuilt by the next undo: look it up when the answer comes)
+
+    def follow(info):
+        again = bpy.data.scenes.get(name)
+        if again is not None and _is_open(again.sam2roto):
+            _follow_the_shots_objects(again.sam2roto, info)
+
+    SESSION.request("shot/info", {}, on_result=follow)
 
 
 @bpy.app.handlers.persistent
@@ -596,13 +651,18 @@ classes = (SAM2ROTO_OT_create_shot, SAM2ROTO_OT_add_object, SAM2ROTO_OT_remove_o
            SAM2ROTO_OT_cancel_track, SAM2ROTO_OT_import_results, SAM2ROTO_OT_import_shapes)
 
 
+HANDLERS = (("frame_change_post", on_frame_change), ("undo_post", on_undo), ("redo_post", on_undo))
+
+
 def register():
     SESSION.on_mask.append(show_answer_in_overlay)
-    bpy.app.handlers.frame_change_post.append(on_frame_change)
+    for kind, handler in HANDLERS:
+        getattr(bpy.app.handlers, kind).append(handler)
 
 
 def unregister():
-    if on_frame_change in bpy.app.handlers.frame_change_post:
-        bpy.app.handlers.frame_change_post.remove(on_frame_change)
+    for kind, handler in HANDLERS:
+        if handler in getattr(bpy.app.handlers, kind):
+            getattr(bpy.app.handlers, kind).remove(handler)
     if show_answer_in_overlay in SESSION.on_mask:
         SESSION.on_mask.remove(show_answer_in_overlay)

@@ -10,10 +10,12 @@ are still made, so scripts and tests can check them.
 
 from __future__ import annotations
 
+import os
+
 import bpy
 import numpy as np
 
-from . import footage
+from . import coordinates, footage
 
 OPACITY = 0.45
 _handle = None
@@ -70,8 +72,11 @@ def drawn_objects(scene) -> list[str]:
     if shot is None or shot.clip is None:
         return []
     here = footage.source_frame(shot.clip, scene.frame_current)
+    # (answers are files in their shot's folder: another scene's shot may name its objects alike)
+    folder = os.path.join(os.path.normpath(bpy.path.abspath(shot.folder)), "")
     return [obj for obj in shot.object_names()
-            if _shown.get(obj, (None, None))[0] == here and bpy.data.images.get(image_name(obj)) is not None]
+            if _shown.get(obj, (None, None))[0] == here and bpy.data.images.get(image_name(obj)) is not None
+            and os.path.normpath(_shown[obj][1]).startswith(folder)]
 
 
 def _draw():
@@ -84,6 +89,8 @@ def _draw():
     shot = getattr(scene, "sam2roto", None)
     if shot is None or space is None or space.clip is None or space.clip != shot.clip:
         return
+    if coordinates.moved_in_view(space):
+        return  # (it would sit off the moved frame)
     x0, y0 = region.view2d.view_to_region(0.0, 0.0, clip=False)
     x1, y1 = region.view2d.view_to_region(1.0, 1.0, clip=False)
     shader = gpu.shader.from_builtin("IMAGE")

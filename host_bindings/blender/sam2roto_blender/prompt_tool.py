@@ -43,6 +43,10 @@ class SAM2ROTO_OT_prompt_tool(bpy.types.Operator):
                 and space.type == "CLIP_EDITOR" and space.clip == shot.clip)
 
     def invoke(self, context, _event):
+        moved = coordinates.moved_in_view(context.space_data)
+        if moved:
+            self.report({"ERROR"}, f"Clicks are read on the plate as it is, but {moved}: turn that off to prompt.")
+            return {"CANCELLED"}
         self._press = None
         context.window_manager.modal_handler_add(self)
         context.area.header_text_set("SAM 2: click the object · Ctrl-click: not the object · drag: box · "

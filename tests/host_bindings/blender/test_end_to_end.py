@@ -45,6 +45,7 @@ def test_roto_in_blender_end_to_end(found):
     assert "already has an object 'ball'" in errors["duplicate_object"]
     assert "covers nothing on frame 1" in errors["empty_mask"]
     assert errors["cancel_idle"] == ""
+    assert "Wait for tracking to finish" in errors["add_while_tracking"]
 
     assert found["shot"]["frames"] == [FIRST, FIRST + FRAMES - 1] and found["shot"]["size"] == [320, 240]
     assert re.search(r"plate\.%04d\.png$", found["shot"]["source"])
@@ -74,6 +75,7 @@ def test_roto_in_blender_end_to_end(found):
     assert tool["on_the_sidebar"] == ["PASS_THROUGH", "PASS_THROUGH"] and not tool["sent_for_the_sidebar"]
     assert tool["on_the_clip"] == ["RUNNING_MODAL", "RUNNING_MODAL"] and tool["sent_for_the_clip"]
     assert tool["clicked"] and tool["ctrl_z"] == "RUNNING_MODAL" and tool["undo_sent"]
+    assert tool["stabilised"][0] == "CANCELLED" and "Show Stable" in tool["stabilised"][1]
     # overlays are drawn on the frame they show only
     assert found["drawn_on_frame_1"] == ["ball", "square"] and found["drawn_on_frame_2_while_tracking"] == []
 
@@ -83,6 +85,8 @@ def test_roto_in_blender_end_to_end(found):
     assert found["early_import"]["status"].startswith("Imported")
     assert "tracking is not done" in found["early_import"]["error"]
     assert found["refresh_failed"] == {"tried": 1, "error": "the pipe broke"}
+    assert "the pipe broke" in errors["track_not_sent"]  # a track that could not be sent leaves no "Tracking..."
+    assert found["track_not_sent"] == {"status": "", "progress": None, "tracking": False}
     assert found["refresh_after_failure_sent"] and all(found["refreshed_masks"].values())
     assert found["whole_status"].startswith("Tracked")
     done = [p[0] for p in found["whole_progress"]]
@@ -99,6 +103,7 @@ def test_roto_in_blender_end_to_end(found):
         assert keys["splines"] or keys["hidden"] == [1], (name, keys)
     assert found["images"] == ["plate.1001.png ball matte", "plate.1001.png square matte"]
     assert found["last_error"] == "", found["last_error"]
+    assert found["undo"] == {"before": ["ball", "square"], "after": ["ball", "square"], "handlers": [True, True]}
     # a .blend never saved: the shot beside the footage, the default mattes folder inside it
     unsaved = found["unsaved"]
     assert Path(unsaved["shot"]).parent == Path(unsaved["footage"]) / "sam2roto"
@@ -108,6 +113,9 @@ def test_roto_in_blender_end_to_end(found):
     assert unsaved["created_again"] == ["FINISHED"] and unsaved["objects_again"] == [["ball", [0.2, 0.4, 0.6]]]
     assert unsaved["prompted_again"] == [FIRST]
     assert "holds the shot of other footage" in unsaved["other_footage"]
+    # two scenes, a shot each, both with a "ball": each scene shows its own shot's masks only
+    assert unsaved["drawn_in_the_other_scene"] == ["ball"]
+    assert unsaved["roto_scene"] == {"asked": False, "drawn": [], "error": ""}
 
 
 def test_the_compositor_applies_the_matte(found):

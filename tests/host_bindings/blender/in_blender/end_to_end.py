@@ -122,6 +122,11 @@ def prompt_tool(ext, ops, clip, scene) -> dict:
     found["ctrl_z"] = sorted(tool.modal(context, undo))[0]  # takes the click back
     found["undo_sent"] = session.busy
     harness.pump(ext)
+    # the clip shown stabilised: clicks would miss the plate's pixels; the tool does not start
+    clip.tracking.stabilization.use_2d_stabilization = True
+    context.space_data = Stub(clip=clip, show_stable=True, clip_user=Stub(use_render_undistorted=False))
+    found["stabilised"] = [sorted(cls.invoke(tool, context, None))[0], tool.reports[-1]]
+    clip.tracking.stabilization.use_2d_stabilization = False
     return found
 
 
@@ -190,6 +195,7 @@ def main(args):
     assert ops.track(direction="WHOLE") == {"FINISHED"}
     found["track_returned_in"] = round(time.monotonic() - started, 3)
     found["timer_registered"] = bpy.app.timers.is_registered(ext.session._poll_timer)
+    found["errors"]["add_while_tracking"] = harness.operator_error(lambda: ops.add_object(name="kite"))
     scene.frame_set(2)  # scrubbing while tracking runs: the overlays of frame 1 are not drawn on 2
     found["drawn_on_frame_2_while_tracking"] = ext.overlay.drawn_objects(scene)
     while session.progress is None or session.progress[0] < 1:
@@ -211,8 +217,10 @@ def main(args):
 
     session.request = broken
     scene.frame_set(3)
-    session.request = request
     found["refresh_failed"] = {"tried": len(failed), "error": session.last_error}
+    found["errors"]["track_not_sent"] = harness.operator_error(lambda: ops.track(direction="WHOLE"))
+    found["track_not_sent"] = {"status": session.status, "progress": session.progress, "tracking": session.tracking}
+    session.request = request
     session.last_error = ""
     scene.frame_set(4)
     found["refresh_after_failure_sent"] = session.busy
@@ -278,6 +286,15 @@ def main(args):
     found["images"] = sorted(i.name for i in bpy.data.images if i.name.endswith(" matte"))
     found["render"] = render_alpha(scene, 2, os.path.join(args["export"], "render.0002.png"))
     found["status"], found["last_error"] = session.status, session.last_error
+    # Blender's undo takes the scene back to before the objects were added; the core keeps them
+    # (and their clicks): the list follows the shot again
+    before = scene.sam2roto.object_names()
+    scene.sam2roto.objects.clear()  # what such an undo leaves
+    ext.operators.on_undo(scene)
+    harness.pump(ext)
+    found["undo"] = {"before": before, "after": scene.sam2roto.object_names(),
+                     "handlers": [ext.operators.on_undo in bpy.app.handlers.undo_post,
+                                  ext.operators.on_undo in bpy.app.handlers.redo_post]}
     found["unsaved"] = unsaved_blend_defaults(ext, ops, args)
     return found
 
@@ -290,22 +307,34 @@ def unsaved_blend_defaults(ext, ops, args) -> dict:
     footage = shutil.copytree(os.path.dirname(args["clip"]), args["shot"] + "-footage")  # (this run's own)
     clip = bpy.data.movieclips.load(os.path.join(footage, os.path.basename(args["clip"])))
     create = dict(clip=clip.name, checkpoint=args["checkpoint"], model=args["model"], input_size=args["input_size"])
-    ops.create_shot(**create)
-    ops.add_object(name="ball", colour=(0.2, 0.4, 0.6))
-    ops.add_point(object="ball", frame=1, x=60, y=120)
-    harness.pump(ext)
-    session.last_error = ""
-    ops.import_results(shape_tolerance=0.0)
-    harness.pump(ext)
+    roto, first, other = bpy.context.scene, bpy.data.scenes.new("unsaved"), bpy.data.scenes.new("another scene")
+    with bpy.context.temp_override(scene=first):
+        ops.create_shot(**create)
+        ops.add_object(name="ball", colour=(0.2, 0.4, 0.6))
+        ops.add_point(object="ball", frame=1, x=60, y=120)
+        harness.pump(ext)
+        session.last_error = ""
+        ops.import_results(shape_tolerance=0.0)
+        harness.pump(ext)
     found = {"footage": footage, "shot": session.shot["shot"], "error": session.last_error, "status": session.status}
-    other = bpy.data.scenes.new("another scene")
     with bpy.context.temp_override(scene=other):
         found["created_again"] = sorted(ops.create_shot(**create))
         found["objects_again"] = [(o.name, [round(c, 2) for c in o.colour]) for o in other.sam2roto.objects]
         found["prompted_again"] = session.call("shot/info", {})["objects"][0]["prompted_frames"]
-        first_clip = bpy.data.movieclips[0]  # the end-to-end's clip, in its own folder
-        found["other_footage"] = harness.operator_error(lambda: ops.create_shot(**dict(
-            create, clip=first_clip.name, folder=found["shot"])))
+        other.frame_set(2)
+        other.frame_set(1)  # its "ball" overlay: this shot's mask
+        harness.pump(ext)
+        found["drawn_in_the_other_scene"] = ext.overlay.drawn_objects(other)
+    # the roto scene's shot has a "ball" too, but is not the one open: nothing of the other's shows
+    # there, and its frame changes ask the core nothing until one of its actions opens its shot
+    session.last_error = ""
+    roto.frame_set(2)
+    roto.frame_set(1)
+    found["roto_scene"] = {"asked": session.busy, "drawn": ext.overlay.drawn_objects(roto),
+                            "error": session.last_error}
+    first_clip = bpy.data.movieclips[0]  # the end-to-end's clip, in its own folder
+    found["other_footage"] = harness.operator_error(lambda: ops.create_shot(**dict(
+        create, clip=first_clip.name, folder=found["shot"])))
     return found
 
 
