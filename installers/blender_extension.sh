@@ -4,24 +4,29 @@
 # installs and enables it in Blender's user folder with its preferences pointing at the core.
 #
 #   installers/blender_extension.sh [--blender PATH] [--core-env DIR] [--out DIR] [--zip-only]
-#                                   [--checkpoint FILE] [--device auto|cuda|mps|cpu]
+#                                   [--checkpoint FILE] [--device auto|cuda|mps|cpu] [--no-weights]
 #
 # --blender: a Blender 4.2+ executable (default: `blender` on PATH), or a Python that has Blender
 #   as a module (bpy); the latter only installs into $BLENDER_USER_RESOURCES, since bpy saves
 #   factory preferences and would replace yours.
 # --core-env: use this existing core environment instead of creating .venv.
 # --out: where the zip goes (default: a temporary folder). --zip-only: build and validate, no install.
+# The default model's official weights are downloaded now (unless --checkpoint or --no-weights),
+# so that the first Create Shot does not wait for them; offline, the first shot downloads them.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source_dir="$root/host_bindings/blender/sam2roto_blender"
 blender="blender"; core_env=""; out="${TMPDIR:-/tmp}/sam2roto-blender-extension"; zip_only=0; extra=()
+weights=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --blender) blender="$2"; shift 2 ;;
         --core-env) core_env="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         --zip-only) zip_only=1; shift ;;
-        --checkpoint|--device) extra+=("$1" "$2"); shift 2 ;;
+        --checkpoint) extra+=("$1" "$2"); weights=0; shift 2 ;;
+        --device) extra+=("$1" "$2"); shift 2 ;;
+        --no-weights) weights=0; shift ;;
         -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "blender_extension.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -65,7 +70,16 @@ fi
 echo "sam2roto: extension built and validated: $zip" >&2
 [ "$zip_only" = 1 ] && { echo "$zip"; exit 0; }
 
-# 3. install, enable, set the core environment, save the preferences
+# 3. the default model's weights (on stderr: stdout's last line is the install's report)
+if [ "$weights" = 1 ]; then
+    python="$core_env/bin/python"
+    model="$("$python" -c 'from sam2_core.model import DEFAULT_MODEL; print(DEFAULT_MODEL)')"
+    "$python" -m sam2roto weights fetch "$model" >&2 || \
+        echo "sam2roto: the weights of $model could not be downloaded now (see above); the first Create Shot" \
+             "downloads them, or run: $python -m sam2roto weights fetch $model" >&2
+fi
+
+# 4. install, enable, set the core environment, save the preferences
 if [ "$kind" = executable ]; then
     "$blender" --background --python "$root/installers/blender_install.py" -- "$zip" --core-env "$core_env" \
         "${extra[@]}"

@@ -32,6 +32,7 @@ class Blender:
     zip: Path
     installed: dict
     setup_seconds: float
+    install_log: str  # the installer's stderr
 
     def run(self, script: str, tmp_path: Path, timeout: float = 600, **args) -> dict:
         """Runs in_blender/<script> with `args`; returns its findings (fails the test on its error)."""
@@ -74,7 +75,9 @@ def blender(request, tmp_path_factory) -> Blender:
     python = bpy_python(series)
     user = tmp_path_factory.mktemp(f"blender-{series}-user")
     out = tmp_path_factory.mktemp(f"blender-{series}-zip")
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(user))
+    # (no network in tests: the weights download the installer tries is refused on this machine)
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(user), SAM2ROTO_WEIGHTS_BASE_URL="http://127.0.0.1:9/",
+               SAM2ROTO_WEIGHTS_DIR=str(tmp_path_factory.mktemp(f"blender-{series}-weights")))
     proc = subprocess.run([str(ROOT / "installers/blender_extension.sh"), "--blender", python, "--core-env",
                            sys.prefix, "--out", str(out)], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -83,4 +86,4 @@ def blender(request, tmp_path_factory) -> Blender:
     installed = json.loads(proc.stdout.strip().splitlines()[-1])
     zips = list(out.glob("sam2roto-*.zip"))
     assert len(zips) == 1, list(out.iterdir())
-    return Blender(series, python, user, zips[0], installed, time.monotonic() - started)
+    return Blender(series, python, user, zips[0], installed, time.monotonic() - started, proc.stderr)

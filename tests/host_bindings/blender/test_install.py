@@ -28,6 +28,13 @@ def test_the_extension_is_built_validated_installed_and_its_preferences_saved(bl
     print(f"Blender {blender.series}: set-up, build, validate and install took {blender.setup_seconds:.1f} s")
 
 
+def test_the_installer_fetches_the_default_weights_and_goes_on_without_them_offline(blender):
+    # (the download is refused here: the installer says how the weights come, and installs)
+    assert "weights fetch sam2.1_hiera_tiny" in blender.install_log
+    assert "the first Create Shot downloads them" in blender.install_log
+    assert blender.installed["core_env"]
+
+
 def test_bad_set_ups_say_what_to_do(tmp_path):
     script = str(ROOT / "installers/blender_extension.sh")
     missing = subprocess.run([script, "--blender", str(tmp_path / "no-blender")], capture_output=True, text=True)
