@@ -63,7 +63,10 @@ def test_roto_in_blender_end_to_end(found):
     assert found["box"]["mask"] is not None and found["mask_prompt"]["mask"] is not None
     assert found["prompt_images_left"] == []
     # two drawn masks sent before the core read the first: each frame's answer is its own square
-    assert min(found["mask_prompts_inside_their_squares"]) > 0.9, found["mask_prompts_inside_their_squares"]
+    for path, (x0, y0, x1, y1) in zip(found["mask_prompt_answers"], [(50, 85, 135, 160), (150, 100, 230, 180)],
+                                      strict=True):
+        on = cv2.imread(path, cv2.IMREAD_UNCHANGED) > 127
+        assert on[y0:y1 + 1, x0:x1 + 1].sum() > 0.9 * on.sum() > 0, path
     undone = found["after_undo"]["mask"]  # the box taken back: nothing prompts the square there any more
     assert undone is None or cv2.imread(undone, cv2.IMREAD_UNCHANGED).max() == 0
 

@@ -211,18 +211,20 @@ def test_a_reloaded_session_has_the_objects_in_the_order_they_were_added(tiny, s
     assert open_session().object_ids == [10, 7]
 
 
-def test_a_refined_prompt_that_was_tracked_both_ways_retracks_both_ways(tiny, shared_cache):
-    def refined():
-        tracker = VideoTracker(tiny, moving_disc_frames(5), cache_dir=shared_cache)
-        tracker.add_prompt(2, 1, points=disc(2))
-        list(tracker.propagate(start=2, direction="both"))
-        tracker.add_prompt(2, 1, points=disc(2) + [(10, 10)], labels=[1, 0])
-        return tracker
+def refined_after_tracking_both_ways(tiny, cache):
+    """The disc prompted on frame 2, tracked both ways, then its prompt refined there."""
+    tracker = VideoTracker(tiny, moving_disc_frames(5), cache_dir=cache)
+    tracker.add_prompt(2, 1, points=disc(2))
+    list(tracker.propagate(start=2, direction="both"))
+    tracker.add_prompt(2, 1, points=disc(2) + [(10, 10)], labels=[1, 0])
+    return tracker
 
-    tracker = refined()
+
+def test_a_refined_prompt_that_was_tracked_both_ways_retracks_both_ways(tiny, shared_cache):
+    tracker = refined_after_tracking_both_ways(tiny, shared_cache)
     assert tracker.retrack_spans(2) == [(2, "forward", 4, [1]), (1, "backward", 0, [1])]
     assert [f for f, _ in tracker.retrack(2)] == [2, 3, 4, 1, 0]
-    again = refined()  # the same as tracking the whole shot again from the refined prompt
+    again = refined_after_tracking_both_ways(tiny, shared_cache)  # the same as tracking it all again
     list(again.propagate(start=2, direction="both"))
     for f in range(5):
         assert same(tracker.logits(f, 1), again.logits(f, 1)), f
@@ -230,14 +232,7 @@ def test_a_refined_prompt_that_was_tracked_both_ways_retracks_both_ways(tiny, sh
 
 @pytest.mark.parametrize("stop_at", [2, 3])
 def test_a_two_way_retrack_stopped_going_forward_goes_on_both_ways(tiny, shared_cache, stop_at):
-    def refined():
-        tracker = VideoTracker(tiny, moving_disc_frames(5), cache_dir=shared_cache)
-        tracker.add_prompt(2, 1, points=disc(2))
-        list(tracker.propagate(start=2, direction="both"))
-        tracker.add_prompt(2, 1, points=disc(2) + [(10, 10)], labels=[1, 0])
-        return tracker
-
-    tracker = refined()
+    tracker = refined_after_tracking_both_ways(tiny, shared_cache)
     cancel = threading.Event()
     for frame, _ in tracker.retrack(2, cancel=cancel):
         if frame == stop_at:
@@ -246,7 +241,7 @@ def test_a_two_way_retrack_stopped_going_forward_goes_on_both_ways(tiny, shared_
     assert [f for f, _ in tracker.retrack(2)] == [f for f in (3, 4) if f > stop_at] + [1, 0]
     with pytest.raises(ValueError, match="No new prompt on frame index 2"):
         tracker.retrack(2)
-    again = refined()
+    again = refined_after_tracking_both_ways(tiny, shared_cache)
     list(again.retrack(2))
     for f in range(5):
         assert same(tracker.logits(f, 1), again.logits(f, 1)), f
