@@ -192,6 +192,8 @@ class SAM2ROTO_OT_create_shot(_Guarded, bpy.types.Operator):
             raise UserError(f"{folder} holds the shot of other footage ({info['source']}): choose another shot "
                             "folder.")
         shot = context.scene.sam2roto
+        if not shot.folder or os.path.normpath(bpy.path.abspath(shot.folder)) != os.path.normpath(info["shot"]):
+            shot.export_folder = ""  # (another shot's mattes folder: Import Results would force over its files)
         shot.clip, shot.folder = clip, info["shot"]
         shot.objects.clear()
         _follow_the_shots_objects(shot, info)

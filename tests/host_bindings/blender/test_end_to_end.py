@@ -111,6 +111,7 @@ def test_roto_in_blender_end_to_end(found):
     unsaved = found["unsaved"]
     assert Path(unsaved["shot"]).parent == Path(unsaved["footage"]) / "sam2roto"
     assert unsaved["status"].startswith("Imported") and "refused" not in unsaved["error"], unsaved
+    assert unsaved["export_folder"] == ""  # a new shot does not inherit the scene's earlier mattes folder
     assert (Path(unsaved["shot"]) / "mattes" / "ball" / f"ball.{FIRST}.png").is_file()
     # Create Shot for that clip in another scene opens the shot there, objects and all
     assert unsaved["created_again"] == ["FINISHED"] and unsaved["objects_again"] == [["ball", [0.2, 0.4, 0.6]]]

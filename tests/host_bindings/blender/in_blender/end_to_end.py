@@ -295,15 +295,18 @@ def unsaved_blend_defaults(ext, ops, args) -> dict:
     clip = bpy.data.movieclips.load(os.path.join(footage, os.path.basename(args["clip"])))
     create = dict(clip=clip.name, checkpoint=args["checkpoint"], model=args["model"], input_size=args["input_size"])
     roto, first, other = bpy.context.scene, bpy.data.scenes.new("unsaved"), bpy.data.scenes.new("another scene")
+    first.sam2roto.export_folder = os.path.dirname(args["export"])  # a mattes folder of an earlier shot
     with bpy.context.temp_override(scene=first):
         ops.create_shot(**create)
+        found_export_folder = first.sam2roto.export_folder
         ops.add_object(name="ball", colour=(0.2, 0.4, 0.6))
         ops.add_point(object="ball", frame=1, x=60, y=120)
         harness.pump(ext)
         session.last_error = ""
         ops.import_results(shape_tolerance=0.0)
         harness.pump(ext)
-    found = {"footage": footage, "shot": session.shot["shot"], "error": session.last_error, "status": session.status}
+    found = {"footage": footage, "shot": session.shot["shot"], "error": session.last_error, "status": session.status,
+             "export_folder": found_export_folder}
     with bpy.context.temp_override(scene=other):
         found["created_again"] = sorted(ops.create_shot(**create))
         found["objects_again"] = [(o.name, [round(c, 2) for c in o.colour]) for o in other.sam2roto.objects]
