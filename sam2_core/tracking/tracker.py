@@ -465,7 +465,8 @@ class VideoTracker:
         stopped, it goes on from the first frame that stop left without a result."""
         with self._lock:
             plan = self.retrack_spans(frame)
-            self._commit_pending([i for _, _, _, ids in plan for i in ids])
+            corrected = [i for _, _, _, ids in plan for i in ids]
+            self._commit_pending(corrected)
             spans = []
             for reverse in (False, True):
                 entries = [(start, end, ids) for start, direction, end, ids in plan
@@ -475,7 +476,7 @@ class VideoTracker:
                     first = (max if reverse else min)(start for start, _, _ in entries)
                     last = min(ends.values()) if reverse else max(ends.values())
                     spans.append(self._span(first, last, reverse, ends))
-        return self._retrack_run(frame, [i for _, _, _, ids in plan for i in ids], spans, cancel, progress)
+        return self._retrack_run(frame, corrected, spans, cancel, progress)
 
     def _retrack_run(self, frame, ids, spans, cancel, progress):
         """The re-track's frames; once all are done, the frame owes its objects nothing."""
