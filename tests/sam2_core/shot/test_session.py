@@ -598,3 +598,29 @@ def test_an_export_never_puts_mattes_in_the_footages_folder(official_checkpoint,
         assert Path(inside["mattes"]["plate"].replace("####", str(FIRST))).is_file()
     finally:
         s.close()
+
+
+def test_a_shot_whose_checkpoint_now_holds_other_weights_gives_its_prompts_again(official_checkpoint, plate,
+                                                                                   tmp_path):
+    import shutil
+
+    import torch
+
+    checkpoint = shutil.copy(official_checkpoint(NAME), tmp_path / "model.pt")
+    s = ShotSession.create(tmp_path / "shot", plate, model_name=NAME, checkpoint=checkpoint, device="cpu",
+                           image_size=CPU_TEST_INPUT_SIZE)
+    first = s.add_prompt("ball", FIRST, points=[(60, 120)])
+    list(s.track())
+    s.close()
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    state["model"] = {k: v * 1.01 if v.is_floating_point() else v for k, v in state["model"].items()}
+    torch.save(state, checkpoint)  # the file at the shot's checkpoint path replaced
+    again = ShotSession.open(tmp_path / "shot", device="cpu")
+    try:
+        # the click answered by the new weights; what the old ones tracked is gone, to track again
+        answer = again.logits("ball", FIRST)
+        assert answer is not None and np.abs(answer - first).max() > 1e-2
+        assert again.logits("ball", FIRST + 2) is None and not again.shot.manifest.tracked
+        assert len(list(again.track())) == N
+    finally:
+        again.close()
