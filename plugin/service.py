@@ -15,6 +15,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import BinaryIO
@@ -26,6 +27,8 @@ log = logging.getLogger("sam2roto.service")
 
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
 USER_ERROR, NO_SHOT, SHOT_IN_USE, REFUSED_PATH = -32000, -32001, -32002, -32003
+REQUEST_CANCELLED = -32800  # (as LSP numbers it)
+DOWNLOAD_PROGRESS_S = 0.25  # the least time between two progress notifications of a download
 
 
 class RpcError(Exception):
@@ -195,14 +198,33 @@ class Service:
         checkpoint = None if checkpoint is None else _path(checkpoint, "checkpoint")
         return self._switch_to(folder, frame, lambda: ShotSession.create(
             folder, footage, colour={"colorspace": colorspace} if colorspace else {}, model_name=model,
-            checkpoint=checkpoint, device=device or self.device, dtype=dtype, image_size=image_size))
+            checkpoint=checkpoint, device=device or self.device, dtype=dtype, image_size=image_size,
+            on_download=self._download_progress()))
 
     def shot_open(self, shot, device=None, frame=None):
         from sam2_core.shot.session import ShotSession
 
         folder = _path(shot, "shot")
         frame = None if frame is None else _frame(frame)
-        return self._switch_to(folder, frame, lambda: ShotSession.open(folder, device=device or self.device))
+        return self._switch_to(folder, frame, lambda: ShotSession.open(folder, device=device or self.device,
+                                                                        on_download=self._download_progress()))
+
+    def _download_progress(self):
+        """For a shot whose official weights are downloaded first: `$/progress` notifications
+        for the host (a few a second), and the host's cancel stops the download (what
+        arrived is kept and resumed next time)."""
+        request_id, last = self.request_id, [0.0]
+
+        def told(file, done, total):
+            if self.cancel.is_set():
+                raise RpcError(REQUEST_CANCELLED, f"Cancelled while downloading {file}: the {done} bytes that "
+                                                  "arrived are kept, and the download goes on from there next time.")
+            now = time.monotonic()
+            if now - last[0] >= DOWNLOAD_PROGRESS_S or done == total:
+                last[0] = now
+                self.notify("$/progress", {"id": request_id, "what": "download", "file": file, "done": done,
+                                           "total": total})
+        return told
 
     def _switch_to(self, folder: Path, frame: int | None, open_session) -> dict:
         """Make the shot in `folder` the open one and start encoding its frames in the

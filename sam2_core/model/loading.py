@@ -82,7 +82,8 @@ def hold_autocast_weights_in(model: nn.Module, dtype: torch.dtype) -> None:
 
 def load_model(name: str = DEFAULT_MODEL, checkpoint: str | Path | None = None,
                device: str | torch.device = "auto", dtype: str | torch.dtype = "float32",
-               image_size: int | None = None, compile_encoder: bool | str | None = None) -> SAM2:
+               image_size: int | None = None, compile_encoder: bool | str | None = None,
+               on_download: weights.OnProgress | None = None) -> SAM2:
     """An official SAM 2 / 2.1 model with its weights, ready for inference.
 
     checkpoint: a file in the official format; None takes the official file for `name`
@@ -96,7 +97,9 @@ def load_model(name: str = DEFAULT_MODEL, checkpoint: str | Path | None = None,
     with coarser mattes. No weight depends on it.
     compile_encoder: compile the image encoder on its first call (see `compiled`): True,
     False, or "auto" for where it was measured to pay (bfloat16 on a CPU with AMX). None
-    reads $SAM2ROTO_COMPILE (on, off or auto; unset is off), which reaches every host."""
+    reads $SAM2ROTO_COMPILE (on, off or auto; unset is off), which reaches every host.
+    on_download: told how a first use's download of the official file goes (it may raise
+    to stop it; see `weights.OnProgress`)."""
     if compile_encoder is None:
         setting = os.environ.get("SAM2ROTO_COMPILE", "off").strip().lower()
         compile_encoder = {"on": True, "off": False, "": False, "auto": "auto"}.get(setting, setting)
@@ -114,7 +117,7 @@ def load_model(name: str = DEFAULT_MODEL, checkpoint: str | Path | None = None,
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     if checkpoint is None:
-        path = weights.official_checkpoint(name)
+        path = weights.official_checkpoint(name, on_progress=on_download)
         weights_id = weights.OFFICIAL_WEIGHTS[name].sha256
     else:
         path = Path(checkpoint)

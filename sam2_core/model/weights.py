@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,10 +102,17 @@ def _part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
 
 
+# on_progress(file name, bytes so far, bytes in all or None): called as a download starts and
+# as its data arrives. It may raise to stop the download: what arrived is kept, and resumed.
+OnProgress = Callable[[str, int, "int | None"], None]
+
+
 def download(
-    url: str, dest: str | os.PathLike, *, sha256: str, size: int | None = None, progress: bool = True
+    url: str, dest: str | os.PathLike, *, sha256: str, size: int | None = None, progress: bool = True,
+    on_progress: OnProgress | None = None,
 ) -> Path:
     """Download `url` to `dest`, resuming a previous partial download, and verify it.
+    progress: draw a progress bar on stderr.
 
     `dest` only ever appears complete and verified: data goes to `<dest>.part` and is moved
     into place atomically after the size and SHA-256 checks pass.
@@ -113,7 +121,7 @@ def download(
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = _part_path(dest)
     try:
-        _fetch_into(url, part, size, dest.name if progress else None)
+        _fetch_into(url, part, size, dest.name, progress, on_progress)
     except _NETWORK_ERRORS as exc:
         message = (
             f"Could not download {url} ({_reason(exc)}).\n"
@@ -127,7 +135,8 @@ def download(
     return dest
 
 
-def _fetch_into(url: str, part: Path, size: int | None, label: str | None) -> None:
+def _fetch_into(url: str, part: Path, size: int | None, name: str, draw: bool,
+                on_progress: OnProgress | None) -> None:
     """Append the rest of `url` to `part` (or rewrite it when the server cannot resume)."""
     offset = part.stat().st_size if part.exists() else 0
     if size is not None and offset >= size:
@@ -147,7 +156,7 @@ def _fetch_into(url: str, part: Path, size: int | None, label: str | None) -> No
             offset = 0  # server (or file://) ignored the Range: start over from scratch
         length = response.headers.get("Content-Length", "")
         expected = offset + int(length) if length.isdigit() else None
-        bar = _Progress(label, size or expected, offset) if label else None
+        bar = _Progress(name, size or expected, offset, draw, on_progress)
         with open(part, "ab" if offset else "wb") as out:
             received = _copy(response, out, bar)
     # http.client returns EOF quietly when the server hangs up early; treat it as the
@@ -156,17 +165,15 @@ def _fetch_into(url: str, part: Path, size: int | None, label: str | None) -> No
         raise ConnectionError(f"connection closed after {offset + received} of {expected} bytes")
 
 
-def _copy(response, out, bar: _Progress | None) -> int:
+def _copy(response, out, bar: _Progress) -> int:
     received = 0
     try:
         while chunk := response.read(_READ_CHUNK):
             out.write(chunk)
             received += len(chunk)
-            if bar:
-                bar.update(received)
+            bar.update(received)
     finally:
-        if bar:
-            bar.close(received)
+        bar.close(received)
     return received
 
 
@@ -199,23 +206,31 @@ def _reason(exc: BaseException) -> str:
 
 
 class _Progress:
-    """One-line progress bar on stderr, redrawn in place with \\r."""
+    """A download's progress: a one-line bar on stderr (`draw`), redrawn in place with \\r,
+    and the caller's `on_progress`, told of every chunk."""
 
-    def __init__(self, label: str, total: int | None, start: int):
+    def __init__(self, label: str, total: int | None, start: int, draw: bool = True,
+                 on_progress: OnProgress | None = None):
         self.label, self.total, self.start = label, total, start
+        self.draw, self.on_progress = draw, on_progress
         self.t0 = time.monotonic()
         self.last_draw = 0.0
+        if on_progress is not None:
+            on_progress(label, start, total)
 
     def update(self, received: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.label, self.start + received, self.total)
         now = time.monotonic()
-        if now - self.last_draw >= _PROGRESS_INTERVAL_S:
+        if self.draw and now - self.last_draw >= _PROGRESS_INTERVAL_S:
             self.last_draw = now
             self._draw(received, now)
 
     def close(self, received: int) -> None:
-        self._draw(received, time.monotonic())
-        sys.stderr.write("\n")
-        sys.stderr.flush()
+        if self.draw:
+            self._draw(received, time.monotonic())
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
     def _draw(self, received: int, now: float) -> None:
         done = self.start + received
@@ -244,8 +259,10 @@ def _clock(seconds: float) -> str:
 # Official checkpoints
 
 
-def official_checkpoint(name: str, *, download_missing: bool = True, progress: bool = True) -> Path:
-    """Path to a verified official checkpoint, downloading it into weights_dir() if missing."""
+def official_checkpoint(name: str, *, download_missing: bool = True, progress: bool = True,
+                        on_progress: OnProgress | None = None) -> Path:
+    """Path to a verified official checkpoint, downloading it into weights_dir() if missing
+    (progress: a bar on stderr; on_progress: see OnProgress)."""
     weights = _lookup(name)
     path = weights_dir() / weights.filename
     if path.exists():
@@ -258,7 +275,7 @@ def official_checkpoint(name: str, *, download_missing: bool = True, progress: b
             f"Download {url} and place the file at {path.resolve()} "
             "(or allow downloads and run again)."
         )
-    download(url, path, sha256=weights.sha256, size=weights.size, progress=progress)
+    download(url, path, sha256=weights.sha256, size=weights.size, progress=progress, on_progress=on_progress)
     _write_sidecar(path, weights.sha256)
     return path
 

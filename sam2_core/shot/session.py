@@ -110,7 +110,8 @@ class ShotSession:
     @classmethod
     def create(cls, folder: str | Path, source: str | Path, *, colour: dict | None = None,
                model_name: str | None = None, checkpoint: str | Path | None = None, device: str = "auto",
-               dtype: str = "float32", image_size: int | None = None) -> ShotSession:
+               dtype: str = "float32", image_size: int | None = None, on_download=None) -> ShotSession:
+        """on_download: see `load_model`: a first use of an official model downloads it."""
         from ..model.configs import DEFAULT_MODEL
 
         name = model_name or DEFAULT_MODEL
@@ -120,7 +121,7 @@ class ShotSession:
         before = set(folder.iterdir()) if folder.is_dir() else None
         shot = Shot.create(folder, source, colour=colour, model=model_info)
         try:
-            return cls._with_model(shot, device)
+            return cls._with_model(shot, device, on_download)
         except BaseException:
             # a shot whose model cannot load (weights not there yet, a bad setting) would block
             # the next try in this folder: take back what was made, leave what was there
@@ -128,17 +129,18 @@ class ShotSession:
             raise
 
     @classmethod
-    def open(cls, folder: str | Path, *, device: str = "auto") -> ShotSession:
-        return cls._with_model(Shot.open(folder), device)
+    def open(cls, folder: str | Path, *, device: str = "auto", on_download=None) -> ShotSession:
+        return cls._with_model(Shot.open(folder), device, on_download)
 
     @classmethod
-    def _with_model(cls, shot: Shot, device: str) -> ShotSession:
+    def _with_model(cls, shot: Shot, device: str, on_download=None) -> ShotSession:
         from ..model.loading import load_model
 
         try:
             m = shot.manifest.model
             model = load_model(m.get("name"), checkpoint=m.get("checkpoint") or None, device=device,
-                               dtype=m.get("dtype", "float32"), image_size=m.get("image_size"))
+                               dtype=m.get("dtype", "float32"), image_size=m.get("image_size"),
+                               on_download=on_download)
             return cls(shot, model)
         except BaseException:
             shot.close()

@@ -296,3 +296,55 @@ def test_opening_a_shot_encodes_its_frames_nearest_the_hosts_frame_first(client,
     client.call("shot/close", {})
     assert client.call("shot/open", {"shot": str(tmp_path / "shot"), "frame": FIRST - 50})["frames"] == [FIRST,
                                                                                                       FIRST + N - 1]
+
+
+def test_a_first_use_downloads_the_weights_telling_the_host_and_a_cancel_stops_it(
+        clip, official_checkpoint, tmp_path, monkeypatch):
+    """A shot of an official model not downloaded yet: the host gets the download's progress,
+    its cancel stops it (no shot made, the data kept), and the next try resumes and makes it.
+    (In-process: the random checkpoint stands for the official file, served locally.)"""
+    from sam2_core.model import weights
+    from sam2roto.service import REQUEST_CANCELLED, RpcError, Service
+    from tests.sam2_core.model.test_weights import FileServer
+
+    ckpt = official_checkpoint(NAME)
+    server = FileServer()
+    server.files[f"/{NAME}.pt"] = ckpt.read_bytes()
+    monkeypatch.setitem(weights.OFFICIAL_WEIGHTS, NAME, weights.OfficialWeights(
+        NAME, f"{NAME}.pt", "http://127.0.0.1:9/unused", ckpt.stat().st_size, weights.sha256_of(ckpt)))
+    monkeypatch.setenv("SAM2ROTO_WEIGHTS_BASE_URL", server.url)
+    monkeypatch.setenv("SAM2ROTO_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("no_proxy", "*")
+    sent = []
+
+    def notify(method, params):
+        sent.append((method, params))
+        if service.request_id == 1:
+            service.cancel.set()  # the host's $/cancelRequest, as the download starts
+
+    service = Service(notify, device="cpu")
+    create = {"shot": str(tmp_path / "shot"), "source": str(clip), "model": NAME, "device": "cpu",
+              "image_size": CPU_TEST_INPUT_SIZE}
+    try:
+        service.request_id = 1
+        with pytest.raises(RpcError) as stopped:
+            service.call("shot/create", create)
+        assert stopped.value.code == REQUEST_CANCELLED and f"{NAME}.pt" in str(stopped.value)
+        assert not (tmp_path / "shot" / "shot.json").exists() and service.session is None
+        kept = (tmp_path / "weights" / f"{NAME}.pt.part").stat().st_size
+        assert kept > 0 and not (tmp_path / "weights" / f"{NAME}.pt").exists()
+
+        sent.clear()
+        service.request_id = 2
+        service.cancel.clear()
+        info = service.call("shot/create", create)
+        assert info["frames"] == [FIRST, FIRST + N - 1]
+        assert server.requests[-1] == (f"/{NAME}.pt", f"bytes={kept}-")  # resumed, not started over
+        told = [p for m, p in sent if m == "$/progress"]
+        size = ckpt.stat().st_size
+        assert told[0] == {"id": 2, "what": "download", "file": f"{NAME}.pt", "done": kept, "total": size}
+        assert told[-1]["done"] == size and all(p["id"] == 2 for p in told)
+        assert (tmp_path / "weights" / f"{NAME}.pt").read_bytes() == ckpt.read_bytes()
+    finally:
+        service.shutdown()
+        server.close()

@@ -192,6 +192,35 @@ def test_download_resumes_after_dropped_connection(server, tmp_path):
     assert server.requests == [("/files/model.pt", None), ("/files/model.pt", f"bytes={cut}-")]
 
 
+class Stop(Exception):
+    pass
+
+
+def test_download_tells_its_progress_and_can_be_stopped_and_resumed(server, tmp_path, capsys):
+    url, dest, part = server.url + "/files/model.pt", tmp_path / "model.pt", tmp_path / "model.pt.part"
+    told = []
+
+    def stop_past_100k(name, done, total):
+        told.append((name, done, total))
+        if done > 100_000:
+            raise Stop
+
+    with pytest.raises(Stop):
+        weights.download(url, dest, sha256=DATA_SHA, size=len(DATA), progress=False, on_progress=stop_past_100k)
+    assert told[0] == ("model.pt", 0, len(DATA))  # before any data arrives
+    stopped_at = told[-1][1]
+    assert [t[1] for t in told] == sorted(t[1] for t in told) and 100_000 < stopped_at < len(DATA)
+    assert part.read_bytes() == DATA[:stopped_at] and not dest.exists()  # what arrived is kept
+
+    told.clear()
+    weights.download(url, dest, sha256=DATA_SHA, size=len(DATA), progress=False,
+                     on_progress=lambda *a: told.append(a))
+    assert dest.read_bytes() == DATA
+    assert server.requests[-1] == ("/files/model.pt", f"bytes={stopped_at}-")
+    assert told[0] == ("model.pt", stopped_at, len(DATA)) and told[-1] == ("model.pt", len(DATA), len(DATA))
+    assert capsys.readouterr().err == ""  # (no bar asked for)
+
+
 def test_download_complete_part_gets_416_and_is_verified(server, tmp_path):
     (tmp_path / "model.pt.part").write_bytes(DATA)
     # No size given, so the request goes out and the server answers 416.
