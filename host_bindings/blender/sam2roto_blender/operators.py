@@ -51,6 +51,14 @@ def _not_while_tracking(doing: str) -> None:
     for (shot and object bookkeeping) would freeze Blender until the track ends."""
     if SESSION.tracking:
         raise UserError(f"Wait for tracking to finish (or press Esc to cancel it) before {doing}.")
+    _not_while_opening()
+
+
+def _not_while_opening() -> None:
+    """A shot being made may first download the model's weights (minutes): what is asked
+    of the core meanwhile would wait behind it, or go to the shot it opens."""
+    if SESSION.opening:
+        raise UserError("Wait for the shot to open (the SAM 2 panel shows how far it is), or cancel it there.")
 
 
 def _is_open(shot) -> bool:
@@ -67,6 +75,7 @@ def _open_shot(context):
                         "(sidebar, SAM 2 tab).")
     folder = bpy.path.abspath(shot.folder)
     prefs = preferences.get(context)
+    _not_while_opening()
     SESSION.ensure_started(bpy.path.abspath(prefs.core_env))
     if not _is_open(shot):
         # (the core encodes the frames nearest the artist's first in the background)
@@ -147,8 +156,103 @@ FRAME = IntProperty(name="Frame", description="Scene frame (default: the current
 OBJECT = StringProperty(name="Object", description="Object of the shot (default: the active one)", default="")
 
 
+class ShotRequest:
+    """A shot being made or opened for a scene. The core may first download the model's
+    weights (minutes), so its answer comes through the session's timer, and is applied to
+    the scene and clip that asked (looked up by name then: an undo meanwhile rebuilds them)."""
+
+    def __init__(self, scene, clip, folder: str, source: str, made: bool):
+        self.scene_name, self.clip_name = scene.name, clip.name
+        self.folder, self.source, self.made = folder, source, made
+        self.request_id: int | None = None
+        self.done = self.cancelled = False
+        self.message = self.error = ""  # what the artist is told once it is done
+
+    def send(self, params: dict) -> None:
+        if self.made:
+            method = "shot/create"
+        else:  # the clip's shot, made from another scene or .blend: carry on with it
+            method, params = "shot/open", {k: params[k] for k in ("shot", "device", "frame")}
+        self.request_id = SESSION.request(method, params, on_result=self._answered, on_error=self._failed)
+        SESSION.opening_id = self.request_id
+        SESSION.status = f"Opening the shot of '{self.clip_name}'..."
+        progress_begin()
+
+    def _answered(self, info: dict) -> None:
+        self._end()
+        try:
+            self.message = _take_shot(self, info)
+        except UserError as e:
+            self.error = str(e)
+        SESSION.status = self.message
+
+    def _failed(self, error) -> None:
+        self._end()
+        self.cancelled = isinstance(error, rpc.ServiceError) and error.code == rpc.CANCELLED
+        self.error = error.message if isinstance(error, rpc.ServiceError) else str(error)
+        if isinstance(error, rpc.ServiceStopped):
+            SESSION.report_error(error)  # (the session lets go of the core)
+        SESSION.status = "Shot not opened: download cancelled" if self.cancelled else ""
+
+    def _end(self) -> None:
+        self.done = True
+        SESSION.opening_id = None
+        progress_end()
+
+
+def make_shot(context, clip_name: str = "", folder: str = "", model: str = "", checkpoint: str = "",
+              input_size: int = 0) -> ShotRequest:
+    """Ask the core for the clip's shot (made, or opened where the folder holds it already);
+    returns at once. Empty arguments take the defaults and the preferences'."""
+    _not_while_tracking("making a shot")
+    clip = _clip(context, clip_name)
+    prefs = preferences.get(context)
+    folder = bpy.path.abspath(folder) if folder else _default_folder(clip)
+    params = {"shot": folder, "source": footage.source_path(clip), "device": prefs.device,
+              "image_size": input_size or int(prefs.input_size),
+              "frame": footage.source_frame(clip, context.scene.frame_current)}
+    colorspace = footage.core_colorspace(clip)
+    if colorspace is not None:
+        params["colorspace"] = colorspace
+    if model or prefs.model:
+        params["model"] = model or prefs.model
+    if checkpoint or prefs.checkpoint:
+        params["checkpoint"] = bpy.path.abspath(checkpoint or prefs.checkpoint)
+    SESSION.ensure_started(bpy.path.abspath(prefs.core_env))
+    made = not os.path.isfile(os.path.join(folder, "shot.json"))
+    request = ShotRequest(context.scene, clip, folder, params["source"], made)
+    request.send(params)
+    return request
+
+
+def _take_shot(request: ShotRequest, info: dict) -> str:
+    """The core's shot becomes the scene's; returns what the artist is told."""
+    SESSION.shot = info
+    SESSION.masks.clear()
+    overlay.forget()
+    if not request.made and os.path.realpath(info["source"]) != os.path.realpath(request.source):
+        raise UserError(f"{request.folder} holds the shot of other footage ({info['source']}): choose another "
+                        "shot folder.")
+    scene, clip = bpy.data.scenes.get(request.scene_name), bpy.data.movieclips.get(request.clip_name)
+    if scene is None or clip is None:
+        raise UserError(f"Scene '{request.scene_name}' or clip '{request.clip_name}' is gone: the shot in "
+                        f"{info['shot']} was not set up. Create Shot again.")
+    shot = scene.sam2roto
+    if not shot.folder or os.path.normpath(bpy.path.abspath(shot.folder)) != os.path.normpath(info["shot"]):
+        shot.export_folder = ""  # (another shot's mattes folder: Import Results would force over its files)
+    shot.clip, shot.folder = clip, info["shot"]
+    shot.objects.clear()
+    _follow_the_shots_objects(shot, info)
+    first, last = info["frames"]
+    scene.frame_start = footage.scene_frame(clip, first)
+    scene.frame_end = footage.scene_frame(clip, last)
+    what = "Shot" if request.made else f"Opened the shot ({len(info['objects'])} objects)"
+    return f"{what} of '{clip.name}': frames {first}-{last}, {info['size'][0]}x{info['size'][1]}"
+
+
 class SAM2ROTO_OT_create_shot(_Guarded, bpy.types.Operator):
-    """Make a SAM 2 shot of the clip: its footage, frames and colour space"""
+    """Make a SAM 2 shot of the clip: its footage, frames and colour space (a first use of a
+    model downloads its weights: the panel shows how far, Esc cancels)"""
 
     bl_idname = "sam2roto.create_shot"
     bl_label = "Create Shot"
@@ -163,45 +267,61 @@ class SAM2ROTO_OT_create_shot(_Guarded, bpy.types.Operator):
     input_size: IntProperty(name="Input size", default=0, min=0,
                             description="The network's square input in pixels (0: the preferences')")
 
+    def _send(self, context) -> ShotRequest:
+        return make_shot(context, self.clip, self.folder, self.model, self.checkpoint, self.input_size)
+
     def run(self, context):
-        _not_while_tracking("making a shot")
-        clip = _clip(context, self.clip)
-        prefs = preferences.get(context)
-        folder = bpy.path.abspath(self.folder) if self.folder else _default_folder(clip)
-        params = {"shot": folder, "source": footage.source_path(clip), "device": prefs.device,
-                  "image_size": self.input_size or int(prefs.input_size),
-                  "frame": footage.source_frame(clip, context.scene.frame_current)}
-        colorspace = footage.core_colorspace(clip)
-        if colorspace is not None:
-            params["colorspace"] = colorspace
-        if self.model or prefs.model:
-            params["model"] = self.model or prefs.model
-        if self.checkpoint or prefs.checkpoint:
-            params["checkpoint"] = bpy.path.abspath(self.checkpoint or prefs.checkpoint)
-        SESSION.ensure_started(bpy.path.abspath(prefs.core_env))
-        made = not os.path.isfile(os.path.join(folder, "shot.json"))
-        if made:
-            info = SESSION.call("shot/create", params, timeout=START_TIMEOUT)
-        else:  # the clip's shot, made from another scene or .blend: carry on with it
-            info = SESSION.call("shot/open", {k: params[k] for k in ("shot", "device", "frame")},
-                                timeout=START_TIMEOUT)
-        SESSION.shot = info
-        SESSION.masks.clear()
-        overlay.forget()
-        if not made and os.path.realpath(info["source"]) != os.path.realpath(params["source"]):
-            raise UserError(f"{folder} holds the shot of other footage ({info['source']}): choose another shot "
-                            "folder.")
-        shot = context.scene.sam2roto
-        if not shot.folder or os.path.normpath(bpy.path.abspath(shot.folder)) != os.path.normpath(info["shot"]):
-            shot.export_folder = ""  # (another shot's mattes folder: Import Results would force over its files)
-        shot.clip, shot.folder = clip, info["shot"]
-        shot.objects.clear()
-        _follow_the_shots_objects(shot, info)
-        first, last = info["frames"]
-        context.scene.frame_start = footage.scene_frame(clip, first)
-        context.scene.frame_end = footage.scene_frame(clip, last)
-        what = "Shot" if made else f"Opened the shot ({len(info['objects'])} objects)"
-        self.report({"INFO"}, f"{what} of '{clip.name}': frames {first}-{last}, {info['size'][0]}x{info['size'][1]}")
+        """From a script: waits for the shot, however long its weights take to download."""
+        request = self._send(context)
+        SESSION.wait(timeout=None)
+        return self._finish(request)
+
+    def _finish(self, request: ShotRequest):
+        if request.cancelled:
+            self.report({"WARNING"}, request.error)
+            return {"CANCELLED"}
+        if request.error:
+            raise UserError(request.error)
+        self.report({"INFO"}, request.message)
+        return {"FINISHED"}
+
+    def invoke(self, context, _event):
+        """From the panel: Blender stays usable while the core opens the shot."""
+        try:
+            self._request = self._send(context)
+        except USER_ERRORS as e:
+            self.report({"ERROR"}, e.message if isinstance(e, rpc.ServiceError) else str(e))
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if self._request.done:
+            context.window_manager.event_timer_remove(self._timer)
+            try:
+                return self._finish(self._request)
+            except UserError as e:
+                self.report({"ERROR"}, str(e))
+                return {"CANCELLED"}
+        if event.type == "ESC" and event.value == "PRESS":
+            SESSION.cancel_opening()
+        return {"PASS_THROUGH"}
+
+
+class SAM2ROTO_OT_cancel_shot(bpy.types.Operator):
+    """Stop opening the shot (a download of the model's weights keeps what arrived, for the next try)"""
+
+    bl_idname = "sam2roto.cancel_shot"
+    bl_label = "Cancel"
+    bl_options = {"REGISTER"}
+
+    def execute(self, _context):
+        if not SESSION.opening:
+            self.report({"WARNING"}, "No shot is being opened.")
+            return {"CANCELLED"}
+        SESSION.cancel_opening()
         return {"FINISHED"}
 
 
@@ -643,12 +763,12 @@ def on_undo(scene, _depsgraph=None):
 
 @bpy.app.handlers.persistent
 def on_frame_change(scene, _depsgraph=None):
-    if not SESSION.tracking:
+    if not SESSION.tracking and not SESSION.opening:
         refresh_masks(scene)
 
 
-classes = (SAM2ROTO_OT_create_shot, SAM2ROTO_OT_add_object, SAM2ROTO_OT_remove_object, SAM2ROTO_OT_rename_object,
-           SAM2ROTO_OT_add_point,
+classes = (SAM2ROTO_OT_create_shot, SAM2ROTO_OT_cancel_shot, SAM2ROTO_OT_add_object, SAM2ROTO_OT_remove_object,
+           SAM2ROTO_OT_rename_object, SAM2ROTO_OT_add_point,
            SAM2ROTO_OT_add_box, SAM2ROTO_OT_add_mask_prompt, SAM2ROTO_OT_undo_prompt, SAM2ROTO_OT_track,
            SAM2ROTO_OT_cancel_track, SAM2ROTO_OT_import_results, SAM2ROTO_OT_import_shapes)
 

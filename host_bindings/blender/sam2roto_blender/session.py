@@ -29,6 +29,7 @@ class Session:
         self.masks: dict[tuple[str, int], str | None] = {}  # (object, source frame) -> mask PNG
         self.scores: dict[tuple[str, int], float | None] = {}
         self.track_id: int | None = None
+        self.opening_id: int | None = None  # a shot being made or opened (maybe downloading weights)
         self.progress: tuple[int, int, int] | None = None  # done, total, frame
         self.status = ""
         self.last_error = ""
@@ -68,13 +69,17 @@ class Session:
             self.client.close(timeout=5)
         if bpy.app.timers.is_registered(_poll_timer):
             bpy.app.timers.unregister(_poll_timer)  # bpy as a module crashes at exit with a timer left
-        self.client, self.shot, self.track_id, self.progress = None, None, None, None
+        self.client, self.shot, self.track_id, self.progress, self.opening_id = None, None, None, None, None
         self.masks.clear()
         self.scores.clear()
 
     @property
     def tracking(self) -> bool:
         return self.track_id is not None
+
+    @property
+    def opening(self) -> bool:
+        return self.opening_id is not None
 
     @property
     def busy(self) -> bool:
@@ -99,6 +104,13 @@ class Session:
         self._keep_polling()
         return request_id
 
+    def cancel_opening(self) -> None:
+        """Stops the shot being opened from downloading the model's weights (what arrived is
+        kept for the next try); a shot whose weights are there opens regardless."""
+        if self.opening_id is not None and self.client is not None:
+            self.client.cancel(self.opening_id)
+            self.status = "Cancelling..."
+
     def frame_answer(self, answer: dict) -> None:
         """Records a mask the service answered and tells the overlay."""
         key = (answer["object"], int(answer["frame"]))
@@ -109,7 +121,13 @@ class Session:
         _redraw_clip_editors()
 
     def _on_notification(self, method: str, params: dict) -> None:
-        if method == "$/progress" and self.tracking:
+        if method == "$/progress" and params.get("what") == "download" and params.get("id") == self.opening_id:
+            done, total = int(params.get("done", 0)), params.get("total")
+            self.status = _download_status(str(params.get("file", "")), done, total)
+            if total:
+                _progress_update((done, int(total), 0))
+            _redraw_clip_editors()
+        elif method == "$/progress" and self.tracking:
             self.progress = (int(params.get("done", 0)), int(params.get("total", 0)), int(params.get("frame", 0)))
             _progress_update(self.progress)
             _redraw_clip_editors()
@@ -120,7 +138,7 @@ class Session:
         self.last_error = message
         print(f"SAM 2 Roto: {message}", file=sys.stderr)
         if isinstance(error, rpc.ServiceStopped):
-            self.client, self.shot, self.track_id = None, None, None
+            self.client, self.shot, self.track_id, self.opening_id = None, None, None, None
             _progress_end()
         if not bpy.app.background:
             def draw(menu, _context):
@@ -142,11 +160,12 @@ class Session:
         self.client.poll()
         return POLL_SECONDS if (self.client is not None and self.client.busy) else None
 
-    def wait(self, timeout: float = 600.0) -> None:
-        """Pumps answers until no request is in flight (for scripts and tests: no event loop there)."""
-        deadline = time.monotonic() + timeout
+    def wait(self, timeout: float | None = 600.0) -> None:
+        """Pumps answers until no request is in flight (for scripts and tests: no event loop
+        there); None: for as long as the core works (it answers, or stops)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self.client is not None and self.client.busy:
-            if time.monotonic() > deadline:
+            if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"the SAM 2 core is still working after {timeout:.0f} s")
             self.client.poll(wait=POLL_SECONDS)
 
@@ -160,6 +179,13 @@ def _poll_timer():
     except Exception as e:  # a timer that raises is dropped for good: report and keep going
         SESSION.report_error(f"internal error while reading the core's answers: {e!r}")
         return POLL_SECONDS
+
+
+def _download_status(file: str, done: int, total) -> str:
+    mb = 1e6
+    if total:
+        return f"Downloading {file}: {100 * done // int(total)}% ({done / mb:.0f} of {int(total) / mb:.0f} MB)"
+    return f"Downloading {file}: {done / mb:.0f} MB"
 
 
 def _redraw_clip_editors() -> None:

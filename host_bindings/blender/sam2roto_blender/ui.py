@@ -27,6 +27,9 @@ class SAM2ROTO_PT_shot(_Panel, bpy.types.Panel):
         layout = self.layout
         shot = context.scene.sam2roto
         layout.operator("sam2roto.create_shot", icon="FILE_MOVIE")
+        if SESSION.opening:  # (a first use of a model downloads its weights: minutes)
+            layout.label(text=SESSION.status or "Opening the shot...", icon="TIME")
+            layout.operator("sam2roto.cancel_shot", icon="CANCEL")
         if shot.clip is None:
             layout.label(text="Open a clip, then Create Shot")
             return

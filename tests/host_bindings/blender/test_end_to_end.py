@@ -122,6 +122,17 @@ def test_roto_in_blender_end_to_end(found):
     assert unsaved["roto_scene"] == {"asked": False, "drawn": [], "error": ""}
 
 
+def test_a_first_use_downloads_the_weights_showing_how_far_and_can_be_cancelled(found):
+    first = found["first_use"]
+    assert first["opening"] and re.fullmatch(r"Downloading sam2\.1_hiera_tiny\.pt: \d+% \(\d+ of 156 MB\)",
+                                             first["status"]), first
+    assert "Wait for the shot to open" in first["refused"]
+    assert first["cancelled"] and "sam2.1_hiera_tiny.pt" in first["error"] and not first["opening_after"], first
+    assert first["status_after"] == "Shot not opened: download cancelled"
+    assert not first["shot_made"] and not first["scene_has_shot"]
+    assert first["part_bytes"] > 0  # kept: the next Create Shot goes on from there
+
+
 def test_the_compositor_applies_the_matte(found):
     render = cv2.imread(found["render"], cv2.IMREAD_UNCHANGED)
     assert render.shape == (240, 320, 4) and render.dtype == np.uint16

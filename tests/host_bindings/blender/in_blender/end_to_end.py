@@ -8,7 +8,9 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import bpy
 import numpy as np
@@ -283,6 +285,7 @@ def main(args):
                      "handlers": [ext.operators.on_undo in bpy.app.handlers.undo_post,
                                   ext.operators.on_undo in bpy.app.handlers.redo_post]}
     found["unsaved"] = unsaved_blend_defaults(ext, ops, args)
+    found["first_use"] = first_use_downloads_the_weights(ext, ops, args)
     return found
 
 
@@ -325,6 +328,67 @@ def unsaved_blend_defaults(ext, ops, args) -> dict:
     first_clip = bpy.data.movieclips[0]  # the end-to-end's clip, in its own folder
     found["other_footage"] = harness.operator_error(lambda: ops.create_shot(**dict(
         create, clip=first_clip.name, folder=found["shot"])))
+    return found
+
+
+class SlowWeights:
+    """Serves a model file slowly, a chunk at a time, as a far server does: a download the
+    artist has time to watch, and to cancel."""
+
+    def __init__(self, size: int):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", str(size))
+                self.end_headers()
+                try:
+                    for _ in range(0, size, 1 << 16):
+                        self.wfile.write(bytes(1 << 16))
+                        time.sleep(0.05)
+                except OSError:  # (the core hung up: cancelled)
+                    pass
+
+            def log_message(self, *_args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.01,), daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def first_use_downloads_the_weights(ext, ops, args) -> dict:
+    """Create Shot with a model whose weights are not here yet: the core downloads them, the
+    panel's status says how far, the shot's actions wait, and Cancel stops it."""
+    session = ext.session.SESSION
+    session.stop()  # (a core started anew reads where the weights come from)
+    server = SlowWeights(156_008_466)  # sam2.1_hiera_tiny's size
+    weights_dir = args["shot"] + "-weights"
+    os.environ.update(SAM2ROTO_WEIGHTS_BASE_URL=server.url, SAM2ROTO_WEIGHTS_DIR=weights_dir, no_proxy="*")
+    scene, folder = bpy.data.scenes.new("first use"), args["shot"] + "-first-use"
+    try:
+        with bpy.context.temp_override(scene=scene):
+            request = ext.operators.make_shot(bpy.context, bpy.data.movieclips[0].name, folder, args["model"],
+                                              input_size=args["input_size"])
+            opening = session.opening
+            deadline = time.monotonic() + 120
+            while not session.status.startswith("Downloading") and not request.done:
+                assert time.monotonic() < deadline, session.status
+                session.client.poll(wait=0.05)
+            found = {"opening": opening, "status": session.status,
+                     "refused": harness.operator_error(lambda: ops.add_object(name="kite"))}
+            ops.cancel_shot()
+            harness.pump(ext)
+    finally:
+        server.close()
+    part = os.path.join(weights_dir, f"{args['model']}.pt.part")
+    found.update(cancelled=request.cancelled, error=request.error, opening_after=session.opening,
+                 status_after=session.status, shot_made=os.path.exists(os.path.join(folder, "shot.json")),
+                 scene_has_shot=scene.sam2roto.clip is not None,
+                 part_bytes=os.path.getsize(part) if os.path.exists(part) else 0)
     return found
 
 
