@@ -8,7 +8,7 @@ ever loaded into Blender.
 
 import bpy
 
-from . import operators, overlay, preferences, prompt_tool, properties, ui
+from . import blend_paths, operators, overlay, preferences, prompt_tool, properties, ui
 from .session import SESSION
 
 _modules = (preferences, properties, operators, prompt_tool, ui)
@@ -20,11 +20,13 @@ def register():
             bpy.utils.register_class(cls)
     properties.register()
     operators.register()
+    blend_paths.register()
     overlay.register()
 
 
 def unregister():
     overlay.unregister()
+    blend_paths.unregister()
     operators.unregister()
     SESSION.stop()
     properties.unregister()

@@ -15,8 +15,18 @@ from collections.abc import Callable
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, StringProperty
 
+from . import (
+    blend_paths,
+    compositor,
+    coordinates,
+    footage,
+    mask_prompt,
+    overlay,
+    preferences,
+    properties,
+    shapes_import,
+)
 from . import client as rpc
-from . import compositor, coordinates, footage, mask_prompt, overlay, preferences, properties, shapes_import
 from .session import SESSION, START_TIMEOUT, progress_begin, progress_end
 
 USER_ERRORS = (rpc.ServiceError, footage.FootageError, shapes_import.ShapesError, ValueError, OSError)
@@ -240,7 +250,7 @@ def _take_shot(request: ShotRequest, info: dict) -> str:
     shot = scene.sam2roto
     if not shot.folder or os.path.normpath(bpy.path.abspath(shot.folder)) != os.path.normpath(info["shot"]):
         shot.export_folder = ""  # (another shot's mattes folder: Import Results would force over its files)
-    shot.clip, shot.folder = clip, info["shot"]
+    shot.clip, shot.folder = clip, blend_paths.stored(info["shot"])
     shot.objects.clear()
     _follow_the_shots_objects(shot, info)
     first, last = info["frames"]

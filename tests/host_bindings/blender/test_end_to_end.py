@@ -122,6 +122,21 @@ def test_roto_in_blender_end_to_end(found):
     assert unsaved["roto_scene"] == {"asked": False, "drawn": [], "error": ""}
 
 
+def test_a_saved_blend_keeps_its_shot_folders_relative_and_save_as_remaps_them(found):
+    saved, project = found["saved"], Path(found["saved"]["project"])
+    new = saved["new"]
+    assert new["folder"].startswith("//sam2roto/") and Path(new["absolute"][0]).parent == project / "sam2roto", saved
+    assert new["absolute"][1] == str(project / "mattes")
+    # saved into v2/: the same folders, from there
+    assert saved["save_as"]["folder"].startswith("//../sam2roto/"), saved
+    assert saved["save_as"]["export_folder"].rstrip("/") == "//../mattes"
+    assert saved["save_as"]["absolute"] == new["absolute"]
+    # a copy saved beside the first .blend: the open one (in v2/) keeps its paths; the copy has its own
+    assert saved["save_copy"] == saved["save_as"]
+    assert saved["in_the_copy"]["folder"].rstrip("/") == new["folder"].rstrip("/"), saved
+    assert saved["in_the_copy"]["export_folder"].rstrip("/") == "//mattes"
+
+
 def test_a_first_use_downloads_the_weights_showing_how_far_and_can_be_cancelled(found):
     first = found["first_use"]
     assert first["opening"] and re.fullmatch(r"Downloading sam2\.1_hiera_tiny\.pt: \d+% \(\d+ of 156 MB\)",

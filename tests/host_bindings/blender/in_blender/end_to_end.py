@@ -285,6 +285,7 @@ def main(args):
                      "handlers": [ext.operators.on_undo in bpy.app.handlers.undo_post,
                                   ext.operators.on_undo in bpy.app.handlers.redo_post]}
     found["unsaved"] = unsaved_blend_defaults(ext, ops, args)
+    found["saved"] = saved_blend_keeps_shot_folders_relative(ops, args)
     found["first_use"] = first_use_downloads_the_weights(ext, ops, args)
     return found
 
@@ -328,6 +329,36 @@ def unsaved_blend_defaults(ext, ops, args) -> dict:
     first_clip = bpy.data.movieclips[0]  # the end-to-end's clip, in its own folder
     found["other_footage"] = harness.operator_error(lambda: ops.create_shot(**dict(
         create, clip=first_clip.name, folder=found["shot"])))
+    return found
+
+
+def saved_blend_keeps_shot_folders_relative(ops, args) -> dict:
+    """With the .blend saved, a new shot's folder is kept relative to it; Save As elsewhere
+    remaps the shot's folders (as Blender remaps its own paths); Save Copy leaves the open
+    .blend's as they were, and the copy has its own."""
+    project = args["shot"] + "-project"
+    os.makedirs(os.path.join(project, "v2"))
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(project, "roto.blend"))
+    scene = bpy.data.scenes.new("saved")
+    with bpy.context.temp_override(scene=scene):
+        ops.create_shot(clip=bpy.data.movieclips[0].name, checkpoint=args["checkpoint"], model=args["model"],
+                        input_size=args["input_size"])
+    shot = scene.sam2roto
+    shot.export_folder = "//mattes/"  # (as the file browser leaves it, Relative Path on)
+
+    def paths():
+        return {"folder": shot.folder, "export_folder": shot.export_folder,
+                "absolute": [os.path.normpath(bpy.path.abspath(p)) for p in (shot.folder, shot.export_folder)]}
+
+    found = {"project": project, "new": paths()}
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(project, "v2", "roto.blend"))
+    found["save_as"] = paths()
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(project, "copy.blend"), copy=True)
+    found["save_copy"] = paths()
+    with bpy.data.libraries.load(os.path.join(project, "copy.blend")) as (_, into):
+        into.scenes = ["saved"]
+    found["in_the_copy"] = {"folder": into.scenes[0].sam2roto.folder,
+                            "export_folder": into.scenes[0].sam2roto.export_folder}
     return found
 
 
