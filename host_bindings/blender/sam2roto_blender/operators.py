@@ -8,6 +8,7 @@ Quick bookkeeping (shot, objects) waits for the core's answer; anything that run
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -658,8 +659,11 @@ def _import_export(scene_name: str, result: dict, with_compositor: bool) -> None
     scene = bpy.data.scenes[scene_name]
     shot = scene.sam2roto
     try:
-        mask = shapes_import.import_shapes(shot.clip, result.get("shapes", {}))
-        shot.mask = mask
+        shapes = result.get("shapes", {})
+        mask = shapes_import.import_shapes(shot.clip, shapes)
+        for name in set(json.loads(shot.imported_layers or "[]")) - set(shapes):
+            shapes_import.remove_layer(mask, name)  # (an object removed from the shot, or renamed)
+        shot.mask, shot.imported_layers = mask, json.dumps(sorted(shapes))
         if with_compositor:
             images = {name: compositor.load_matte_sequence(pattern, shot.clip, f"{shot.clip.name} {name} matte")
                       for name, pattern in result.get("mattes", {}).items()}

@@ -35,6 +35,9 @@ class SAM2ROTO_Shot(bpy.types.PropertyGroup):
                                    description="Key a mask frame only where the shape moves more than this many "
                                                "pixels from the blend of its neighbours (0: key every frame)")
     mask: PointerProperty(name="Mask", type=bpy.types.Mask, description="The animated mask made by Import Results")
+    # the layers Import Results made in it (a JSON list): those of objects since removed or
+    # renamed go at the next import; layers drawn by hand stay
+    imported_layers: StringProperty(default="[]", options={"HIDDEN"})
     prompt_mask: PointerProperty(name="Prompt mask", type=bpy.types.Mask,
                                  description="A mask you drew, to use as a prompt for the active object")
 

@@ -97,13 +97,18 @@ def _object_visible(splines: list[dict], frame: int) -> bool:
     return False
 
 
-def _new_layer(mask: bpy.types.Mask, name: str) -> bpy.types.MaskLayer:
+def remove_layer(mask: bpy.types.Mask, name: str) -> None:
+    """The layer `name` and its animation, gone (if it is there)."""
     old = mask.layers.get(name)
     if old is not None:
         mask.layers.remove(old)
     if mask.animation_data and mask.animation_data.action:
         prefix = f'layers["{bpy.utils.escape_identifier(name)}"]'
         animation.remove_fcurves(animation.fcurves_of(mask, "", 0), prefix)
+
+
+def _new_layer(mask: bpy.types.Mask, name: str) -> bpy.types.MaskLayer:
+    remove_layer(mask, name)
     layer = mask.layers.new(name=name)
     mask.layers.active = layer
     return layer

@@ -122,6 +122,12 @@ def test_roto_in_blender_end_to_end(found):
     assert unsaved["roto_scene"] == {"asked": False, "drawn": [], "error": ""}
 
 
+def test_importing_again_drops_the_layers_of_removed_or_renamed_objects(found):
+    again = found["imported_again"]
+    assert again["layers"] == ["box", "drawn by hand"], again
+    assert again["animated"] == ['layers["box"'], again  # no curves left of "ball" or "square"
+
+
 def test_a_saved_blend_keeps_its_shot_folders_relative_and_save_as_remaps_them(found):
     saved, project = found["saved"], Path(found["saved"]["project"])
     new = saved["new"]

@@ -284,6 +284,15 @@ def main(args):
     found["undo"] = {"before": before, "after": scene.sam2roto.object_names(),
                      "handlers": [ext.operators.on_undo in bpy.app.handlers.undo_post,
                                   ext.operators.on_undo in bpy.app.handlers.redo_post]}
+    # Import Results again after a rename and a removal: the mask follows the shot's objects,
+    # and a layer drawn by hand in it stays
+    mask.layers.new(name="drawn by hand")
+    ops.rename_object(name="square", new_name="box")
+    ops.remove_object(name="ball")
+    ops.import_results(folder=args["export"], shape_tolerance=0.0)
+    harness.pump(ext)
+    found["imported_again"] = {"layers": sorted(layer.name for layer in mask.layers), "animated": sorted(
+        {fc.data_path.split("]")[0] for fc in ext.animation.fcurves_of(mask, "", 0)}), "error": session.last_error}
     found["unsaved"] = unsaved_blend_defaults(ext, ops, args)
     found["saved"] = saved_blend_keeps_shot_folders_relative(ops, args)
     found["first_use"] = first_use_downloads_the_weights(ext, ops, args)
