@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import bpy
 
+from . import footage
 from .session import SESSION
+
+
+def tracking_label(scene) -> str:
+    """How far tracking is, in the scene's frame numbers (the core counts the footage's)."""
+    done, total, frame = SESSION.progress or (0, 0, 0)
+    clip = scene.sam2roto.clip
+    where = f" (frame {footage.scene_frame(clip, frame)})" if done and clip is not None else ""
+    return f"Tracking: {done}/{total}{where} · Esc cancels"
 
 
 class SAM2ROTO_UL_objects(bpy.types.UIList):
@@ -70,15 +79,14 @@ class SAM2ROTO_PT_prompts(_ShotPanel, bpy.types.Panel):
 class SAM2ROTO_PT_track(_ShotPanel, bpy.types.Panel):
     bl_label = "Track"
 
-    def draw(self, _context):
+    def draw(self, context):
         layout = self.layout
         row = layout.row(align=True)
         row.operator("sam2roto.track", text="Backward", icon="TRACKING_BACKWARDS").direction = "BACKWARD"
         row.operator("sam2roto.track", text="Forward", icon="TRACKING_FORWARDS").direction = "FORWARD"
         layout.operator("sam2roto.track", text="Track Whole Shot", icon="TRACKING").direction = "WHOLE"
         if SESSION.tracking:
-            done, total, frame = SESSION.progress or (0, 0, 0)
-            layout.label(text=f"Tracking: {done}/{total} (frame {frame}) · Esc cancels", icon="TIME")
+            layout.label(text=tracking_label(context.scene), icon="TIME")
             layout.operator("sam2roto.cancel_track", icon="CANCEL")
         elif SESSION.status:
             layout.label(text=SESSION.status)

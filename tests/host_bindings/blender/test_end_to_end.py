@@ -94,6 +94,9 @@ def test_roto_in_blender_end_to_end(found):
     assert found["whole_status"].startswith("Tracked")
     done = [p[0] for p in found["whole_progress"]]
     assert done == sorted(done) and done[-1] == found["whole_progress"][-1][1]
+    for done, total, frame, label in found["whole_progress"]:  # the panel counts the scene's frames
+        where = f" (frame {frame - FIRST + 1})" if done else ""  # (none before the first frame is done)
+        assert label == f"Tracking: {done}/{total}{where} · Esc cancels", label
     assert found["forward_status"].startswith("Tracked")
     assert all(found["frame_change_masks"].values())
 

@@ -224,7 +224,7 @@ def main(args):
     while session.tracking:
         session.client.poll(wait=0.05)
         if session.progress and (not progress or progress[-1] != list(session.progress)):
-            progress.append(list(session.progress))
+            progress.append([*session.progress, ext.ui.tracking_label(scene)])
     found["whole_status"], found["whole_progress"] = session.status, progress
     harness.pump(ext)
     # (kept as answered: later prompts on these frames rewrite their files)
