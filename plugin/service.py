@@ -26,7 +26,7 @@ PROTOCOL_VERSION = 1
 log = logging.getLogger("sam2roto.service")
 
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
-USER_ERROR, NO_SHOT, SHOT_IN_USE, REFUSED_PATH = -32000, -32001, -32002, -32003
+USER_ERROR, NO_SHOT, SHOT_IN_USE, REFUSED_PATH, WEIGHTS_MISSING = -32000, -32001, -32002, -32003, -32004
 REQUEST_CANCELLED = -32800  # (as LSP numbers it)
 DOWNLOAD_PROGRESS_S = 0.25  # the least time between two progress notifications of a download
 
@@ -201,13 +201,14 @@ class Service:
             checkpoint=checkpoint, device=device or self.device, dtype=dtype, image_size=image_size,
             on_download=self._download_progress()))
 
-    def shot_open(self, shot, device=None, frame=None):
+    def shot_open(self, shot, device=None, frame=None, download=True):
         from sam2_core.shot.session import ShotSession
 
         folder = _path(shot, "shot")
         frame = None if frame is None else _frame(frame)
+        told = self._download_progress() if download else _refuse_download
         return self._switch_to(folder, frame, lambda: ShotSession.open(folder, device=device or self.device,
-                                                                        on_download=self._download_progress()))
+                                                                        on_download=told))
 
     def _download_progress(self):
         """For a shot whose official weights are downloaded first: `$/progress` notifications
@@ -408,6 +409,13 @@ def _error_code(e: Exception) -> int | None:
                       ManifestError, FileNotFoundError, FileExistsError, PermissionError)):
         return USER_ERROR
     return None
+
+
+def _refuse_download(file, _done, _total):
+    """`shot/open` with `"download": false`: a host that waits for the answer (no progress
+    shown) learns at once that the weights must come first."""
+    raise RpcError(WEIGHTS_MISSING, f"The weights of the shot's model ({file}) are not downloaded yet: open the "
+                                    "shot allowing the download (it tells how far it is).")
 
 
 # -- the loop ---------------------------------------------------------------------------

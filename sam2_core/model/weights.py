@@ -102,8 +102,9 @@ def _part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
 
 
-# on_progress(file name, bytes so far, bytes in all or None): called as a download starts and
-# as its data arrives. It may raise to stop the download: what arrived is kept, and resumed.
+# on_progress(file name, bytes so far, bytes in all or None): called as a download starts (before
+# any network) and as its data arrives. It may raise to stop the download: what arrived is
+# kept, and resumed.
 OnProgress = Callable[[str, int, "int | None"], None]
 
 
@@ -120,6 +121,8 @@ def download(
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = _part_path(dest)
+    if on_progress is not None:  # (before any network: the caller may stop it here)
+        on_progress(dest.name, part.stat().st_size if part.exists() else 0, size)
     try:
         _fetch_into(url, part, size, dest.name, progress, on_progress)
     except _NETWORK_ERRORS as exc:
@@ -215,8 +218,6 @@ class _Progress:
         self.draw, self.on_progress = draw, on_progress
         self.t0 = time.monotonic()
         self.last_draw = 0.0
-        if on_progress is not None:
-            on_progress(label, start, total)
 
     def update(self, received: int) -> None:
         if self.on_progress is not None:

@@ -302,9 +302,10 @@ def test_a_first_use_downloads_the_weights_telling_the_host_and_a_cancel_stops_i
         clip, official_checkpoint, tmp_path, monkeypatch):
     """A shot of an official model not downloaded yet: the host gets the download's progress,
     its cancel stops it (no shot made, the data kept), and the next try resumes and makes it.
+    An open that may not download (a host that waits for it) says at once that it would.
     (In-process: the random checkpoint stands for the official file, served locally.)"""
     from sam2_core.model import weights
-    from sam2roto.service import REQUEST_CANCELLED, RpcError, Service
+    from sam2roto.service import REQUEST_CANCELLED, WEIGHTS_MISSING, RpcError, Service
     from tests.sam2_core.model.test_weights import FileServer
 
     ckpt = official_checkpoint(NAME)
@@ -345,6 +346,18 @@ def test_a_first_use_downloads_the_weights_telling_the_host_and_a_cancel_stops_i
         assert told[0] == {"id": 2, "what": "download", "file": f"{NAME}.pt", "done": kept, "total": size}
         assert told[-1]["done"] == size and all(p["id"] == 2 for p in told)
         assert (tmp_path / "weights" / f"{NAME}.pt").read_bytes() == ckpt.read_bytes()
+
+        # the weights gone (another machine): an open that may not download says so at once
+        service.call("shot/close", {})
+        for name in (f"{NAME}.pt", f"{NAME}.pt.verified"):
+            (tmp_path / "weights" / name).unlink()
+        asked = len(server.requests)
+        with pytest.raises(RpcError) as missing:
+            service.call("shot/open", {"shot": str(tmp_path / "shot"), "download": False})
+        assert missing.value.code == WEIGHTS_MISSING and f"{NAME}.pt" in str(missing.value)
+        assert len(server.requests) == asked and not (tmp_path / "weights" / f"{NAME}.pt.part").exists()
+        assert service.session is None
+        assert service.call("shot/open", {"shot": str(tmp_path / "shot")})["frames"] == [FIRST, FIRST + N - 1]
     finally:
         service.shutdown()
         server.close()
