@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 PROTOCOL = 1
-NO_SHOT, SHOT_IN_USE, REFUSED_PATH, CANCELLED = -32001, -32002, -32003, -32800
+NO_SHOT, SHOT_IN_USE, REFUSED_PATH, WEIGHTS_MISSING, CANCELLED = -32001, -32002, -32003, -32004, -32800
 _EOF = object()  # what the reader thread queues when the service's stdout closes
 
 

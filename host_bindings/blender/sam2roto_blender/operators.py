@@ -90,9 +90,17 @@ def _open_shot(context):
     SESSION.ensure_started(bpy.path.abspath(prefs.core_env))
     if not _is_open(shot):
         # (the core encodes the frames nearest the artist's first in the background)
-        here = footage.source_frame(shot.clip, context.scene.frame_current)
-        SESSION.shot = SESSION.call("shot/open", {"shot": folder, "device": prefs.device, "frame": here},
-                                    timeout=START_TIMEOUT)
+        params = {"shot": folder, "device": prefs.device,
+                  "frame": footage.source_frame(shot.clip, context.scene.frame_current)}
+        try:
+            SESSION.shot = SESSION.call("shot/open", {**params, "download": False}, timeout=START_TIMEOUT)
+        except rpc.ServiceError as e:
+            if e.code != rpc.WEIGHTS_MISSING:
+                raise
+            # the weights come first (minutes): as Create Shot does, the shot opens behind
+            ShotRequest(context.scene, shot.clip, folder, footage.source_path(shot.clip), made=False).send(params)
+            raise UserError("This shot's model is not on this computer yet: its weights are downloading (the SAM 2 "
+                            "panel shows how far, and can cancel). Try again once the shot is open.") from None
         SESSION.masks.clear()
     return shot
 

@@ -155,6 +155,12 @@ def test_a_first_use_downloads_the_weights_showing_how_far_and_can_be_cancelled(
     assert first["status_after"] == "Shot not opened: download cancelled"
     assert not first["shot_made"] and not first["scene_has_shot"]
     assert first["part_bytes"] > 0  # kept: the next Create Shot goes on from there
+    # a shot whose model this computer lacks: the action that opens it says why it waits, and
+    # the shot opens behind, downloading, as Create Shot does
+    opened = first["open"]
+    assert "weights are downloading" in opened["refused"] and opened["opening"], opened
+    assert opened["status"].startswith("Downloading sam2.1_hiera_tiny.pt: ")
+    assert not opened["opening_after"] and opened["status_after"] == "Shot not opened: download cancelled"
 
 
 def test_the_compositor_applies_the_matte(found):

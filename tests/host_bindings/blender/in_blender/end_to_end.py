@@ -4,6 +4,7 @@ then Import Results (the animated Mask and the compositor's Set Alpha), and a co
 of one frame with its alpha. Bad inputs are fed on the way. pytest checks the findings."""
 
 import glob
+import json
 import os
 import shutil
 import sys
@@ -402,33 +403,52 @@ class SlowWeights:
 
 def first_use_downloads_the_weights(ext, ops, args) -> dict:
     """Create Shot with a model whose weights are not here yet: the core downloads them, the
-    panel's status says how far, the shot's actions wait, and Cancel stops it."""
+    panel's status says how far, the shot's actions wait, and Cancel stops it. So with a
+    shot made elsewhere whose model this computer lacks, opened by an action on it."""
     session = ext.session.SESSION
     session.stop()  # (a core started anew reads where the weights come from)
     server = SlowWeights(156_008_466)  # sam2.1_hiera_tiny's size
     weights_dir = args["shot"] + "-weights"
     os.environ.update(SAM2ROTO_WEIGHTS_BASE_URL=server.url, SAM2ROTO_WEIGHTS_DIR=weights_dir, no_proxy="*")
     scene, folder = bpy.data.scenes.new("first use"), args["shot"] + "-first-use"
+
+    def until_downloading(request=None):
+        deadline = time.monotonic() + 120
+        while not session.status.startswith("Downloading") and not (request and request.done):
+            assert time.monotonic() < deadline, session.status
+            session.client.poll(wait=0.05)
+        return session.status
+
     try:
         with bpy.context.temp_override(scene=scene):
             request = ext.operators.make_shot(bpy.context, bpy.data.movieclips[0].name, folder, args["model"],
                                               input_size=args["input_size"])
-            opening = session.opening
-            deadline = time.monotonic() + 120
-            while not session.status.startswith("Downloading") and not request.done:
-                assert time.monotonic() < deadline, session.status
-                session.client.poll(wait=0.05)
-            found = {"opening": opening, "status": session.status,
+            found = {"opening": session.opening, "status": until_downloading(request),
                      "refused": harness.operator_error(lambda: ops.add_object(name="kite"))}
             ops.cancel_shot()
             harness.pump(ext)
+        part = os.path.join(weights_dir, f"{args['model']}.pt.part")
+        found.update(cancelled=request.cancelled, error=request.error, opening_after=session.opening,
+                     status_after=session.status, shot_made=os.path.exists(os.path.join(folder, "shot.json")),
+                     scene_has_shot=scene.sam2roto.clip is not None,
+                     part_bytes=os.path.getsize(part) if os.path.exists(part) else 0)
+
+        # the shot of the "saved" scene, as if made on a computer that had the official weights
+        saved = bpy.data.scenes["saved"]
+        manifest = os.path.join(bpy.path.abspath(saved.sam2roto.folder), "shot.json")
+        with open(manifest) as f:
+            data = json.load(f)
+        data["model"]["checkpoint"] = None
+        with open(manifest, "w") as f:
+            json.dump(data, f)
+        with bpy.context.temp_override(scene=saved):
+            found["open"] = {"refused": harness.operator_error(lambda: ops.add_object(name="kite")),
+                             "opening": session.opening, "status": until_downloading()}
+            ops.cancel_shot()
+            harness.pump(ext)
+        found["open"].update(opening_after=session.opening, status_after=session.status)
     finally:
         server.close()
-    part = os.path.join(weights_dir, f"{args['model']}.pt.part")
-    found.update(cancelled=request.cancelled, error=request.error, opening_after=session.opening,
-                 status_after=session.status, shot_made=os.path.exists(os.path.join(folder, "shot.json")),
-                 scene_has_shot=scene.sam2roto.clip is not None,
-                 part_bytes=os.path.getsize(part) if os.path.exists(part) else 0)
     return found
 
 
