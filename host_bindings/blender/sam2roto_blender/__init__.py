@@ -19,15 +19,15 @@ def register():
         for cls in module.classes:
             bpy.utils.register_class(cls)
     properties.register()
+    blend_paths.register()  # (first: its undo handler puts the paths right for the others)
     operators.register()
-    blend_paths.register()
     overlay.register()
 
 
 def unregister():
     overlay.unregister()
-    blend_paths.unregister()
     operators.unregister()
+    blend_paths.unregister()
     SESSION.stop()
     properties.unregister()
     for module in reversed(_modules):

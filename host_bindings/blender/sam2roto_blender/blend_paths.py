@@ -1,67 +1,132 @@
 """The scene's shot folders kept as Blender keeps its own paths: relative to the saved .blend
 (`//...`) when the preferences ask for relative paths, so a project folder moved elsewhere
-keeps its shots; and Save As to another folder remaps them, as it remaps Blender's paths
-(Blender's remap knows only its own data, not an add-on's properties)."""
+keeps its shots. Blender's Save As remaps only its own paths, not an add-on's: the handlers
+here do the same for the shot's folders, and keep them right through a Save Copy, a save that
+fails, and an undo to before a Save As.
+
+Each scene records which .blend folder its relative paths were made for (`paths_base`),
+tagged with this Blender session: a state undo brings back from before a Save As is rebased
+to where the .blend is now. A tag of another session means the paths came with the file as
+it was opened, relative to where it was opened from (however it got there)."""
 
 from __future__ import annotations
 
 import os
+import secrets
 
 import bpy
 
 SHOT_PATHS = ("folder", "export_folder")  # the scene's shot properties that hold folders
+SESSION_TAG = secrets.token_hex(6)
+_opened_from = [""]  # the folder of the .blend as it was opened, in this session
 
 
-def stored(path: str) -> str:
-    """How the scene keeps the absolute `path`."""
-    if not bpy.data.filepath or not bpy.context.preferences.filepaths.use_relative_paths:
+def _blend_folder() -> str:
+    return os.path.dirname(bpy.data.filepath) if bpy.data.filepath else ""
+
+
+def keep(shot, name: str, path: str) -> None:
+    """Sets the shot's folder `name` to the absolute `path`, kept as the preferences ask."""
+    folder = _blend_folder()
+    setattr(shot, name, _stored(path, folder))
+    shot.paths_base = f"{SESSION_TAG}:{folder}"
+
+
+def _stored(path: str, folder: str) -> str:
+    """`path` relative to `folder` (a .blend's) where relative paths are asked for."""
+    if not folder or not bpy.context.preferences.filepaths.use_relative_paths:
         return path
-    return _relative_to(path, os.path.dirname(bpy.data.filepath))
-
-
-def _relative_to(path: str, folder: str) -> str:
     try:
         return bpy.path.relpath(path, start=folder)
     except ValueError:  # (another drive, on Windows: it stays absolute)
         return path
 
 
-_kept: dict[tuple[str, str], str] = {}  # (scene, property) -> its path before a save remapped it
+def _base(shot) -> str:
+    """The .blend folder the shot's relative paths are relative to."""
+    tag, _, folder = shot.paths_base.partition(":")
+    return folder if tag == SESSION_TAG else _opened_from[0]
+
+
+def _rebase(shot, new: str, *, absolute_too: bool = False) -> None:
+    """The shot's folders made relative to `new`, pointing where they pointed."""
+    old = _base(shot)
+    for name in SHOT_PATHS:
+        value = getattr(shot, name)
+        if value.startswith("//") and old:
+            setattr(shot, name, _stored(bpy.path.abspath(value, start=old), new))
+        elif value and not value.startswith("//") and absolute_too:
+            setattr(shot, name, _stored(value, new))
+    shot.paths_base = f"{SESSION_TAG}:{new}"
+
+
+def _own_scenes():
+    return [s for s in bpy.data.scenes if s.library is None]  # (a linked scene is its own file's)
+
+
+_kept: dict[str, tuple] = {}  # scene -> its paths before a save remapped them
 
 
 @bpy.app.handlers.persistent
 def remap_before_save(filepath: str, _=None) -> None:
-    """Saved into another folder: the relative paths are written relative to it."""
+    """Saved into another folder, the relative paths are written relative to it; saved for
+    the first time, the absolute ones become relative (as Blender does with its own)."""
     _kept.clear()
-    if not bpy.data.filepath or not filepath:
+    if not filepath:
         return
-    new = os.path.dirname(os.path.abspath(filepath))
-    if os.path.normcase(new) == os.path.normcase(os.path.dirname(bpy.data.filepath)):
-        return
-    for scene in bpy.data.scenes:
+    new, first_save = os.path.dirname(os.path.abspath(filepath)), not bpy.data.filepath
+    for scene in _own_scenes():
         shot = scene.sam2roto
-        for name in SHOT_PATHS:
-            value = getattr(shot, name)
-            if value.startswith("//"):
-                _kept[(scene.name, name)] = value
-                setattr(shot, name, _relative_to(bpy.path.abspath(value), new))  # (abspath: from the old .blend)
+        if first_save or os.path.normcase(_base(shot)) != os.path.normcase(new):
+            _kept[scene.name] = tuple(getattr(shot, n) for n in (*SHOT_PATHS, "paths_base"))
+            _rebase(shot, new, absolute_too=first_save)
 
 
 @bpy.app.handlers.persistent
 def restore_after_copy(filepath: str, _=None) -> None:
     """Save Copy: the open .blend stays where it was, and so do its paths."""
     if bpy.data.filepath != filepath:
-        for (scene_name, name), value in _kept.items():
-            scene = bpy.data.scenes.get(scene_name)
-            if scene is not None:
+        _restore()
+    _kept.clear()
+
+
+@bpy.app.handlers.persistent
+def restore_after_failure(_filepath: str, _=None) -> None:
+    """A save that failed (a full disk, a folder not there): nothing moved."""
+    _restore()
+
+
+def _restore() -> None:
+    for scene_name, values in _kept.items():
+        scene = bpy.data.scenes.get(scene_name)
+        if scene is not None:
+            for name, value in zip((*SHOT_PATHS, "paths_base"), values, strict=True):
                 setattr(scene.sam2roto, name, value)
     _kept.clear()
 
 
-HANDLERS = (("save_pre", remap_before_save), ("save_post", restore_after_copy))
+@bpy.app.handlers.persistent
+def rebase_after_undo(_scene=None, _depsgraph=None) -> None:
+    """Undo to before a Save As into another folder brings back paths made for the old one."""
+    here = _blend_folder()
+    for scene in _own_scenes():
+        base = _base(scene.sam2roto)
+        if here and base and os.path.normcase(base) != os.path.normcase(here):
+            _rebase(scene.sam2roto, here)
+
+
+@bpy.app.handlers.persistent
+def note_where_opened(_filepath=None, _=None) -> None:
+    _opened_from[0] = _blend_folder()
+
+
+HANDLERS = (("save_pre", remap_before_save), ("save_post", restore_after_copy),
+            ("save_post_fail", restore_after_failure), ("undo_post", rebase_after_undo),
+            ("redo_post", rebase_after_undo), ("load_post", note_where_opened))
 
 
 def register():
+    note_where_opened()
     for kind, handler in HANDLERS:
         getattr(bpy.app.handlers, kind).append(handler)
 

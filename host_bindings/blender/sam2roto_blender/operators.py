@@ -72,12 +72,6 @@ def _not_while_opening() -> None:
         raise UserError("Wait for the shot to open (the SAM 2 panel shows how far it is), or cancel it there.")
 
 
-def _is_open(shot) -> bool:
-    """Whether the scene's shot is the one open in the core."""
-    return (SESSION.shot is not None and bool(shot.folder)
-            and os.path.normpath(SESSION.shot["shot"]) == os.path.normpath(bpy.path.abspath(shot.folder)))
-
-
 def _open_shot(context):
     """The scene's shot, opened in the running core (starting the core if needed)."""
     shot = context.scene.sam2roto
@@ -88,7 +82,7 @@ def _open_shot(context):
     prefs = preferences.get(context)
     _not_while_opening()
     SESSION.ensure_started(bpy.path.abspath(prefs.core_env))
-    if not _is_open(shot):
+    if not SESSION.is_open(shot):
         # (the core encodes the frames nearest the artist's first in the background)
         params = {"shot": folder, "device": prefs.device,
                   "frame": footage.source_frame(shot.clip, context.scene.frame_current)}
@@ -175,17 +169,27 @@ FRAME = IntProperty(name="Frame", description="Scene frame (default: the current
 OBJECT = StringProperty(name="Object", description="Object of the shot (default: the active one)", default="")
 
 
+FILES_OPENED = [0]  # .blend files opened in this Blender session (File > Open, Revert, New)
+
+
+@bpy.app.handlers.persistent
+def on_file_open(_filepath=None, _=None) -> None:
+    FILES_OPENED[0] += 1
+
+
 class ShotRequest:
     """A shot being made or opened for a scene. The core may first download the model's
     weights (minutes), so its answer comes through the session's timer, and is applied to
-    the scene and clip that asked (looked up by name then: an undo meanwhile rebuilds them)."""
+    the scene and clip that asked (looked up by name then: an undo meanwhile rebuilds them),
+    unless another .blend was opened meanwhile."""
 
     def __init__(self, scene, clip, folder: str, source: str, made: bool):
-        self.scene_name, self.clip_name = scene.name, clip.name
+        self.scene_name, self.clip_name, self.file = scene.name, clip.name, FILES_OPENED[0]
         self.folder, self.source, self.made = folder, source, made
         self.request_id: int | None = None
         self.done = self.cancelled = False
         self.message = self.error = ""  # what the artist is told once it is done
+        self.watched = False  # an operator tells the artist how it ended (else the session does)
 
     def send(self, params: dict) -> None:
         if self.made:
@@ -201,22 +205,31 @@ class ShotRequest:
         self._end()
         try:
             self.message = _take_shot(self, info)
-        except UserError as e:
+        except Exception as e:  # (a scene it cannot be set up in: the artist hears why)
             self.error = str(e)
-        SESSION.status = self.message
+        self._tell()
 
     def _failed(self, error) -> None:
         self._end()
         self.cancelled = isinstance(error, rpc.ServiceError) and error.code == rpc.CANCELLED
         self.error = error.message if isinstance(error, rpc.ServiceError) else str(error)
         if isinstance(error, rpc.ServiceStopped):
-            SESSION.report_error(error)  # (the session lets go of the core)
-        SESSION.status = "Shot not opened: download cancelled" if self.cancelled else ""
+            SESSION.forget_core()
+        self._tell()
+
+    def ended_unanswered(self) -> None:
+        """The session let go of the core (stopped, or the add-on disabled) before it answered."""
+        self.done, self.error = True, "The SAM 2 core stopped before the shot was open: Create Shot again."
 
     def _end(self) -> None:
         self.done = True
         SESSION.opening_id = None
         progress_end()
+
+    def _tell(self) -> None:
+        SESSION.status = "Shot not opened: download cancelled" if self.cancelled else self.message
+        if self.error and not self.cancelled and not self.watched:
+            SESSION.report_error(self.error)
 
 
 def make_shot(context, clip_name: str = "", folder: str = "", model: str = "", checkpoint: str = "",
@@ -252,14 +265,19 @@ def _take_shot(request: ShotRequest, info: dict) -> str:
     if not request.made and os.path.realpath(info["source"]) != os.path.realpath(request.source):
         raise UserError(f"{request.folder} holds the shot of other footage ({info['source']}): choose another "
                         "shot folder.")
+    if FILES_OPENED[0] != request.file:
+        raise UserError(f"Another .blend was opened while the shot in {info['shot']} opened: it was not set up "
+                        "there. Create Shot again.")
     scene, clip = bpy.data.scenes.get(request.scene_name), bpy.data.movieclips.get(request.clip_name)
     if scene is None or clip is None:
         raise UserError(f"Scene '{request.scene_name}' or clip '{request.clip_name}' is gone: the shot in "
                         f"{info['shot']} was not set up. Create Shot again.")
     shot = scene.sam2roto
-    if not shot.folder or os.path.normpath(bpy.path.abspath(shot.folder)) != os.path.normpath(info["shot"]):
+    if not shot.folder or os.path.realpath(bpy.path.abspath(shot.folder)) != os.path.realpath(info["shot"]):
         shot.export_folder = ""  # (another shot's mattes folder: Import Results would force over its files)
-    shot.clip, shot.folder = clip, blend_paths.stored(info["shot"])
+    shot.clip = clip
+    # (as asked, not as the core resolved it: through the links the artist's project uses)
+    blend_paths.keep(shot, "folder", request.folder)
     shot.objects.clear()
     _follow_the_shots_objects(shot, info)
     first, last = info["frames"]
@@ -287,7 +305,9 @@ class SAM2ROTO_OT_create_shot(_Guarded, bpy.types.Operator):
                             description="The network's square input in pixels (0: the preferences')")
 
     def _send(self, context) -> ShotRequest:
-        return make_shot(context, self.clip, self.folder, self.model, self.checkpoint, self.input_size)
+        request = make_shot(context, self.clip, self.folder, self.model, self.checkpoint, self.input_size)
+        request.watched = True
+        return request
 
     def run(self, context):
         """From a script: waits for the shot, however long its weights take to download."""
@@ -296,6 +316,8 @@ class SAM2ROTO_OT_create_shot(_Guarded, bpy.types.Operator):
         return self._finish(request)
 
     def _finish(self, request: ShotRequest):
+        if not request.done:
+            request.ended_unanswered()
         if request.cancelled:
             self.report({"WARNING"}, request.error)
             return {"CANCELLED"}
@@ -317,8 +339,8 @@ class SAM2ROTO_OT_create_shot(_Guarded, bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
-        if self._request.done:
-            context.window_manager.event_timer_remove(self._timer)
+        if self._request.done or SESSION.opening_id != self._request.request_id:
+            self.cancel(context)
             try:
                 return self._finish(self._request)
             except UserError as e:
@@ -327,6 +349,13 @@ class SAM2ROTO_OT_create_shot(_Guarded, bpy.types.Operator):
         if event.type == "ESC" and event.value == "PRESS":
             SESSION.cancel_opening()
         return {"PASS_THROUGH"}
+
+    def cancel(self, context):
+        """Blender ends the modal (another .blend opened): the request goes on, unwatched."""
+        self._request.watched = False
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
 
 
 class SAM2ROTO_OT_cancel_shot(bpy.types.Operator):
@@ -723,7 +752,7 @@ def refresh_masks(scene: bpy.types.Scene) -> None:
     shot = getattr(scene, "sam2roto", None)
     if shot is None or shot.clip is None or SESSION.client is None or SESSION.shot is None or not shot.objects:
         return
-    if not _is_open(shot):
+    if not SESSION.is_open(shot):
         return  # another scene's shot is open in the core: this one's is opened by its next action
     if _refresh["pending"]:
         _refresh["again"] = True
@@ -760,7 +789,7 @@ def show_answer_in_overlay(obj: str, frame: int, mask_path: str | None) -> None:
     """Session listener: an answer for the frame on screen updates that object's overlay."""
     scene = bpy.context.scene
     shot = getattr(scene, "sam2roto", None)
-    if shot is None or shot.clip is None or obj not in shot.object_names() or not _is_open(shot):
+    if shot is None or shot.clip is None or obj not in shot.object_names() or not SESSION.is_open(shot):
         return
     if footage.source_frame(shot.clip, scene.frame_current) == frame:
         overlay.show(obj, frame, mask_path, shot.objects[shot.object_names().index(obj)].colour)
@@ -771,13 +800,13 @@ def on_undo(scene, _depsgraph=None):
     """Blender's undo and redo bring the scene back as it was; the core's shot stays as it is
     (its prompts have their own undo). The object list follows the shot again."""
     shot = getattr(scene, "sam2roto", None)
-    if shot is None or SESSION.client is None or not _is_open(shot):
+    if shot is None or SESSION.client is None or not SESSION.is_open(shot):
         return
     name = scene.name  # (the scene's data is rebuilt by the next undo: look it up when the answer comes)
 
     def follow(info):
         again = bpy.data.scenes.get(name)
-        if again is not None and _is_open(again.sam2roto):
+        if again is not None and SESSION.is_open(again.sam2roto):
             _follow_the_shots_objects(again.sam2roto, info)
 
     SESSION.request("shot/info", {}, on_result=follow)
@@ -795,7 +824,8 @@ classes = (SAM2ROTO_OT_create_shot, SAM2ROTO_OT_cancel_shot, SAM2ROTO_OT_add_obj
            SAM2ROTO_OT_cancel_track, SAM2ROTO_OT_import_results, SAM2ROTO_OT_import_shapes)
 
 
-HANDLERS = (("frame_change_post", on_frame_change), ("undo_post", on_undo), ("redo_post", on_undo))
+HANDLERS = (("frame_change_post", on_frame_change), ("undo_post", on_undo), ("redo_post", on_undo),
+            ("load_pre", on_file_open))
 
 
 def register():

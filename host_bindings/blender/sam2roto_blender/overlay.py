@@ -73,10 +73,11 @@ def drawn_objects(scene) -> list[str]:
         return []
     here = footage.source_frame(shot.clip, scene.frame_current)
     # (answers are files in their shot's folder: another scene's shot may name its objects alike)
-    folder = os.path.join(os.path.normpath(bpy.path.abspath(shot.folder)), "")
+    # (real paths: the core names the files through the links it resolved)
+    folder = os.path.join(os.path.realpath(bpy.path.abspath(shot.folder)), "")
     return [obj for obj in shot.object_names()
             if _shown.get(obj, (None, None))[0] == here and bpy.data.images.get(image_name(obj)) is not None
-            and os.path.normpath(_shown[obj][1]).startswith(folder)]
+            and os.path.realpath(_shown[obj][1]).startswith(folder)]
 
 
 def _draw():

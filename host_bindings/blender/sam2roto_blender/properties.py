@@ -31,6 +31,8 @@ class SAM2ROTO_Shot(bpy.types.PropertyGroup):
     active_object: IntProperty(name="Active object", default=0)
     export_folder: StringProperty(name="Mattes folder", subtype="DIR_PATH",
                                   description="Where Import Results has the core write the mattes and shapes")
+    # which .blend folder the relative folders above are relative to (see blend_paths)
+    paths_base: StringProperty(default="", options={"HIDDEN"})
     shape_tolerance: FloatProperty(name="Key tolerance", default=0.0, min=0.0, soft_max=5.0, unit="NONE",
                                    description="Key a mask frame only where the shape moves more than this many "
                                                "pixels from the blend of its neighbours (0: key every frame)")

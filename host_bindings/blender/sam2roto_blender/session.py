@@ -69,6 +69,8 @@ class Session:
             self.client.close(timeout=5)
         if bpy.app.timers.is_registered(_poll_timer):
             bpy.app.timers.unregister(_poll_timer)  # bpy as a module crashes at exit with a timer left
+        if self.tracking or self.opening:
+            _progress_end()
         self.client, self.shot, self.track_id, self.progress, self.opening_id = None, None, None, None, None
         self.masks.clear()
         self.scores.clear()
@@ -76,6 +78,11 @@ class Session:
     @property
     def tracking(self) -> bool:
         return self.track_id is not None
+
+    def is_open(self, shot) -> bool:
+        """Whether a scene's shot is the one open in the core."""
+        return (self.shot is not None and bool(shot.folder)
+                and os.path.realpath(self.shot["shot"]) == os.path.realpath(bpy.path.abspath(shot.folder)))
 
     @property
     def opening(self) -> bool:
@@ -108,7 +115,10 @@ class Session:
         """Stops the shot being opened from downloading the model's weights (what arrived is
         kept for the next try); a shot whose weights are there opens regardless."""
         if self.opening_id is not None and self.client is not None:
-            self.client.cancel(self.opening_id)
+            try:
+                self.client.cancel(self.opening_id)
+            except rpc.ServiceError:  # (the core is gone: the request's end says so)
+                return
             self.status = "Cancelling..."
 
     def frame_answer(self, answer: dict) -> None:
@@ -123,7 +133,9 @@ class Session:
     def _on_notification(self, method: str, params: dict) -> None:
         if method == "$/progress" and params.get("what") == "download" and params.get("id") == self.opening_id:
             done, total = int(params.get("done", 0)), params.get("total")
-            self.status = _download_status(str(params.get("file", "")), done, total)
+            file = str(params.get("file", ""))
+            self.status = (f"Checking and loading {file}..." if total and done >= int(total)
+                           else _download_status(file, done, total))
             if total:
                 _progress_update((done, int(total), 0))
             _redraw_clip_editors()
@@ -132,14 +144,18 @@ class Session:
             _progress_update(self.progress)
             _redraw_clip_editors()
 
+    def forget_core(self) -> None:
+        """The core stopped: nothing of it is open, tracking or opening any more."""
+        self.client, self.shot, self.track_id, self.opening_id = None, None, None, None
+        _progress_end()
+
     def report_error(self, error: Exception | str) -> None:
         """Tells the artist (status bar popup in the UI, stderr always) what went wrong."""
         message = error.message if isinstance(error, rpc.ServiceError) else str(error)
         self.last_error = message
         print(f"SAM 2 Roto: {message}", file=sys.stderr)
         if isinstance(error, rpc.ServiceStopped):
-            self.client, self.shot, self.track_id, self.opening_id = None, None, None, None
-            _progress_end()
+            self.forget_core()
         if not bpy.app.background:
             def draw(menu, _context):
                 for line in message.splitlines()[:12]:

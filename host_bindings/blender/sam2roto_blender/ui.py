@@ -11,8 +11,13 @@ from .session import SESSION
 def tracking_label(scene) -> str:
     """How far tracking is, in the scene's frame numbers (the core counts the footage's)."""
     done, total, frame = SESSION.progress or (0, 0, 0)
-    clip = scene.sam2roto.clip
-    where = f" (frame {footage.scene_frame(clip, frame)})" if done and clip is not None else ""
+    where = ""
+    shot = scene.sam2roto
+    if done and shot.clip is not None and SESSION.is_open(shot):  # (not another scene's shot)
+        try:
+            where = f" (frame {footage.scene_frame(shot.clip, frame)})"
+        except footage.FootageError:
+            pass
     return f"Tracking: {done}/{total}{where} · Esc cancels"
 
 

@@ -132,18 +132,24 @@ def test_importing_again_drops_the_layers_of_removed_or_renamed_objects(found):
 
 
 def test_a_saved_blend_keeps_its_shot_folders_relative_and_save_as_remaps_them(found):
-    saved, project = found["saved"], Path(found["saved"]["project"])
-    new = saved["new"]
-    assert new["folder"].startswith("//sam2roto/") and Path(new["absolute"][0]).parent == project / "sam2roto", saved
-    assert new["absolute"][1] == str(project / "mattes")
+    saved, link = found["saved"], Path(found["saved"]["link"])
+    # the first save: a shot made before it is kept relative too, pointing where it did
+    assert saved["first_save"]["folder"].startswith("//../") and saved["first_save"]["same"], saved
+    new = saved["new"]  # (relative through the link the .blend was saved by, not the core's real path)
+    assert new["folder"].startswith("//sam2roto/") and Path(new["absolute"][0]).parent == link / "sam2roto", saved
+    assert new["absolute"][1] == str(link / "mattes")
     # saved into v2/: the same folders, from there
     assert saved["save_as"]["folder"].startswith("//../sam2roto/"), saved
     assert saved["save_as"]["export_folder"].rstrip("/") == "//../mattes"
     assert saved["save_as"]["absolute"] == new["absolute"]
-    # a copy saved beside the first .blend: the open one (in v2/) keeps its paths; the copy has its own
+    # a copy saved beside the first .blend, and a save that failed: the open one (in v2/) keeps
+    # its paths; the copy has its own
     assert saved["save_copy"] == saved["save_as"]
+    assert "Cannot open file" in saved["failed_save"] and saved["after_failed_save"] == saved["save_as"]
     assert saved["in_the_copy"]["folder"].rstrip("/") == new["folder"].rstrip("/"), saved
     assert saved["in_the_copy"]["export_folder"].rstrip("/") == "//mattes"
+    # undo to before the Save As: the paths made for the first folder, rebased to v2/
+    assert saved["undone"]["folder"].startswith("//../sam2roto/") and saved["undone"]["absolute"] == new["absolute"]
 
 
 def test_a_first_use_downloads_the_weights_showing_how_far_and_can_be_cancelled(found):
@@ -161,6 +167,9 @@ def test_a_first_use_downloads_the_weights_showing_how_far_and_can_be_cancelled(
     assert "weights are downloading" in opened["refused"] and opened["opening"], opened
     assert opened["status"].startswith("Downloading sam2.1_hiera_tiny.pt: ")
     assert not opened["opening_after"] and opened["status_after"] == "Shot not opened: download cancelled"
+    assert "Could not download" in first["broken_off"]["error"] and not first["broken_off"]["opening"], first
+    assert "The SAM 2 core stopped" in first["core_stopped"]["error"], first["core_stopped"]
+    assert not first["core_stopped"]["opening"] and not first["core_stopped"]["client"]
 
 
 def test_the_compositor_applies_the_matte(found):

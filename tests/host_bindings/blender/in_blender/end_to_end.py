@@ -295,7 +295,7 @@ def main(args):
     found["imported_again"] = {"layers": sorted(layer.name for layer in mask.layers), "animated": sorted(
         {fc.data_path.split("]")[0] for fc in ext.animation.fcurves_of(mask, "", 0)}), "error": session.last_error}
     found["unsaved"] = unsaved_blend_defaults(ext, ops, args)
-    found["saved"] = saved_blend_keeps_shot_folders_relative(ops, args)
+    found["saved"] = saved_blend_keeps_shot_folders_relative(ext, ops, args)
     found["first_use"] = first_use_downloads_the_weights(ext, ops, args)
     return found
 
@@ -342,13 +342,21 @@ def unsaved_blend_defaults(ext, ops, args) -> dict:
     return found
 
 
-def saved_blend_keeps_shot_folders_relative(ops, args) -> dict:
-    """With the .blend saved, a new shot's folder is kept relative to it; Save As elsewhere
-    remaps the shot's folders (as Blender remaps its own paths); Save Copy leaves the open
-    .blend's as they were, and the copy has its own."""
+def saved_blend_keeps_shot_folders_relative(ext, ops, args) -> dict:
+    """The first save makes the shot folders relative to the .blend (here reached through a
+    link, as studio projects often are), and a new shot's folder is kept so; Save As
+    elsewhere remaps them (as Blender remaps its own paths); a Save Copy or a save that fails
+    leaves the open .blend's as they were, and an undo to before the Save As brings back
+    paths that point where they did."""
     project = args["shot"] + "-project"
     os.makedirs(os.path.join(project, "v2"))
-    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(project, "roto.blend"))
+    link = args["shot"] + "-project-link"
+    os.symlink(project, link)
+    unsaved = bpy.data.scenes["unsaved"].sam2roto  # (made while the .blend was not saved)
+    unsaved_before = os.path.normpath(bpy.path.abspath(unsaved.folder))
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(link, "roto.blend"))
+    found = {"first_save": {"folder": unsaved.folder, "same": os.path.normpath(bpy.path.abspath(unsaved.folder))
+                            == unsaved_before}}
     scene = bpy.data.scenes.new("saved")
     with bpy.context.temp_override(scene=scene):
         ops.create_shot(clip=bpy.data.movieclips[0].name, checkpoint=args["checkpoint"], model=args["model"],
@@ -360,15 +368,23 @@ def saved_blend_keeps_shot_folders_relative(ops, args) -> dict:
         return {"folder": shot.folder, "export_folder": shot.export_folder,
                 "absolute": [os.path.normpath(bpy.path.abspath(p)) for p in (shot.folder, shot.export_folder)]}
 
-    found = {"project": project, "new": paths()}
-    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(project, "v2", "roto.blend"))
+    found.update(link=link, new=paths())
+    before_save_as = (shot.folder, shot.export_folder, shot.paths_base)
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(link, "v2", "roto.blend"))
     found["save_as"] = paths()
-    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(project, "copy.blend"), copy=True)
+    bpy.ops.wm.save_as_mainfile(filepath=os.path.join(link, "copy.blend"), copy=True)
     found["save_copy"] = paths()
-    with bpy.data.libraries.load(os.path.join(project, "copy.blend")) as (_, into):
+    found["failed_save"] = harness.operator_error(
+        lambda: bpy.ops.wm.save_as_mainfile(filepath=os.path.join(link, "no such folder", "roto.blend")))
+    found["after_failed_save"] = paths()
+    with bpy.data.libraries.load(os.path.join(link, "copy.blend")) as (_, into):
         into.scenes = ["saved"]
     found["in_the_copy"] = {"folder": into.scenes[0].sam2roto.folder,
                             "export_folder": into.scenes[0].sam2roto.export_folder}
+    # what an undo to before the Save As brings back (its handler runs after it)
+    shot.folder, shot.export_folder, shot.paths_base = before_save_as
+    ext.blend_paths.rebase_after_undo()
+    found["undone"] = paths()
     return found
 
 
@@ -377,6 +393,9 @@ class SlowWeights:
     artist has time to watch, and to cancel."""
 
     def __init__(self, size: int):
+        self.cut = False  # hang up in the middle of the download
+        server = self
+
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 self.send_response(200)
@@ -384,6 +403,8 @@ class SlowWeights:
                 self.end_headers()
                 try:
                     for _ in range(0, size, 1 << 16):
+                        if server.cut:
+                            return
                         self.wfile.write(bytes(1 << 16))
                         time.sleep(0.05)
                 except OSError:  # (the core hung up: cancelled)
@@ -447,6 +468,24 @@ def first_use_downloads_the_weights(ext, ops, args) -> dict:
             ops.cancel_shot()
             harness.pump(ext)
         found["open"].update(opening_after=session.opening, status_after=session.status)
+        # the download breaks off: the artist is told (no operator waits for this opening)
+        session.last_error = ""
+        with bpy.context.temp_override(scene=saved):
+            harness.operator_error(lambda: ops.add_object(name="kite"))
+            until_downloading()
+            server.cut = True
+            harness.pump(ext)
+        server.cut = False
+        found["broken_off"] = {"error": session.last_error, "opening": session.opening}
+        # the core stops while it downloads: the artist is told, and nothing waits on it any more
+        session.last_error = ""
+        with bpy.context.temp_override(scene=saved):
+            harness.operator_error(lambda: ops.add_object(name="kite"))
+            until_downloading()
+            session.client._proc.kill()
+            harness.pump(ext)
+        found["core_stopped"] = {"error": session.last_error, "opening": session.opening,
+                                 "client": session.client is not None}
     finally:
         server.close()
     return found
