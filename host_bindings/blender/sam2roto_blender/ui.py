@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bpy
 
+# (not operators: with ui importing it, bpy 4.2 as a module crashes at exit, as in the installer)
 from . import footage
 from .session import SESSION
 
