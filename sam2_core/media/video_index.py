@@ -228,17 +228,23 @@ def build_index(path: str | Path) -> VideoIndex:
             order = sorted(range(len(entries)), key=lambda k: entries[k][0])
             pts = [entries[k][0] for k in order]
             keyframes = [pos for pos, k in enumerate(order) if entries[k][2]]
-        # a file that is not whole: fewer frames than its header promises, or shorter than it says it lasts
-        duration = _duration_tag(stream)
-        if header_frames:
-            if total < header_frames:
-                raise _truncated(path, total, header_frames, f"its header lists {header_frames} frames")
-        elif duration and seekable and rate:
-            # (the last frame's own duration is not known: allow two frames, or a quarter second)
-            last_end = float((pts[-1] - pts[0]) * tb) + 1.0 / float(rate)
-            if duration - last_end > max(2.0 / float(rate), 0.25):
-                raise _truncated(path, len(pts), int(round(duration * float(rate))),
-                                 f"its header says it lasts {duration:.3f}s")
+        # a file that is not whole: its frames end before its header says the clip does. (Not a
+        # count of packets: an edit list, as a cut without re-encoding leaves, hides some.)
+        duration = _duration_tag(stream)  # (Matroska's, in seconds)
+        if duration is None and stream.duration:
+            duration = float(stream.duration * tb)
+        if duration and seekable and rate:
+            frame = 1.0 / float(rate)
+            # (counted from the first frame, or from 0 where the clip starts later; the last
+            # frame's own duration is not known: allow two frames, or a quarter second)
+            ends = max(float((pts[-1] - pts[0]) * tb), float(pts[-1] * tb)) + frame
+            if duration - ends > max(2 * frame, 0.25):
+                expected = int(round(duration * float(rate)))
+                why = (f"its header lists {expected} frames" if header_frames == expected
+                       else f"its header says it lasts {duration:.3f}s")
+                raise _truncated(path, len(pts), expected, why)
+        elif header_frames and total < header_frames:
+            raise _truncated(path, total, header_frames, f"its header lists {header_frames} frames")
         elif demux_error is not None:
             raise _truncated(path, len(entries), None, f"reading stopped with {demux_error.strerror or demux_error}")
         timecode = _timecode(container, stream)

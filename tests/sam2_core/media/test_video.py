@@ -116,14 +116,16 @@ def test_variable_frame_rate_in_presentation_order(tmp_path):
             assert read_code(src.read(i)) == i
 
 
-def test_edit_list_trimmed_start(tmp_path):
-    """A clip cut without re-encoding: an MP4 edit list hides its first two frames; they are not frames."""
+@pytest.mark.parametrize("hidden", [2, 7, 13])
+def test_edit_list_trimmed_start(tmp_path, hidden):
+    """A clip cut without re-encoding: an MP4 edit list hides its first frames; they are not
+    frames. Cut past a keyframe, the demuxer drops the packets before it: the clip is still whole."""
     full = encode_video(tmp_path / "full.mp4", options={"g": "6", "bf": "3"})
     cut = tmp_path / "cut.mp4"
     with av.open(str(full)) as src, av.open(str(cut), "w") as dst:
         stream = src.streams.video[0]
         out = dst.add_stream_from_template(stream)
-        shift = 2 * int(1 / (24 * stream.time_base))
+        shift = hidden * int(1 / (24 * stream.time_base))
         for packet in src.demux(stream):
             if packet.dts is None:
                 continue
@@ -132,9 +134,17 @@ def test_edit_list_trimmed_start(tmp_path):
             packet.stream = out
             dst.mux(packet)
     src = open_source(cut)
-    assert len(src) == N - 2 == len(decode_all(cut))
-    for i in [0, N - 3, 5, 1, 12]:
-        assert read_code(src.read(i)) == i + 2
+    assert len(src) == N - hidden == len(decode_all(cut))
+    for i in [0, N - hidden - 1, 5, 1, 9]:
+        assert read_code(src.read(i)) == i + hidden
+
+
+def test_matroska_starting_after_zero(tmp_path):
+    """A grab whose timestamps start at 1 s: Matroska's DURATION is where it ends, not how long it is."""
+    pts = [1000 + 40 * i for i in range(30)]
+    path = encode_video(tmp_path / "grab.mkv", n=len(pts), pts=pts, rate=25, options={"g": "5"})
+    src = open_source(path)
+    assert len(src) == 30 and [read_code(src.read(i)) for i in (0, 29)] == [0, 29]
 
 
 @pytest.mark.parametrize("name", ["elementary.h264", "bframes.avi"])
