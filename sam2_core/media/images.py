@@ -207,7 +207,8 @@ def read_pixels(path: str | Path, header: ImageHeader, frame: int | None = None)
                                f"{header.size[0]}x{header.size[1]}: all frames of a sequence must have one size")
         lo, hi = min(channels), max(channels) + 1
         data = inp.read_image(subimage, 0, lo, hi, header.dtype)
-        if data is None:
+        # (a JPEG cut short still gives pixels, grey where data is missing, and an error)
+        if data is None or inp.has_error:
             raise _fail(path, frame, inp.geterror().strip() or "OpenImageIO could not decode its pixels")
     finally:
         inp.close()

@@ -50,6 +50,8 @@ def open_source(path_or_pattern: str | os.PathLike, colorspace: str | None = Non
                                "by a file name or a pattern such as plate.####.exr")
         pattern, frames = found[0]
         return SequenceSource(path, pattern=pattern, frames=frames, missing_frames=missing_frames, **colour)
+    if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:  # (a video, whatever its name holds)
+        return VideoSource(path, index_dir=index_dir, **colour)
     if path.suffix.lower() in IMAGE_SUFFIXES or is_pattern(str(path)):
         pattern, frames = find_sequence(path)
         return SequenceSource(path, pattern=pattern, frames=frames, missing_frames=missing_frames, **colour)

@@ -97,6 +97,8 @@ def find_sequence(path: str | Path) -> tuple[SequencePattern | None, dict[int, P
     A file with no number in its name is a sequence of one frame, numbered 0.
     """
     path = Path(path)
+    if is_pattern(str(path)) and path.is_file():
+        return None, {0: path}  # a still whose name holds a # or a %d: one frame, numbered 0
     pattern = parse_pattern(path)
     if pattern is None:
         if not path.is_file():

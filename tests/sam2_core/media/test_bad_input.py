@@ -84,6 +84,25 @@ def test_corrupt_exr_in_the_middle_of_a_sequence(tmp_path):
         open_source(tmp_path / "plate.####.exr")
 
 
+def test_a_jpeg_cut_short_in_a_sequence(tmp_path):
+    """OpenImageIO still gives pixels for it (grey where the data is missing): it is an error."""
+    for n in range(1, 4):
+        write_image(tmp_path / f"shot_{n:03d}.jpg", burn(n), "uint8")
+    cut(tmp_path / "shot_002.jpg", 0.5)
+    src = open_source(tmp_path / "shot_001.jpg")
+    assert len(src) == 3 and read_code(src.read(2)) == 3
+    with pytest.raises(FootageError, match=r"Cannot read frame 2 \(.*shot_002\.jpg\): .*again"):
+        src.read(1)
+
+
+def test_names_with_a_hash_that_are_files_not_patterns(tmp_path):
+    video = encode_video(tmp_path / "take #2.mp4", n=6)
+    assert len(open_source(video)) == 6
+    write_image(tmp_path / "ref #1.jpg", burn(9), "uint8")
+    still = open_source(tmp_path / "ref #1.jpg")
+    assert len(still) == 1 and read_code(still.read(0)) == 9
+
+
 def test_a_damaged_frame_in_a_video(tmp_path):
     path = encode_video(tmp_path / "edit.mov", "prores_ks", "yuv422p10le", 12, options={"profile": "3"})
     with av.open(str(path)) as container:
