@@ -14,7 +14,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .errors import gap_error
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+OTHER_IMAGE_SUFFIXES = (".exr", ".dpx", ".tif", ".tiff")  # (plates that open_source reads)
 
 
 @runtime_checkable
@@ -102,6 +105,9 @@ class FolderSource:
         if len(set(numbers)) != len(numbers):
             dup = next(n for n in numbers if numbers.count(n) > 1)
             raise ValueError(f"{self.folder}: several files carry frame number {dup}")
+        missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+        if missing:  # (tracked across, a gap would make two frames apart neighbours)
+            raise gap_error(self.folder, missing, numbers[0], numbers[-1], "Render or copy the missing frames.")
         self.frame_numbers = numbers
         self._paths = [p for _, p in numbered]
         first = self._decode(0)
@@ -145,8 +151,9 @@ def as_source(source) -> FrameSource:
         return source
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
-            return FolderSource(path)
+        suffixes = {p.suffix.lower() for p in path.iterdir()} if path.is_dir() else set()
+        if suffixes & set(IMAGE_SUFFIXES) and not suffixes & set(OTHER_IMAGE_SUFFIXES):
+            return FolderSource(path)  # (plates of other types beside a JPEG: open_source tells them apart)
         # a video, an image sequence (a pattern or one of its files), or a folder of EXR/DPX/TIFF frames
         from .open import open_source
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .colour import ColourPipeline, colour_pipeline
-from .errors import FootageError
+from .errors import FootageError, gap_error
 from .frame_source import check_index
 from .images import IMAGE_SUFFIXES, read_header, read_pixels
 
@@ -139,17 +139,6 @@ def sequences_in(folder: str | Path) -> list[tuple[SequencePattern, dict[int, Pa
     return sorted(found.items(), key=lambda pf: -len(pf[1]))
 
 
-def _ranges(numbers: list[int]) -> str:
-    """1001, 1003-1005, 1009"""
-    parts, start = [], None
-    for i, n in enumerate(numbers):
-        if start is None:
-            start = n
-        if i + 1 == len(numbers) or numbers[i + 1] != n + 1:
-            parts.append(str(start) if start == n else f"{start}-{n}")
-            start = None
-    return ", ".join(parts)
-
 
 class SequenceSource:
     """An image sequence as a FrameSource: frames in their own numbers, colour through OCIO.
@@ -173,10 +162,8 @@ class SequenceSource:
         present = set(numbers)
         missing = [n for n in range(first, last + 1) if n not in present]
         if missing and missing_frames == "error":
-            raise FootageError(f"{self.path}: frame{'s' if len(missing) > 1 else ''} {_ranges(missing)} "
-                               f"{'are' if len(missing) > 1 else 'is'} missing (the sequence runs {first}-{last}). "
-                               "Render or copy the missing frames, or open it with missing_frames='hold' to show "
-                               "the previous frame in their place.")
+            raise gap_error(self.path, missing, first, last, "Render or copy the missing frames, or open "
+                                       "it with missing_frames='hold' to show the previous frame in their place.")
         self.frame_numbers = list(range(first, last + 1))
         self.held = missing
         self.missing_frames = missing_frames

@@ -171,6 +171,13 @@ def test_folders_and_as_source(tmp_path):
     for n in range(3):
         write_image(pngs / f"{n:05d}.png", burn(n), "uint8")
     assert isinstance(as_source(pngs), FolderSource)  # folders of JPEG/PNG frames read as before
+    (pngs / "00001.png").unlink()  # a gap: tracked across, frames 0 and 2 would be neighbours
+    with pytest.raises(FootageError, match=r"pngs: frame 1 is missing \(the frames run 0-2\)\. Render or copy"):
+        as_source(pngs)
+    write_image(exr / "preview_v01.jpg", burn(7), "uint8")  # a still beside EXR plates is not the footage
+    with pytest.raises(FootageError, match=r"several image sequences"):
+        as_source(exr)
+    (exr / "preview_v01.jpg").unlink()
     exr_sequence(exr, range(FIRST, FIRST + 2), name="other")
     with pytest.raises(FootageError, match=r"several image sequences \(plate\.1001\.exr \(3 frames\), other"):
         open_source(exr)
