@@ -240,8 +240,9 @@ class ObjectRequest:
     cleanup: dict = field(default_factory=dict)
 
 
-def _requests(prompts, default_frame: int) -> dict[str, ObjectRequest]:
-    """The command line's options, object by object, in the order given."""
+def _requests(prompts, default_frame: int, shot_objects: list[str] = ()) -> dict[str, ObjectRequest]:
+    """The command line's options, object by object, in the order given. Clean-up given before
+    any --object is for every object: those named, else `shot_objects` (a shot made before)."""
     objects: dict[str, ObjectRequest] = {}
     everyone: dict = {}  # clean-up given before any --object
     current = None
@@ -267,6 +268,8 @@ def _requests(prompts, default_frame: int) -> dict[str, ObjectRequest]:
         else:
             p["points"].append(coords)
             p["labels"].append(1 if kind == "point" else 0)
+    if everyone and not objects:
+        objects = {name: ObjectRequest() for name in shot_objects}
     for request in objects.values():
         request.cleanup = {**everyone, **request.cleanup}
     return objects
@@ -319,6 +322,14 @@ def _give_prompts(session, requests: dict[str, ObjectRequest]) -> None:
             session.set_cleanup(name, request.cleanup)
 
 
+def _set_cleanup(session, prompts, no_prompts_here: str) -> None:
+    """The clean-up options of a command line that may not prompt (refused with `no_prompts_here`)."""
+    for name, request in _requests(prompts, session.numbers[0], [o.name for o in session.objects]).items():
+        if request.prompts:
+            raise UserError(no_prompts_here)
+        session.set_cleanup(name, request.cleanup)
+
+
 def _track_all(session, what: str = "tracking", **kwargs) -> int:
     count = 0
     for _ in session.track(progress=Progress(what), **kwargs):
@@ -361,11 +372,8 @@ def cmd_track(args) -> int:
             raise
     with session:
         if args.resume and args.prompts:
-            for name, request in _requests(args.prompts, session.numbers[0]).items():
-                if request.prompts:
-                    raise UserError("--resume keeps the run's prompts; to change them, use `sam2roto shot prompt "
-                                    f"{shot_dir}` and then `sam2roto shot propagate`.")
-                session.set_cleanup(name, request.cleanup)
+            _set_cleanup(session, args.prompts, "--resume keeps the run's prompts; to change them, use `sam2roto "
+                                                f"shot prompt {shot_dir}` and then `sam2roto shot propagate`.")
         if not session.shot.manifest.tracked:
             _track_all(session)
         result = session.export(out, args.format, shapes=args.shapes, shape_tolerance=args.shape_tolerance,
@@ -403,10 +411,7 @@ def cmd_shot(args) -> int:
                                 objects=args.objects)
             print(f"{args.shot}: {frames} frames tracked" if frames else f"{args.shot}: nothing needed tracking")
         elif args.action == "export":
-            for name, request in _requests(args.prompts, session.numbers[0]).items():
-                if request.prompts:
-                    raise UserError("export takes no prompts; use `sam2roto shot prompt`.")
-                session.set_cleanup(name, request.cleanup)
+            _set_cleanup(session, args.prompts, "export takes no prompts; use `sam2roto shot prompt`.")
             result = session.export(args.out, args.format, shapes=args.shapes, shape_tolerance=args.shape_tolerance,
                                     force=args.force, progress=Progress("writing mattes"))
             print(f"{result['folder']}: {result['frames']} frames of mattes for {', '.join(result['mattes'])}")

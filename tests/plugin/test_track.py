@@ -72,6 +72,20 @@ def test_exporting_again_in_each_format_runs_no_model(tracked, official_checkpoi
         assert set(spec.channelnames) == {"ball.A", "square.A"}
 
 
+def test_clean_up_before_any_object_applies_to_every_object_on_resume(tracked, official_checkpoint):
+    """As for a first run: "before any --object they apply to all" (README)."""
+    import shutil
+
+    from sam2_core.shot import read_manifest
+
+    out = tracked.parent / "again-grown"
+    shutil.copytree(tracked / ".sam2roto", out / ".sam2roto")
+    assert main(["track", "--resume", str(tracked), "--out", str(out), "--grow", "3", "--checkpoint",
+                 str(official_checkpoint(NAME)), "--device", "cpu"]) == 0
+    assert {o.name: o.cleanup for o in read_manifest(out / ".sam2roto").objects} == {
+        "ball": {"grow": 3.0}, "square": {"grow": 3.0}}
+
+
 def test_killed_run_resumes_to_the_uninterrupted_result(clip, tracked, official_checkpoint, tmp_path):
     out = tmp_path / "mattes"
     argv = track_args(clip, out, official_checkpoint(NAME))
