@@ -337,17 +337,25 @@ def _track_all(session, what: str = "tracking", **kwargs) -> int:
     return count
 
 
+PROMPTING = "prompting"  # in a run's shot folder while its first prompts are given
+
+
 def cmd_track(args) -> int:
     import shutil
 
     from sam2_core.mattes.writers import prepare_output_dir
+    from sam2_core.shot import ShotLock
     from sam2_core.shot.session import ShotSession
 
     out = args.out
     shot_dir = out / ".sam2roto"
+    prompting = shot_dir / PROMPTING  # (there while the first run gives its prompts)
     if args.resume:
         if not (shot_dir / "shot.json").exists():
             raise UserError(f"Nothing to resume in {out}: run without --resume first.")
+        if prompting.exists():
+            raise UserError(f"The run in {out} stopped before it had given all its prompts: start it again, "
+                            "with --force.")
         session = ShotSession.open(shot_dir, device=args.device)
     else:
         _check_source(args.source)
@@ -357,13 +365,18 @@ def cmd_track(args) -> int:
             if not args.force:
                 raise UserError(f"{out} already holds a sam2roto run: add --resume to continue it, "
                                 "or --force to start again.")
+            lock = ShotLock(shot_dir)
+            lock.acquire()  # (not a run that another process has open)
+            lock.release()
             shutil.rmtree(shot_dir)
         prepare_output_dir(out, force=args.force)
         session = None
         try:
             session = _create_session(shot_dir, args)
+            prompting.touch()
             _give_prompts(session, _requests(args.prompts, session.numbers[0]))
             session.check_export_folder(out, args.format)  # (refused now, not after tracking)
+            prompting.unlink()
         except BaseException:
             # a run that never got going (weights missing, a bad prompt) must not block the next try
             if session is not None:

@@ -110,6 +110,44 @@ def test_killed_run_resumes_to_the_uninterrupted_result(clip, tracked, official_
     assert not list(out.rglob("*.partial*"))
 
 
+def test_a_run_killed_while_prompting_is_not_resumed_without_its_objects(clip, official_checkpoint, tmp_path,
+                                                                        capsys):
+    out = tmp_path / "mattes"
+    argv = track_args(clip, out, official_checkpoint(NAME))
+    code = ("import os, sys; from sam2_core.shot.session import ShotSession; given = ShotSession.add_prompt\n"
+            "def dies_on_the_second(self, name, *a, **k):\n"
+            "    if name == 'square': os._exit(137)\n"
+            "    return given(self, name, *a, **k)\n"
+            "ShotSession.add_prompt = dies_on_the_second\n"
+            f"from sam2roto.cli import main; sys.exit(main({argv!r}))")
+    killed = subprocess.run([sys.executable, "-c", code], capture_output=True, env={**os.environ,
+                                                                                   "PYTHONPATH": os.getcwd()})
+    assert killed.returncode == 137 and (out / ".sam2roto" / "shot.json").exists()
+    resume = ["track", "--resume", str(clip), "--out", str(out), "--device", "cpu"]
+    assert main(resume) == 1
+    assert "stopped before it had given all its prompts: start it again, with --force" in capsys.readouterr().err
+    assert not list(out.rglob("*.png"))
+    assert main([*argv, "--force"]) == 0 and main(resume) == 0
+    assert (out / "square" / f"square.{FIRST}.png").is_file()
+
+
+def test_force_leaves_a_run_open_elsewhere_alone(tracked, official_checkpoint, clip, tmp_path, capsys):
+    import shutil
+
+    from sam2_core.shot import ShotLock
+
+    out = tmp_path / "mattes"
+    shutil.copytree(tracked / ".sam2roto", out / ".sam2roto")
+    lock = ShotLock(out / ".sam2roto")
+    lock.acquire()  # (another process has it open)
+    try:
+        assert main(track_args(clip, out, official_checkpoint(NAME), "--force")) == 1
+    finally:
+        lock.release()
+    assert "is in use by process" in capsys.readouterr().err
+    assert (out / ".sam2roto" / "shot.json").exists()
+
+
 def test_bad_input(clip, official_checkpoint, tmp_path, capsys):
     ckpt = official_checkpoint(NAME)
     base = ["--checkpoint", str(ckpt), "--device", "cpu"]
