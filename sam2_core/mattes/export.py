@@ -96,6 +96,18 @@ def writer_for(fmt: str, out: Path, source):
     return _VideoWriters(out, codec, source)
 
 
+def check_export(fmt: str, source, names: list[str]) -> None:
+    """ValueError for an export that would fail once it writes (checked before a long track):
+    objects whose names become the same file names, FFV1 for non-square pixels."""
+    if fmt not in FORMATS:
+        raise ValueError(f"Unknown matte format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    writers.safe_names(names)
+    aspect = getattr(source, "pixel_aspect", 1.0)
+    if FORMATS[fmt] == ("video", "ffv1") and abs(aspect - 1.0) > 1e-6:
+        raise ValueError(f"FFV1 video cannot record the footage's pixel aspect {aspect:g}: export ProRes "
+                         "(format prores) or an image sequence")
+
+
 def matte_files(fmt: str, out: Path, name: str) -> str:
     """Where `writer_for(fmt, out, ...)` puts an object's mattes: a path with #### for the
     frame number, or the video file."""

@@ -95,7 +95,7 @@ def safe_name(name: str) -> str:
     return "_" + safe if safe[0].isdigit() else safe
 
 
-def _safe_names(names: Iterable[str], frame: int | None = None) -> dict[str, str]:
+def safe_names(names: Iterable[str], frame: int | None = None) -> dict[str, str]:
     """object name -> safe name, refusing two objects that would land on the same files."""
     where = f"frame {frame}: " if frame is not None else ""
     safe: dict[str, str] = {}
@@ -394,12 +394,12 @@ class AlphaSequenceWriter(_SequenceWriter):
         self.ext = _IMAGE_FORMATS[fmt][1]
 
     def expected_files(self, frame_numbers: Iterable[int], objects: Iterable[str]) -> list[Path]:
-        safe = _safe_names(objects)
+        safe = safe_names(objects)
         return [self._path(n, s, self.ext) for n in frame_numbers for s in safe.values()]
 
     def write(self, frame_number: int, mattes: dict[str, np.ndarray], plate: np.ndarray | None = None) -> list[Path]:
         clean = self._check(frame_number, mattes)
-        safe = _safe_names(clean, frame_number)
+        safe = safe_names(clean, frame_number)
         written = []
         for name, matte in clean.items():
             if self.fmt == "exr":
@@ -426,7 +426,7 @@ class LayeredExrWriter(_SequenceWriter):
 
     def write(self, frame_number: int, mattes: dict[str, np.ndarray], plate: np.ndarray | None = None) -> list[Path]:
         clean = self._check(frame_number, mattes)
-        safe = _safe_names(clean, frame_number)
+        safe = safe_names(clean, frame_number)
         pixels = np.stack(list(clean.values()), axis=-1)
         channels = tuple(f"{safe[name]}.A" for name in clean)
         return [write_image_atomically(self._path(frame_number, ext="exr"), pixels, channels, "exr",
@@ -592,8 +592,8 @@ class AlphaVideoWriter(_Writer):
                  pixel_aspect: float = 1.0, object_name: str | None = None):
         self.path = _check_video_path(Path(path), codec)
         if codec == "ffv1" and abs(pixel_aspect - 1.0) > 1e-6:
-            raise ValueError(f"{self.path}: FFV1 video cannot record pixel aspect {pixel_aspect:g}; "
-                             "use codec='prores4444' or an EXR sequence")
+            raise ValueError(f"{self.path}: FFV1 video cannot record pixel aspect {pixel_aspect:g}: export "
+                             "ProRes (format prores) or an image sequence")
         if not pixel_aspect > 0:
             raise ValueError(f"pixel aspect {pixel_aspect!r} must be positive")
         self.codec, self.size, self.object_name = codec, (int(size[0]), int(size[1])), object_name
@@ -653,7 +653,7 @@ class PremultipliedWriter(_Writer):
         self._videos: dict[str, _VideoFile] = {}
 
     def expected_files(self, frame_numbers: Iterable[int], objects: Iterable[str]) -> list[Path]:
-        safe = _safe_names(objects)
+        safe = safe_names(objects)
         if self.fmt == "exr":
             return [self._seq._path(n, s, "exr") for n in frame_numbers for s in safe.values()]
         return [self._seq._path(0, s, "mov") for s in safe.values()]
@@ -661,7 +661,7 @@ class PremultipliedWriter(_Writer):
     def write(self, frame_number: int, mattes: dict[str, np.ndarray], plate: np.ndarray | None = None) -> list[Path]:
         clean = self._seq._check(frame_number, mattes)
         rgb = _plate_as_float(frame_number, plate, self._seq.shape)
-        safe = _safe_names(clean, frame_number)
+        safe = safe_names(clean, frame_number)
         written = []
         for name, alpha in clean.items():
             a = alpha[:, :, None]

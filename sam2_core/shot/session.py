@@ -552,9 +552,12 @@ class ShotSession:
         """ExportRefused if an export to `out` would put files in the footage's own folder:
         beside the plates, or over them (an export folder that holds the footage's, with an
         object named as that folder). A new folder inside it is fine, as Blender keeps its
-        proxies. (Hosts check before a long track, not only at the export after it.)"""
-        from ..mattes.export import matte_files
+        proxies. ValueError for what else the export would refuse once it writes (names
+        that become the same file names; FFV1 for non-square pixels). (Hosts check before
+        a long track, not only at the export after it.)"""
+        from ..mattes.export import check_export, matte_files
 
+        check_export(fmt, self.source, [o.name for o in self.objects])
         out = Path(out)
         source = self.shot.source_path
         footage = Path(os.path.realpath(source if source.is_dir() else source.parent))

@@ -243,3 +243,26 @@ def test_a_run_whose_mattes_would_go_over_the_plates_is_refused_before_tracking(
     assert f"footage's folder {plate}" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in plate.iterdir()} == frames
     assert sorted(p.name for p in plate.parent.iterdir()) == ["plate"]  # no half-made run left
+
+
+def test_exports_that_would_fail_are_refused_before_tracking(clip, official_checkpoint, tmp_path, capsys,
+                                                            monkeypatch):
+    """Names that become the same file names, FFV1 for non-square pixels: said before the track."""
+    from sam2_core.tracking.tracker import VideoTracker
+    from tests.sam2_core.media.footage import write_image
+
+    monkeypatch.setattr(VideoTracker, "propagate", lambda *a, **k: pytest.fail("tracked before refusing"))
+    base = ["--checkpoint", str(official_checkpoint(NAME)), "--device", "cpu", "--image-size",
+            str(CPU_TEST_INPUT_SIZE)]
+    assert main(["track", str(clip), "--object", "車", "--point", "60,120", "--object", "人", "--point", "250,50",
+                 "--out", str(tmp_path / "names"), *base]) == 1
+    assert "objects '車' and '人' both become" in capsys.readouterr().err
+    anamorphic = tmp_path / "anamorphic"
+    anamorphic.mkdir()
+    for n in range(FIRST, FIRST + 2):
+        write_image(anamorphic / f"plate.{n}.exr", np.full((60, 80, 3), 0.2, np.float32), "half",
+                    attrs={"PixelAspectRatio": 2.0})
+    assert main(["track", str(anamorphic / "plate.####.exr"), "--point", "20,20", "--format", "ffv1", "--out",
+                 str(tmp_path / "ffv1"), *base]) == 1
+    assert "FFV1 video cannot record the footage's pixel aspect 2: export ProRes" in capsys.readouterr().err
+    assert not (tmp_path / "names" / ".sam2roto").exists() and not (tmp_path / "ffv1" / ".sam2roto").exists()
