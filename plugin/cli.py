@@ -537,6 +537,11 @@ def main(argv: list[str] | None = None) -> int:
             ShotInUseError, SessionError, IndexError, KeyError, FileNotFoundError, FileExistsError) as e:
         print(f"sam2roto: error: {e}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as e:  # (a folder that cannot be written, a disk gone): the system's words, and where
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"sam2roto: error: {where}{e.strerror or e}. Check the path, its permissions and the free space.",
+              file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("\nsam2roto: interrupted; what was done is kept (track: run again with --resume; "
               "shot: propagate again)", file=sys.stderr)

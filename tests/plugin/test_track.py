@@ -266,3 +266,12 @@ def test_exports_that_would_fail_are_refused_before_tracking(clip, official_chec
                  str(tmp_path / "ffv1"), *base]) == 1
     assert "FFV1 video cannot record the footage's pixel aspect 2: export ProRes" in capsys.readouterr().err
     assert not (tmp_path / "names" / ".sam2roto").exists() and not (tmp_path / "ffv1" / ".sam2roto").exists()
+
+
+def test_a_system_error_is_a_message_naming_the_path_not_a_traceback(clip, official_checkpoint, tmp_path, capsys):
+    out = tmp_path / "mattes"
+    out.mkdir()
+    (out / ".sam2roto").write_text("not a folder")  # (what a read-only or vanished disk gives alike)
+    assert main(track_args(clip, out, official_checkpoint(NAME), "--force")) == 1
+    err = capsys.readouterr().err
+    assert f"sam2roto: error: {out / '.sam2roto' / 'lock'}: Not a directory. Check the path" in err, err
