@@ -70,11 +70,15 @@ def export(tracker, objects: dict[int, str], writer, *, guided: bool = True,
     """Write every frame's mattes through `writer`; returns the number of frames written."""
     total = len(tracker.source)
     done = 0
-    for _, number, mattes, plate in mattes_of(tracker, objects, guided=guided, cleanup=cleanup):
-        writer.write(number, mattes, plate)
-        done += 1
-        if progress is not None:
-            progress(done, total)
+    try:
+        for _, number, mattes, plate in mattes_of(tracker, objects, guided=guided, cleanup=cleanup):
+            writer.write(number, mattes, plate)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    except BaseException:  # (Ctrl-C, a full disk: unfinished videos are removed, finished images stay)
+        writer.abort()
+        raise
     writer.close()
     return done
 
@@ -92,8 +96,15 @@ def writer_for(fmt: str, out: Path, source):
     if kind == "layered":
         return writers.LayeredExrWriter(out, pixel_aspect=aspect)
     if kind == "premult":
-        return writers.PremultipliedWriter(out, fmt=codec, rate=rate, pixel_aspect=aspect)
+        return writers.PremultipliedWriter(out, fmt=codec, rate=rate, pixel_aspect=aspect,
+                                           footage_timecode=footage_timecode(source))
     return _VideoWriters(out, codec, source)
+
+
+def footage_timecode(source) -> tuple[int, str] | None:
+    """(the footage's first frame number, its timecode) where the footage has one."""
+    timecode = getattr(source, "start_timecode", None)
+    return (source.frame_numbers[0], timecode) if timecode else None
 
 
 def check_export(fmt: str, source, names: list[str]) -> None:
@@ -135,7 +146,8 @@ class _VideoWriters:
         return writers.AlphaVideoWriter(
             self._out / f"{writers.safe_name(name)}.{'mov' if self._codec == 'prores4444' else 'mkv'}",
             rate=getattr(self._source, "rate", None) or 24, size=self._source.size, codec=self._codec,
-            pixel_aspect=getattr(self._source, "pixel_aspect", 1.0), object_name=name)
+            pixel_aspect=getattr(self._source, "pixel_aspect", 1.0), object_name=name,
+            footage_timecode=footage_timecode(self._source))
 
     def write(self, frame_number, mattes, plate=None):
         for name, alpha in mattes.items():
@@ -147,6 +159,10 @@ class _VideoWriters:
     def close(self):
         for w in self._writers.values():
             w.close()
+
+    def abort(self):
+        for w in self._writers.values():
+            w.abort()
 
 
 def write_shapes(tracker, objects: dict[int, str], out: Path, *, key_tolerance: float | None = None,

@@ -331,6 +331,10 @@ class MatteWriter(Protocol):
 
     def close(self) -> None: ...
 
+    def abort(self) -> None:
+        """Stop after an error; images already written stay, unfinished videos are removed."""
+        ...
+
     def expected_files(self, frame_numbers: Iterable[int], objects: Iterable[str]) -> list[Path]:
         """The files an export of these frames and objects produces (for prepare_output_dir)."""
         ...
@@ -447,10 +451,20 @@ def _as_rate(rate) -> Fraction:
     return r.limit_denominator(1001)
 
 
-def _timecode(frame_number: int, rate: Fraction) -> str | None:
-    """The frame number as non-drop-frame timecode counted at the nominal rate (24 for 23.976), so a
-    video whose first frame is 1001 starts at 00:00:41:17 at 24 fps; None for negative frames."""
+def _timecode(frame_number: int, rate: Fraction, footage: tuple[int, str] | None = None) -> str | None:
+    """The timecode of a frame: the footage's own where it has one (`footage`: a frame number and
+    its timecode, so an editor conforms the mattes to the plates), else the frame number as
+    non-drop-frame timecode counted at the nominal rate (24 for 23.976: a video whose first
+    frame is 1001 starts at 00:00:41:17 at 24 fps); None for negative frames."""
     fps = max(1, round(rate))
+    if footage is not None:
+        number, timecode = footage
+        if frame_number == number:
+            return timecode
+        hh_mm_ss_ff = re.fullmatch(r"(\d+):(\d\d):(\d\d):(\d\d)", timecode)  # (drop-frame ones only as they are)
+        if hh_mm_ss_ff:
+            h, m, s, f = (int(g) for g in hh_mm_ss_ff.groups())
+            frame_number += ((h * 60 + m) * 60 + s) * fps + f - number
     if frame_number < 0:
         return None
     seconds, ff = divmod(int(frame_number), fps)
@@ -469,8 +483,10 @@ def _ycbcr709_10bit(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 class _VideoFile:
     """One video being written: opened at the first frame as <name>.partial.<ext>, renamed on close."""
 
-    def __init__(self, path: Path, codec: str, rate: Fraction, pixel_aspect: float):
+    def __init__(self, path: Path, codec: str, rate: Fraction, pixel_aspect: float,
+                 footage_timecode: tuple[int, str] | None = None):
         self.path, self.codec, self.rate, self.pixel_aspect = path, codec, rate, pixel_aspect
+        self.footage_timecode = footage_timecode
         self.partial = path.with_name(f"{path.stem}.partial{path.suffix}")
         self.container = self.stream = None
         self.first = self.last = None
@@ -490,7 +506,7 @@ class _VideoFile:
         stream = self.container.add_stream(encoder, rate=self.rate, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.codec_context.sample_aspect_ratio = Fraction(self.pixel_aspect).limit_denominator(1000)
-        tc = _timecode(frame_number, self.rate)
+        tc = _timecode(frame_number, self.rate, self.footage_timecode)
         if tc:
             stream.metadata["timecode"] = tc  # a tmcd track in .mov, a TIMECODE tag in .mkv
         self.stream, self.pix_fmt, self.first = stream, pix_fmt, frame_number
@@ -583,13 +599,16 @@ class AlphaVideoWriter(_Writer):
     codec "ffv1" (.mkv): 16-bit grey, value = round(alpha * 65535), lossless. Matroska written by
     PyAV cannot record a pixel aspect, so FFV1 only takes square pixels.
 
-    Frame numbers: the video's start timecode is the first frame's number (non-drop-frame, counted at
-    the nominal rate: 1001 at 24 fps is 00:00:41:17) and frames follow in increasing order, one video
-    frame per written frame; a gap in the numbers is held as a longer frame. The file appears on close().
+    Frame numbers: the video's start timecode is the footage's at that frame where
+    `footage_timecode` (a frame number, its timecode) gives it, else the first frame's number
+    (non-drop-frame, counted at the nominal rate: 1001 at 24 fps is 00:00:41:17); frames follow
+    in increasing order, one video frame per written frame; a gap in the numbers is held as a
+    longer frame. The file appears on close().
     """
 
     def __init__(self, path: str | Path, rate, size: tuple[int, int], codec: str = "prores4444",
-                 pixel_aspect: float = 1.0, object_name: str | None = None):
+                 pixel_aspect: float = 1.0, object_name: str | None = None,
+                 footage_timecode: tuple[int, str] | None = None):
         self.path = _check_video_path(Path(path), codec)
         if codec == "ffv1" and abs(pixel_aspect - 1.0) > 1e-6:
             raise ValueError(f"{self.path}: FFV1 video cannot record pixel aspect {pixel_aspect:g}: export "
@@ -597,7 +616,7 @@ class AlphaVideoWriter(_Writer):
         if not pixel_aspect > 0:
             raise ValueError(f"pixel aspect {pixel_aspect!r} must be positive")
         self.codec, self.size, self.object_name = codec, (int(size[0]), int(size[1])), object_name
-        self._video = _VideoFile(self.path, codec, _as_rate(rate), float(pixel_aspect))
+        self._video = _VideoFile(self.path, codec, _as_rate(rate), float(pixel_aspect), footage_timecode)
 
     def expected_files(self, frame_numbers: Iterable[int] = (), objects: Iterable[str] = ()) -> list[Path]:
         return [self.path]
@@ -640,7 +659,7 @@ class PremultipliedWriter(_Writer):
     """
 
     def __init__(self, out_dir: str | Path, fmt: str = "exr", pattern: str | None = None, rate=None,
-                 pixel_aspect: float = 1.0):
+                 pixel_aspect: float = 1.0, footage_timecode: tuple[int, str] | None = None):
         if fmt not in ("exr", "prores4444"):
             raise ValueError(f"premultiplied format {fmt!r}: choose 'exr' or 'prores4444'")
         if fmt == "prores4444" and rate is None:
@@ -650,6 +669,7 @@ class PremultipliedWriter(_Writer):
         self._seq = _SequenceWriter(out_dir, pattern or default, required, pixel_aspect)
         self.fmt, self.out_dir, self.pixel_aspect = fmt, Path(out_dir), float(pixel_aspect)
         self.rate = _as_rate(rate) if rate is not None else None
+        self.footage_timecode = footage_timecode  # (for ProRes: see AlphaVideoWriter)
         self._videos: dict[str, _VideoFile] = {}
 
     def expected_files(self, frame_numbers: Iterable[int], objects: Iterable[str]) -> list[Path]:
@@ -678,7 +698,7 @@ class PremultipliedWriter(_Writer):
     def _video(self, safe: str) -> _VideoFile:
         if safe not in self._videos:
             path = _check_video_path(self._seq._path(0, safe, "mov"), "prores4444")
-            self._videos[safe] = _VideoFile(path, "prores4444", self.rate, self.pixel_aspect)
+            self._videos[safe] = _VideoFile(path, "prores4444", self.rate, self.pixel_aspect, self.footage_timecode)
         return self._videos[safe]
 
     def close(self) -> None:

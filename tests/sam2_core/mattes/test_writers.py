@@ -173,6 +173,29 @@ def test_alpha_video_ffv1_is_lossless_16bit(tmp_path):
         AlphaVideoWriter(tmp_path / "x.mkv", 24, (W, H), codec="ffv1", pixel_aspect=2.0)
 
 
+@pytest.mark.parametrize("rate, footage, first_written, expected", [
+    (24, (1001, "01:00:00:12"), 1001, "01:00:00:12"),  # the plates' own timecode, for an editor to conform to
+    (24, (1000, "01:00:00:23"), 1001, "01:00:01:00"),  # counted on from it
+    ("30000/1001", (1001, "01:00:00;12"), 1001, "01:00:00;12"),  # drop-frame: taken as it is
+])
+def test_alpha_video_takes_the_footages_timecode(tmp_path, rate, footage, first_written, expected):
+    from types import SimpleNamespace
+
+    from sam2_core.mattes.export import writer_for
+
+    source = SimpleNamespace(start_timecode=footage[1], frame_numbers=[footage[0]], size=(W, H), rate=rate,
+                             pixel_aspect=1.0)
+    w = writer_for("prores", tmp_path, source)
+    for n in range(first_written, first_written + 2):
+        w.write(n, {"car": matte(n)})
+    w.close()
+    assert read_video(tmp_path / "car.mov")[1]["timecode"] == expected
+    w = writer_for("premult-prores", tmp_path / "premult", source)
+    w.write(first_written, {"car": matte(first_written)}, plate(first_written))
+    w.close()
+    assert read_video(tmp_path / "premult" / "car_premult.mov")[1]["timecode"] == expected
+
+
 def test_premultiplied_exr_is_plate_times_alpha(tmp_path):
     with PremultipliedWriter(tmp_path, "exr", pixel_aspect=2.0) as w:
         for n in FRAMES:
@@ -435,3 +458,22 @@ def test_export_error_survives_pickling():
     again = pickle.loads(pickle.dumps(e))
     assert (str(again), again.errno, again.path, again.frame) == (str(e), errno.ENOSPC, Path("x"), 1003)
     assert isinstance(again, OSError)
+
+
+def test_an_export_stopped_midway_leaves_no_unfinished_video(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from sam2_core.mattes import export
+
+    def two_frames_then_ctrl_c(*_args, **_kwargs):
+        for n in FRAMES[:2]:
+            yield n - FRAMES[0], n, {"car": matte(n)}, plate(n)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "mattes_of", two_frames_then_ctrl_c)
+    source = SimpleNamespace(frame_numbers=FRAMES, size=(W, H), rate=24, pixel_aspect=1.0)
+    tracker = SimpleNamespace(source=FRAMES)
+    for fmt in ("prores", "ffv1"):
+        with pytest.raises(KeyboardInterrupt):
+            export.export(tracker, {1: "car"}, export.writer_for(fmt, tmp_path / fmt, source))
+        assert files_under(tmp_path / fmt) == []
