@@ -21,7 +21,9 @@ from .images import IMAGE_SUFFIXES, read_header, read_pixels
 
 _PRINTF = re.compile(r"%(0?)(\d*)d")
 _HASHES = re.compile(r"#+|@+")
-_LAST_NUMBER = re.compile(r"^(.*?)(\d+)(\D*)$")
+# a file's last number; a minus right after a . or _ is its sign (frame -3 written %04d is
+# "plate.-003.exr"), a minus after anything else a separator ("plate-1001.exr")
+_LAST_NUMBER = re.compile(r"^(.*?)((?<=[._])-\d+|\d+)(\D*)$")
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ class SequencePattern:
         """The frames on disk: number -> path."""
         if not self.directory.is_dir():
             raise FootageError(f"No such folder: {self.directory} (looking for {self})")
-        rx = re.compile(re.escape(self.prefix) + r"(\d+)" + re.escape(self.suffix) + "$")
+        number = r"(-?\d+)" if self.prefix.endswith((".", "_")) else r"(\d+)"
+        rx = re.compile(re.escape(self.prefix) + number + re.escape(self.suffix) + "$")
         frames: dict[int, Path] = {}
         with os.scandir(self.directory) as entries:
             for entry in entries:

@@ -55,6 +55,19 @@ def test_padding_and_unpadded_numbers(tmp_path):
     assert still.frame_numbers == [0] and read_code(still.read(0)) == 7
 
 
+def test_negative_frame_numbers_as_printf_writes_them(tmp_path):
+    """Pre-roll frames: -3 written %04d is "plate.-003.png"; a minus after a letter separates."""
+    for n in range(-3, 3):
+        write_image(tmp_path / f"plate.{n:04d}.png", burn(n + 10), "uint8")
+    for spelling in ("plate.%04d.png", "plate.####.png", "plate.-001.png", "plate.0002.png"):
+        src = open_source(tmp_path / spelling)
+        assert src.frame_numbers == [-3, -2, -1, 0, 1, 2], spelling
+        assert [read_code(src.read(i)) for i in (0, 3, 5)] == [7, 10, 12]
+    for n in (1001, 1002):
+        write_image(tmp_path / f"take-{n}.png", burn(n - 1000), "uint8")
+    assert open_source(tmp_path / "take-1001.png").frame_numbers == [1001, 1002]
+
+
 def test_a_gap_is_an_error_naming_the_frames(tmp_path):
     folder = exr_sequence(tmp_path / "seq", [1001, 1002, 1004, 1005, 1009])
     with pytest.raises(FootageError, match=r"frames 1003, 1006-1008 are missing .*missing_frames='hold'") as e:
