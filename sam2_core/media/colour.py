@@ -195,7 +195,10 @@ def resolve_colorspace(cfg, name: str, *, spec: str = "", where: str = "") -> st
     if len(low) >= 3:
         close += [known[k] for k in known if low in k]
     close = list(dict.fromkeys(close))[:6]
-    hint = f" Close matches: {', '.join(repr(c) for c in close)}." if close else ""
+    if close:
+        hint = f" Close matches: {', '.join(repr(c) for c in close)}."
+    else:  # (nothing like it: what there is, for a command-line user too)
+        hint = f" Its colour spaces: {', '.join(repr(cs.getName()) for cs in cfg.getColorSpaces())}."
     prefix = f"{where}: " if where else ""
     raise ColourError(f"{prefix}unknown colour space {name!r} in the OCIO config {_config_label(cfg, spec)}.{hint} "
                       "sam2_core.media.colorspace_names() lists them all.")

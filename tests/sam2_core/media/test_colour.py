@@ -147,6 +147,9 @@ def test_unknown_colour_space_lists_close_matches(tmp_path):
         open_source(path, "ACES cg")
     with pytest.raises(ColourError, match=r"'S-Log3 S-Gamut3', 'S-Log3 S-Gamut3.Cine'"):
         open_source(path, "S-Log3")
+    with pytest.raises(ColourError) as nothing_like_it:  # no close match: the config's colour spaces
+        open_source(path, "qwertz")
+    assert all(repr(name) in str(nothing_like_it.value) for name in colorspace_names())
     assert "ACEScg" in colorspace_names() and "ARRI LogC4" in colorspace_names()
 
 
