@@ -359,8 +359,8 @@ def cmd_track(args) -> int:
         session = ShotSession.open(shot_dir, device=args.device)
     else:
         _check_source(args.source)
-        if not any(kind in ("point", "neg-point", "box") for kind, _ in args.prompts):
-            raise UserError("Give at least one --point or --box.")
+        if not any(kind in ("point", "box") for kind, _ in args.prompts):
+            raise UserError("Give at least one --point or --box (a --neg-point only says what is not the object).")
         if shot_dir.exists():
             if not args.force:
                 raise UserError(f"{out} already holds a sam2roto run: add --resume to continue it, "

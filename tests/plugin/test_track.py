@@ -156,6 +156,7 @@ def test_bad_input(clip, official_checkpoint, tmp_path, capsys):
         (["track", str(clip), "--point", "400,10", "--out", str(tmp_path / "b")], "outside the plate"),
         (["track", str(clip), "--point", "10,10,2000", "--out", str(tmp_path / "c")], "not in the shot"),
         (["track", str(clip), "--out", str(tmp_path / "d")], "at least one --point"),
+        (["track", str(clip), "--neg-point", "10,10", "--out", str(tmp_path / "d")], "at least one --point"),
         (["track", str(clip), "--resume", "--out", str(tmp_path / "e")], "Nothing to resume"),
         (["track", str(clip), "--point", "60,120", "--image-size", "500", "--out", str(tmp_path / "h")],
          "image_size 500 is not a multiple of 32"),
@@ -275,3 +276,4 @@ def test_a_system_error_is_a_message_naming_the_path_not_a_traceback(clip, offic
     assert main(track_args(clip, out, official_checkpoint(NAME), "--force")) == 1
     err = capsys.readouterr().err
     assert f"sam2roto: error: {out / '.sam2roto' / 'lock'}: Not a directory. Check the path" in err, err
+
