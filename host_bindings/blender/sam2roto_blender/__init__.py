@@ -12,6 +12,8 @@ from . import blend_paths, operators, overlay, preferences, prompt_tool, propert
 from .session import SESSION
 
 _modules = (preferences, properties, operators, prompt_tool, ui)
+# Blender's event handlers; blend_paths' first: its undo handler puts the paths right for the others
+_HANDLERS = (*blend_paths.HANDLERS, *operators.HANDLERS)
 
 
 def register():
@@ -19,15 +21,19 @@ def register():
         for cls in module.classes:
             bpy.utils.register_class(cls)
     properties.register()
-    blend_paths.register()  # (first: its undo handler puts the paths right for the others)
+    blend_paths.note_where_opened()
     operators.register()
+    for kind, handler in _HANDLERS:
+        getattr(bpy.app.handlers, kind).append(handler)
     overlay.register()
 
 
 def unregister():
     overlay.unregister()
+    for kind, handler in _HANDLERS:
+        if handler in getattr(bpy.app.handlers, kind):
+            getattr(bpy.app.handlers, kind).remove(handler)
     operators.unregister()
-    blend_paths.unregister()
     SESSION.stop()
     properties.unregister()
     for module in reversed(_modules):

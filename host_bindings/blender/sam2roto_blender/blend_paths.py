@@ -123,15 +123,3 @@ def note_where_opened(_filepath=None, _=None) -> None:
 HANDLERS = (("save_pre", remap_before_save), ("save_post", restore_after_copy),
             ("save_post_fail", restore_after_failure), ("undo_post", rebase_after_undo),
             ("redo_post", rebase_after_undo), ("load_post", note_where_opened))
-
-
-def register():
-    note_where_opened()
-    for kind, handler in HANDLERS:
-        getattr(bpy.app.handlers, kind).append(handler)
-
-
-def unregister():
-    for kind, handler in HANDLERS:
-        if handler in getattr(bpy.app.handlers, kind):
-            getattr(bpy.app.handlers, kind).remove(handler)

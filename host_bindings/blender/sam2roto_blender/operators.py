@@ -830,13 +830,8 @@ HANDLERS = (("frame_change_post", on_frame_change), ("undo_post", on_undo), ("re
 
 def register():
     SESSION.on_mask.append(show_answer_in_overlay)
-    for kind, handler in HANDLERS:
-        getattr(bpy.app.handlers, kind).append(handler)
 
 
 def unregister():
-    for kind, handler in HANDLERS:
-        if handler in getattr(bpy.app.handlers, kind):
-            getattr(bpy.app.handlers, kind).remove(handler)
     if show_answer_in_overlay in SESSION.on_mask:
         SESSION.on_mask.remove(show_answer_in_overlay)
