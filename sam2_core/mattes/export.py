@@ -24,9 +24,11 @@ Frame = tuple[int, int, dict[str, np.ndarray], np.ndarray]
 
 
 def mattes_of(tracker, objects: dict[int, str], *, guided: bool = True,
-              cleanup: dict[int, Cleanup] | None = None) -> Iterator[Frame]:
+              cleanup: dict[int, Cleanup] | None = None, stored_plate: bool = False) -> Iterator[Frame]:
     """(frame index, frame number, {object name: alpha}, plate) for every frame of the
-    source; an object with no result on a frame gets an empty matte there."""
+    source; an object with no result on a frame gets an empty matte there. The plate is the
+    model's input (display sRGB, 8-bit), or with `stored_plate` the frame as stored where the
+    source can give it (`read_raw`: a linear EXR's floats, a 10-bit video's 16-bit values)."""
     source = tracker.source
     w, h = source.size
     cleanup = cleanup or {}
@@ -42,6 +44,9 @@ def mattes_of(tracker, objects: dict[int, str], *, guided: bool = True,
             for old in [k for k in plates if k < i - keep]:
                 del plates[old]
         return plates[i]
+
+    def stored(i: int) -> np.ndarray:
+        return source.read_raw(i) if hasattr(source, "read_raw") else plate(i)
 
     def raw(obj_id):
         for i in range(len(source)):
@@ -62,7 +67,7 @@ def mattes_of(tracker, objects: dict[int, str], *, guided: bool = True,
             index, alpha = next(per_object_streams[obj_id])
             assert index == i
             mattes[name] = alpha
-        yield i, source.frame_numbers[i], mattes, plate(i)
+        yield i, source.frame_numbers[i], mattes, stored(i) if stored_plate else plate(i)
 
 
 def export(tracker, objects: dict[int, str], writer, *, guided: bool = True,
@@ -70,8 +75,10 @@ def export(tracker, objects: dict[int, str], writer, *, guided: bool = True,
     """Write every frame's mattes through `writer`; returns the number of frames written."""
     total = len(tracker.source)
     done = 0
+    stored_plate = getattr(writer, "wants_stored_plate", False)
     try:
-        for _, number, mattes, plate in mattes_of(tracker, objects, guided=guided, cleanup=cleanup):
+        for _, number, mattes, plate in mattes_of(tracker, objects, guided=guided, cleanup=cleanup,
+                                                  stored_plate=stored_plate):
             writer.write(number, mattes, plate)
             done += 1
             if progress is not None:

@@ -207,17 +207,18 @@ def check_mattes(frame_number: int, mattes: Mapping[str, np.ndarray],
 
 
 def _plate_as_float(frame_number: int, plate, shape: tuple[int, int]) -> np.ndarray:
-    """The plate as float32 H x W x 3: uint8 becomes 0..1 (still display sRGB), floats stay as given."""
+    """The plate as float32 H x W x 3: 8- and 16-bit values become 0..1 (still in their own
+    encoding), floats stay as given."""
     if plate is None:
         raise ValueError(f"frame {frame_number}: this writer needs the plate (the source frame)")
     p = np.asarray(plate)
     if p.ndim != 3 or p.shape[2] != 3 or p.shape[:2] != tuple(shape):
         raise ValueError(f"frame {frame_number}: the plate is {p.shape}, expected {shape[0]} x {shape[1]} x 3 "
                          "(the mattes' size, RGB)")
-    if p.dtype == np.uint8:
-        return p.astype(np.float32) / 255.0
+    if p.dtype in (np.uint8, np.uint16):
+        return p.astype(np.float32) / np.iinfo(p.dtype).max
     if not np.issubdtype(p.dtype, np.floating):
-        raise ValueError(f"frame {frame_number}: the plate is {p.dtype}, expected uint8 or float")
+        raise ValueError(f"frame {frame_number}: the plate is {p.dtype}, expected uint8, uint16 or float")
     p = p.astype(np.float32)
     if not np.isfinite(p).all():
         raise ValueError(f"frame {frame_number}: the plate holds NaN or infinite values")
@@ -653,10 +654,12 @@ class PremultipliedWriter(_Writer):
     default pattern "{object}_premult/{object}_premult.{frame:04d}.exr".
     fmt "prores4444": a ProRes 4444 .mov with alpha per object ("{object}_premult.mov"); needs `rate`.
 
-    The RGB is the plate's values as given, times alpha: a uint8 plate is display sRGB scaled to
-    0..1, not linearised (so an EXR viewed as linear looks brighter than the plate); a float plate
-    is written as it is (clipped to 0..1 for ProRes). Scene-linear output is left to the colour work.
+    The RGB is the plate's values as given, times alpha: an 8- or 16-bit plate scaled to 0..1 in
+    its own encoding, a float plate as it is (clipped to 0..1 for ProRes). Exports give it the
+    plate as stored (`wants_stored_plate`): a linear EXR stays linear, a log DPX log.
     """
+
+    wants_stored_plate = True
 
     def __init__(self, out_dir: str | Path, fmt: str = "exr", pattern: str | None = None, rate=None,
                  pixel_aspect: float = 1.0, footage_timecode: tuple[int, str] | None = None):

@@ -477,3 +477,23 @@ def test_an_export_stopped_midway_leaves_no_unfinished_video(tmp_path, monkeypat
         with pytest.raises(KeyboardInterrupt):
             export.export(tracker, {1: "car"}, export.writer_for(fmt, tmp_path / fmt, source))
         assert files_under(tmp_path / fmt) == []
+
+
+def test_a_premultiplied_export_takes_the_plate_as_stored(tmp_path):
+    """A linear EXR plate stays linear (values above 1 too), not the model's 8-bit sRGB view."""
+    from types import SimpleNamespace
+
+    from sam2_core.mattes import export
+    from sam2_core.media import open_source
+    from tests.sam2_core.media.footage import write_image
+
+    linear = np.zeros((H, W, 3), np.float32)
+    linear[:, : W // 2] = 0.18
+    linear[:, W // 2:] = 4.0
+    for n in (1001, 1002):
+        write_image(tmp_path / f"plate.{n}.exr", linear, "half")
+    source = open_source(tmp_path / "plate.####.exr", "ACEScg")
+    tracker = SimpleNamespace(source=source, logits=lambda i, obj: np.full((H, W), 20.0, np.float32))
+    export.export(tracker, {1: "car"}, export.writer_for("premult-exr", tmp_path / "out", source), guided=False)
+    pixels, _ = read_image(tmp_path / "out" / "car_premult" / "car_premult.1002.exr")
+    assert np.allclose(pixels[:, :, :3], linear, atol=2e-3) and np.allclose(pixels[:, :, 3], 1.0, atol=1e-3)
