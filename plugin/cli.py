@@ -340,6 +340,19 @@ def _track_all(session, what: str = "tracking", **kwargs) -> int:
 PROMPTING = "prompting"  # in a run's shot folder while its first prompts are given
 
 
+def _same_footage(given: str, footage: Path) -> bool:
+    """Whether SOURCE names footage in the run's footage folder (the clip, its folder, a frame);
+    a pattern, or a path that is not there, is not told apart."""
+    if not Path(given).exists():
+        return True
+
+    def folder(path: Path) -> Path:
+        path = path.resolve()
+        return path if path.is_dir() else path.parent
+
+    return folder(Path(given)) == folder(Path(footage))
+
+
 def cmd_track(args) -> int:
     import shutil
 
@@ -357,6 +370,9 @@ def cmd_track(args) -> int:
             raise UserError(f"The run in {out} stopped before it had given all its prompts: start it again, "
                             "with --force.")
         session = ShotSession.open(shot_dir, device=args.device)
+        if not _same_footage(args.source, session.shot.source_path):
+            print(f"sam2roto: note: --resume goes on with the run's own footage, {session.shot.source_path}; "
+                  f"{args.source} is not used.", file=sys.stderr)
     else:
         _check_source(args.source)
         if not any(kind in ("point", "box") for kind, _ in args.prompts):

@@ -110,6 +110,20 @@ def test_killed_run_resumes_to_the_uninterrupted_result(clip, tracked, official_
     assert not list(out.rglob("*.partial*"))
 
 
+def test_resume_says_it_goes_on_with_the_runs_own_footage(tracked, official_checkpoint, clip, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "mattes"
+    shutil.copytree(tracked / ".sam2roto", out / ".sam2roto")
+    (tmp_path / "other").mkdir()
+    other = write_png_clip(tmp_path / "other", 4, FIRST)
+    resume = ["--resume", "--out", str(out), "--checkpoint", str(official_checkpoint(NAME)), "--device", "cpu"]
+    assert main(["track", str(clip), *resume]) == 0
+    assert "note" not in capsys.readouterr().err
+    assert main(["track", str(other), *resume]) == 0
+    assert f"--resume goes on with the run's own footage, {clip}" in capsys.readouterr().err
+
+
 def test_a_run_killed_while_prompting_is_not_resumed_without_its_objects(clip, official_checkpoint, tmp_path,
                                                                         capsys):
     out = tmp_path / "mattes"
