@@ -36,17 +36,22 @@ def mattes_of(tracker, objects: dict[int, str], *, guided: bool = True,
     # decoding (and colour-converting) a frame is costly: each is read once, kept while the
     # per-object streams (which temporal smoothing runs ahead) may still ask for it
     keep = 2 * max((c.temporal for c in cleanup.values()), default=0) + 2
-    plates: dict[int, np.ndarray] = {}
+    plates: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # index -> (model's input, as stored)
+    read_stored = stored_plate and hasattr(source, "read_raw")
 
-    def plate(i: int) -> np.ndarray:
+    def both(i: int) -> tuple[np.ndarray, np.ndarray]:
         if i not in plates:
-            plates[i] = source.read(i)
+            rgb = source.read(i)
+            plates[i] = rgb, source.read_raw(i) if read_stored else rgb  # (a video decodes the frame once)
             for old in [k for k in plates if k < i - keep]:
                 del plates[old]
         return plates[i]
 
+    def plate(i: int) -> np.ndarray:
+        return both(i)[0]
+
     def stored(i: int) -> np.ndarray:
-        return source.read_raw(i) if hasattr(source, "read_raw") else plate(i)
+        return both(i)[1]
 
     def raw(obj_id):
         for i in range(len(source)):

@@ -206,6 +206,9 @@ def check_mattes(frame_number: int, mattes: Mapping[str, np.ndarray],
     return clean
 
 
+HALF_MAX = 65504.0  # the largest half-float value: EXR mattes and plates are written as half
+
+
 def _plate_as_float(frame_number: int, plate, shape: tuple[int, int]) -> np.ndarray:
     """The plate as float32 H x W x 3: 8- and 16-bit values become 0..1 (still in their own
     encoding), floats stay as given."""
@@ -219,10 +222,8 @@ def _plate_as_float(frame_number: int, plate, shape: tuple[int, int]) -> np.ndar
         return p.astype(np.float32) / np.iinfo(p.dtype).max
     if not np.issubdtype(p.dtype, np.floating):
         raise ValueError(f"frame {frame_number}: the plate is {p.dtype}, expected uint8, uint16 or float")
-    p = p.astype(np.float32)
-    if not np.isfinite(p).all():
-        raise ValueError(f"frame {frame_number}: the plate holds NaN or infinite values")
-    return p
+    # (a render's stray NaN or inf pixel: black, or the largest half-float value, not a failed export)
+    return np.nan_to_num(p.astype(np.float32), nan=0.0, posinf=HALF_MAX, neginf=-HALF_MAX)
 
 
 # -- writing one image safely ---------------------------------------------------------------

@@ -71,6 +71,7 @@ class VideoSource:
         self._stream = None
         self._frames = None  # the decoder's output from its current position
         self._position: int | None = None  # index of the last frame the decoder gave
+        self._last_frame = None  # that frame (read and read_raw of one frame decode it once)
         self._count = 0  # frames decoded since the last (re)open, for streams without timestamps
         self._fresh = False
         self._last_error: str | None = None
@@ -121,7 +122,7 @@ class VideoSource:
             try:
                 self._container.close()
             finally:
-                self._container = self._stream = self._frames = None
+                self._container = self._stream = self._frames = self._last_frame = None
                 self._position = None
 
     def __enter__(self):
@@ -132,7 +133,7 @@ class VideoSource:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        for k in ("_lock", "_container", "_stream", "_frames", "_cache"):
+        for k in ("_lock", "_container", "_stream", "_frames", "_last_frame", "_cache"):
             state.pop(k, None)
         return state
 
@@ -167,7 +168,7 @@ class VideoSource:
             k = self._index_of(frame)
             if k is None:
                 continue
-            self._position = k
+            self._position, self._last_frame = k, frame
             if k == i:
                 return frame
             if k > i:
@@ -195,6 +196,8 @@ class VideoSource:
         self._last_error = None
         if self._container is None:
             self._open()
+        if self._position == i:
+            return self._last_frame
         keyframes = self.index.keyframes
         k = bisect.bisect_right(keyframes, i) - 1
         if self._fresh and self._position is None and k <= 0:

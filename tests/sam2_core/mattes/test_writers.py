@@ -491,7 +491,10 @@ def test_a_premultiplied_export_takes_the_plate_as_stored(tmp_path):
     linear[:, : W // 2] = 0.18
     linear[:, W // 2:] = 4.0
     for n in (1001, 1002):
-        write_image(tmp_path / f"plate.{n}.exr", linear, "half")
+        stored = linear.copy()
+        stored[0, 0] = [np.nan, np.inf, -np.inf]  # (a render's stray pixel: not a failed export)
+        write_image(tmp_path / f"plate.{n}.exr", stored, "half")
+    linear[0, 0] = [0.0, 65504.0, -65504.0]
     source = open_source(tmp_path / "plate.####.exr", "ACEScg")
     tracker = SimpleNamespace(source=source, logits=lambda i, obj: np.full((H, W), 20.0, np.float32))
     export.export(tracker, {1: "car"}, export.writer_for("premult-exr", tmp_path / "out", source), guided=False)

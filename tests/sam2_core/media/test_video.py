@@ -94,6 +94,17 @@ def test_sequential_reads_keep_the_decoder_open(clips, monkeypatch):
     assert seeks == [0, 18]
 
 
+def test_a_frame_read_and_read_as_stored_is_decoded_once(clips, monkeypatch):
+    """(A premultiplied export reads both.)"""
+    seeks = []
+    real_seek = VideoSource._seek
+    monkeypatch.setattr(VideoSource, "_seek", lambda self, k: (seeks.append(k), real_seek(self, k)))
+    src = open_source(clips["h264_bframes.mp4"])
+    for i in range(N):
+        assert read_code(src.read(i)) == i and read_code(src.read_raw(i)) == i
+    assert seeks == []
+
+
 def test_recent_frames_are_kept(clips, monkeypatch):
     src = open_source(clips["prores_422hq.mov"])
     first = src.read(5)
