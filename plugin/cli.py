@@ -268,8 +268,9 @@ def _requests(prompts, default_frame: int, shot_objects: list[str] = ()) -> dict
         else:
             p["points"].append(coords)
             p["labels"].append(1 if kind == "point" else 0)
-    if everyone and not objects:
-        objects = {name: ObjectRequest() for name in shot_objects}
+    if everyone:
+        for name in shot_objects:
+            objects.setdefault(name, ObjectRequest())
     for request in objects.values():
         request.cleanup = {**everyone, **request.cleanup}
     return objects

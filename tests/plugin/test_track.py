@@ -84,6 +84,10 @@ def test_clean_up_before_any_object_applies_to_every_object_on_resume(tracked, o
                  str(official_checkpoint(NAME)), "--device", "cpu"]) == 0
     assert {o.name: o.cleanup for o in read_manifest(out / ".sam2roto").objects} == {
         "ball": {"grow": 3.0}, "square": {"grow": 3.0}}
+    assert main(["track", "--resume", str(tracked), "--out", str(out), "--grow", "2", "--object", "ball",
+                 "--feather", "1", "--checkpoint", str(official_checkpoint(NAME)), "--device", "cpu"]) == 0
+    assert {o.name: o.cleanup for o in read_manifest(out / ".sam2roto").objects} == {
+        "ball": {"grow": 2.0, "feather": 1.0}, "square": {"grow": 2.0}}
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(clip, tracked, official_checkpoint, tmp_path):
