@@ -71,16 +71,17 @@ def is_pattern(text: str) -> bool:
 
 
 def parse_pattern(path: str | Path) -> SequencePattern | None:
-    """The sequence a path names: a pattern, or a numbered file (its last number is the frame number)."""
+    """The sequence a path names: a pattern, or a numbered file (its last number is the frame
+    number; a file's # or % is part of its name)."""
     path = Path(path)
     name = path.name
-    m = _PRINTF.search(name)
+    m = None if path.is_file() else _PRINTF.search(name)
     if m:
         if _PRINTF.search(name, m.end()):
             raise FootageError(f"{path}: a sequence pattern holds one frame-number field, this one has several")
         padding = int(m.group(2)) if m.group(2) else 1
         return SequencePattern(path.parent, name[:m.start()], name[m.end():], max(padding, 1))
-    m = _HASHES.search(name)
+    m = None if path.is_file() else _HASHES.search(name)
     if m:
         if _HASHES.search(name, m.end()):
             raise FootageError(f"{path}: a sequence pattern holds one run of # (or @), this one has several")
@@ -100,14 +101,12 @@ def find_sequence(path: str | Path) -> tuple[SequencePattern | None, dict[int, P
     A file with no number in its name is a sequence of one frame, numbered 0.
     """
     path = Path(path)
-    if is_pattern(str(path)) and path.is_file():
-        return None, {0: path}  # a still whose name holds a # or a %d: one frame, numbered 0
     pattern = parse_pattern(path)
     if pattern is None:
         if not path.is_file():
             raise FootageError(f"Footage not found: {path}")
         return None, {0: path}
-    if not is_pattern(str(path)):
+    if path.is_file() or not is_pattern(str(path)):
         # one frame named: 1001 may belong to %04d (0998, 0999, 1000, ...) or to unpadded numbers (998, 999, ...)
         if not path.is_file():
             raise FootageError(f"Footage not found: {path}")

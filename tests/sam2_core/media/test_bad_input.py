@@ -101,6 +101,13 @@ def test_names_with_a_hash_that_are_files_not_patterns(tmp_path):
     write_image(tmp_path / "ref #1.jpg", burn(9), "uint8")
     still = open_source(tmp_path / "ref #1.jpg")
     assert len(still) == 1 and read_code(still.read(0)) == 9
+    shot = tmp_path / "take #2"
+    shot.mkdir()
+    for n in range(1, 4):
+        write_image(shot / f"take#2.{n:04d}.png", burn(n), "uint8")
+    for opened in (shot / "take#2.0002.png", shot):  # a frame of it, or its folder: the whole sequence
+        src = open_source(opened)
+        assert src.frame_numbers == [1, 2, 3] and read_code(src.read(2)) == 3, opened
 
 
 def test_a_damaged_frame_in_a_video(tmp_path):
