@@ -189,6 +189,20 @@ def _orientation(frame, stream) -> Orientation:
         return UPRIGHT
 
 
+def _seconds_missing(stream, tb: Fraction, pts: list[int], last_duration: int | None, rate) -> float | None:
+    """How long before the end its header gives the frames end (None: it gives none).
+    Matroska's DURATION tag is where the clip ends; a stream's duration is how long it
+    lasts from its start."""
+    last = float((last_duration or 0) * tb) or 1.0 / float(rate)  # (the last frame's own length)
+    tag = _duration_tag(stream)
+    if tag is not None:
+        return tag - (float(pts[-1] * tb) + last)
+    if not stream.duration:
+        return None
+    start = stream.start_time if stream.start_time is not None else pts[0]
+    return float(stream.duration * tb) - (float((pts[-1] - start) * tb) + last)
+
+
 def _truncated(path: Path, found: int, expected: int | None, why: str) -> FootageError:
     missing = (f"frames {found} to {expected - 1} are missing" if expected and expected > found
                else f"frames from {found} on are missing")
@@ -205,7 +219,7 @@ def build_index(path: str | Path) -> VideoIndex:
     with open_container(path) as container:
         stream = video_stream(container, path)
         stream_index = stream.index
-        entries: list[tuple] = []  # (pts, dts, keyframe)
+        entries: list[tuple] = []  # (pts, dts, keyframe, duration)
         total = 0
         demux_error = None
         try:
@@ -215,7 +229,7 @@ def build_index(path: str | Path) -> VideoIndex:
                 total += 1
                 if packet.is_discard:
                     continue
-                entries.append((packet.pts, packet.dts, packet.is_keyframe))
+                entries.append((packet.pts, packet.dts, packet.is_keyframe, packet.duration))
         except av.error.FFmpegError as e:
             demux_error = e
         header_frames = stream.frames or 0
@@ -228,24 +242,17 @@ def build_index(path: str | Path) -> VideoIndex:
             order = sorted(range(len(entries)), key=lambda k: entries[k][0])
             pts = [entries[k][0] for k in order]
             keyframes = [pos for pos, k in enumerate(order) if entries[k][2]]
-        # a file that is not whole: its frames end before its header says the clip does. (Not a
-        # count of packets: an edit list, as a cut without re-encoding leaves, hides some.)
-        duration = _duration_tag(stream)  # (Matroska's, in seconds)
-        if duration is None and stream.duration:
-            duration = float(stream.duration * tb)
-        if duration and seekable and rate:
-            frame = 1.0 / float(rate)
-            # (counted from the first frame, or from 0 where the clip starts later; the last
-            # frame's own duration is not known: allow two frames, or a quarter second)
-            ends = max(float((pts[-1] - pts[0]) * tb), float(pts[-1] * tb)) + frame
-            if duration - ends > max(2 * frame, 0.25):
-                expected = int(round(duration * float(rate)))
-                why = (f"its header lists {expected} frames" if header_frames == expected
-                       else f"its header says it lasts {duration:.3f}s")
-                raise _truncated(path, len(pts), expected, why)
-        elif header_frames and total < header_frames:
+        # a file that is not whole: fewer frames than its header lists, that also end before the
+        # time it gives (an edit list, as a cut without re-encoding leaves, hides listed frames
+        # from a whole clip); without a count (Matroska), frames that end before its DURATION
+        missing = _seconds_missing(stream, tb, pts, entries[order[-1]][3], rate) if seekable and rate else None
+        half_a_frame = 0.5 / float(rate) if rate else 0.0
+        tag = _duration_tag(stream)  # (Matroska's, in seconds)
+        if header_frames and total < header_frames and (missing is None or missing > half_a_frame):
             raise _truncated(path, total, header_frames, f"its header lists {header_frames} frames")
-        elif demux_error is not None:
+        if not header_frames and tag and missing is not None and missing > half_a_frame:
+            raise _truncated(path, len(pts), int(round(tag * float(rate))), f"its header says it lasts {tag:.3f}s")
+        if demux_error is not None and not header_frames and missing is None:  # (nothing else to go by)
             raise _truncated(path, len(entries), None, f"reading stopped with {demux_error.strerror or demux_error}")
         timecode = _timecode(container, stream)
         codec = stream.codec_context.name

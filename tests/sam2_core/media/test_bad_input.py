@@ -33,6 +33,19 @@ def test_truncated_mov_with_its_index_first(tmp_path):
     assert re.search(r"frames \d+ to 23 are missing\)\. Copy or export the file again", message)
 
 
+def test_truncated_with_a_start_offset_or_by_a_frame_or_two(tmp_path):
+    """A clip starting at 5 s is not given those 5 s as slack; two missing frames are missing."""
+    late = encode_video(tmp_path / "late.mp4", n=60, pts=[5000 + 40 * i for i in range(60)], rate=25,
+                        options={"g": "6"}, container_options={"movflags": "faststart"})
+    short = encode_video(tmp_path / "short.mp4", n=48, options={"g": "6"}, container_options={"movflags": "faststart"})
+    for path, frames in ((late, 60), (short, 48)):
+        assert len(open_source(path)) == frames  # whole, it opens
+        data = path.read_bytes()
+        path.write_bytes(data[:-4000 if path is late else -200])
+        with pytest.raises(FootageError, match=rf"{path.name} is truncated .*its header lists {frames} frames"):
+            open_source(path)
+
+
 def test_truncated_matroska(tmp_path):
     path = cut(encode_video(tmp_path / "grab.mkv", n=48, options={"g": "6"}), 0.5)
     with pytest.raises(FootageError, match=r"grab\.mkv is truncated .*lasts 2\.000s.*frames \d+ to 47 are missing"):
