@@ -27,9 +27,14 @@ def _blend_folder() -> str:
 
 def keep(shot, name: str, path: str) -> None:
     """Sets the shot's folder `name` to the absolute `path`, kept as the preferences ask."""
-    folder = _blend_folder()
-    setattr(shot, name, _stored(path, folder))
-    shot.paths_base = f"{SESSION_TAG}:{folder}"
+    setattr(shot, name, _stored(path, _blend_folder()))
+    note_base(shot)
+
+
+def note_base(shot, _context=None) -> None:
+    """The shot's relative folders are relative to the .blend as it is now (the folders'
+    update: one the artist sets in the panel is)."""
+    shot.paths_base = f"{SESSION_TAG}:{_blend_folder()}"
 
 
 def _stored(path: str, folder: str) -> str:

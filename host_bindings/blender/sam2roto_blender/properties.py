@@ -13,6 +13,14 @@ from bpy.props import (
     StringProperty,
 )
 
+from . import blend_paths
+
+# folders: a "//" path is relative to the .blend; set from the panel, it is relative to the
+# .blend as it is then (blend_paths notes which). Blender 5 asks for that to be said.
+RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"} if "is_path_supports_blend_relative" in \
+    bpy.types.Property.bl_rna.properties else set()
+FOLDER = dict(subtype="DIR_PATH", options=RELATIVE, update=blend_paths.note_base)
+
 # colours given to new objects in turn (clearly distinct over a plate)
 PALETTE = [(1.0, 0.35, 0.2), (0.2, 0.75, 1.0), (0.45, 1.0, 0.3), (1.0, 0.85, 0.2), (0.85, 0.4, 1.0),
            (1.0, 0.45, 0.7), (0.3, 1.0, 0.85), (0.6, 0.6, 1.0)]
@@ -25,12 +33,13 @@ class SAM2ROTO_Object(bpy.types.PropertyGroup):
 
 class SAM2ROTO_Shot(bpy.types.PropertyGroup):
     clip: PointerProperty(name="Clip", type=bpy.types.MovieClip, description="The clip the shot was made from")
-    folder: StringProperty(name="Shot folder", subtype="DIR_PATH",
-                           description="Where the core keeps this shot: cache, prompts, tracking results")
+    folder: StringProperty(name="Shot folder", description="Where the core keeps this shot: cache, prompts, "
+                                                          "tracking results", **FOLDER)
     objects: CollectionProperty(type=SAM2ROTO_Object)
     active_object: IntProperty(name="Active object", default=0)
-    export_folder: StringProperty(name="Mattes folder", subtype="DIR_PATH",
-                                  description="Where Import Results has the core write the mattes and shapes")
+    export_folder: StringProperty(name="Mattes folder",
+                                  description="Where Import Results has the core write the mattes and shapes",
+                                  **FOLDER)
     # which .blend folder the relative folders above are relative to (see blend_paths)
     paths_base: StringProperty(default="", options={"HIDDEN"})
     shape_tolerance: FloatProperty(name="Key tolerance", default=0.0, min=0.0, soft_max=5.0, unit="NONE",

@@ -150,6 +150,7 @@ def test_a_saved_blend_keeps_its_shot_folders_relative_and_save_as_remaps_them(f
     assert saved["in_the_copy"]["export_folder"].rstrip("/") == "//mattes"
     # undo to before the Save As: the paths made for the first folder, rebased to v2/
     assert saved["undone"]["folder"].startswith("//../sam2roto/") and saved["undone"]["absolute"] == new["absolute"]
+    assert saved["set_after_save_as"] == str(link / "v2" / "mattes")
 
 
 def test_a_first_use_downloads_the_weights_showing_how_far_and_can_be_cancelled(found):

@@ -355,6 +355,7 @@ def saved_blend_keeps_shot_folders_relative(ext, ops, args) -> dict:
     unsaved = bpy.data.scenes["unsaved"].sam2roto  # (made while the .blend was not saved)
     unsaved_before = os.path.normpath(bpy.path.abspath(unsaved.folder))
     bpy.ops.wm.save_as_mainfile(filepath=os.path.join(link, "roto.blend"))
+    ext.blend_paths.note_where_opened()  # (as if this .blend had been opened from there)
     found = {"first_save": {"folder": unsaved.folder, "same": os.path.normpath(bpy.path.abspath(unsaved.folder))
                             == unsaved_before}}
     scene = bpy.data.scenes.new("saved")
@@ -385,6 +386,11 @@ def saved_blend_keeps_shot_folders_relative(ext, ops, args) -> dict:
     shot.folder, shot.export_folder, shot.paths_base = before_save_as
     ext.blend_paths.rebase_after_undo()
     found["undone"] = paths()
+    # a folder set in the panel of a scene made after the Save As is relative to where it is now
+    later = bpy.data.scenes.new("after the save as").sam2roto
+    later.export_folder = "//mattes/"
+    ext.blend_paths.rebase_after_undo()
+    found["set_after_save_as"] = os.path.normpath(bpy.path.abspath(later.export_folder))
     return found
 
 
