@@ -222,11 +222,13 @@ def build_index(path: str | Path) -> VideoIndex:
         entries: list[tuple] = []  # (pts, dts, keyframe, duration)
         total = 0
         demux_error = None
+        last_cut_short = False  # (the demuxer hands on a last frame whose bytes end with the file)
         try:
             for packet in container.demux(stream):
                 if packet.size == 0:
                     continue
                 total += 1
+                last_cut_short = packet.is_corrupt
                 if packet.is_discard:
                     continue
                 entries.append((packet.pts, packet.dts, packet.is_keyframe, packet.duration))
@@ -252,6 +254,8 @@ def build_index(path: str | Path) -> VideoIndex:
             raise _truncated(path, total, header_frames, f"its header lists {header_frames} frames")
         if not header_frames and tag and missing is not None and missing > half_a_frame:
             raise _truncated(path, len(pts), int(round(tag * float(rate))), f"its header says it lasts {tag:.3f}s")
+        if last_cut_short:
+            raise _truncated(path, total - 1, header_frames or None, "its last frame is cut short")
         if demux_error is not None and not header_frames and missing is None:  # (nothing else to go by)
             raise _truncated(path, len(entries), None, f"reading stopped with {demux_error.strerror or demux_error}")
         timecode = _timecode(container, stream)

@@ -46,6 +46,15 @@ def test_truncated_with_a_start_offset_or_by_a_frame_or_two(tmp_path):
             open_source(path)
 
 
+def test_truncated_in_its_last_frame(tmp_path):
+    """A file cut by a byte: its last frame's data ends with it."""
+    path = encode_video(tmp_path / "cut.mov", n=24, options={"bf": "3", "g": "12"},
+                        container_options={"movflags": "faststart"})
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(FootageError, match=r"cut\.mov is truncated or damaged: its last frame is cut short"):
+        open_source(path)
+
+
 def test_truncated_matroska(tmp_path):
     path = cut(encode_video(tmp_path / "grab.mkv", n=48, options={"g": "6"}), 0.5)
     with pytest.raises(FootageError, match=r"grab\.mkv is truncated .*lasts 2\.000s.*frames \d+ to 47 are missing"):
