@@ -17,7 +17,6 @@ import numpy as np
 from .errors import gap_error
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-OTHER_IMAGE_SUFFIXES = (".exr", ".dpx", ".tif", ".tiff")  # (plates that open_source reads)
 
 
 @runtime_checkable
@@ -151,11 +150,13 @@ def as_source(source) -> FrameSource:
         return source
     if isinstance(source, (str, Path)):
         path = Path(source)
+        from .images import IMAGE_SUFFIXES as PLATE_SUFFIXES
+        from .open import open_source
+
         suffixes = {p.suffix.lower() for p in path.iterdir()} if path.is_dir() else set()
-        if suffixes & set(IMAGE_SUFFIXES) and not suffixes & set(OTHER_IMAGE_SUFFIXES):
+        if suffixes & set(IMAGE_SUFFIXES) and not suffixes & (set(PLATE_SUFFIXES) - set(IMAGE_SUFFIXES)):
             return FolderSource(path)  # (plates of other types beside a JPEG: open_source tells them apart)
         # a video, an image sequence (a pattern or one of its files), or a folder of EXR/DPX/TIFF frames
-        from .open import open_source
 
         return open_source(path)
     if isinstance(source, (np.ndarray, list, tuple)):

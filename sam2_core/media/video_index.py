@@ -189,12 +189,12 @@ def _orientation(frame, stream) -> Orientation:
         return UPRIGHT
 
 
-def _seconds_missing(stream, tb: Fraction, pts: list[int], last_duration: int | None, rate) -> float | None:
+def _seconds_missing(stream, tag: float | None, tb: Fraction, pts: list[int], last_duration: int | None,
+                     rate) -> float | None:
     """How long before the end its header gives the frames end (None: it gives none).
     Matroska's DURATION tag is where the clip ends; a stream's duration is how long it
     lasts from its start."""
     last = float((last_duration or 0) * tb) or 1.0 / float(rate)  # (the last frame's own length)
-    tag = _duration_tag(stream)
     if tag is not None:
         return tag - (float(pts[-1] * tb) + last)
     if not stream.duration:
@@ -247,9 +247,9 @@ def build_index(path: str | Path) -> VideoIndex:
         # a file that is not whole: fewer frames than its header lists, that also end before the
         # time it gives (an edit list, as a cut without re-encoding leaves, hides listed frames
         # from a whole clip); without a count (Matroska), frames that end before its DURATION
-        missing = _seconds_missing(stream, tb, pts, entries[order[-1]][3], rate) if seekable and rate else None
-        half_a_frame = 0.5 / float(rate) if rate else 0.0
         tag = _duration_tag(stream)  # (Matroska's, in seconds)
+        missing = _seconds_missing(stream, tag, tb, pts, entries[order[-1]][3], rate) if seekable and rate else None
+        half_a_frame = 0.5 / float(rate) if rate else 0.0
         if header_frames and total < header_frames and (missing is None or missing > half_a_frame):
             raise _truncated(path, total, header_frames, f"its header lists {header_frames} frames")
         if not header_frames and tag and missing is not None and missing > half_a_frame:

@@ -273,7 +273,7 @@ def _take_shot(request: ShotRequest, info: dict) -> str:
         raise UserError(f"Scene '{request.scene_name}' or clip '{request.clip_name}' is gone: the shot in "
                         f"{info['shot']} was not set up. Create Shot again.")
     shot = scene.sam2roto
-    if not shot.folder or os.path.realpath(bpy.path.abspath(shot.folder)) != os.path.realpath(info["shot"]):
+    if not SESSION.is_open(shot):  # (the scene had another shot, or none)
         shot.export_folder = ""  # (another shot's mattes folder: Import Results would force over its files)
     shot.clip = clip
     # (as asked, not as the core resolved it: through the links the artist's project uses)

@@ -69,9 +69,8 @@ class Session:
             self.client.close(timeout=5)
         if bpy.app.timers.is_registered(_poll_timer):
             bpy.app.timers.unregister(_poll_timer)  # bpy as a module crashes at exit with a timer left
-        if self.tracking or self.opening:
-            _progress_end()
-        self.client, self.shot, self.track_id, self.progress, self.opening_id = None, None, None, None, None
+        self.forget_core()
+        self.progress = None
         self.masks.clear()
         self.scores.clear()
 
@@ -146,8 +145,9 @@ class Session:
 
     def forget_core(self) -> None:
         """The core stopped: nothing of it is open, tracking or opening any more."""
+        if self.tracking or self.opening:
+            _progress_end()
         self.client, self.shot, self.track_id, self.opening_id = None, None, None, None
-        _progress_end()
 
     def report_error(self, error: Exception | str) -> None:
         """Tells the artist (status bar popup in the UI, stderr always) what went wrong."""
