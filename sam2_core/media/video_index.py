@@ -26,7 +26,7 @@ from ..atomic import write_text_atomically
 from .errors import FootageError
 from .orientation import UPRIGHT, Orientation, from_display_matrix, from_rotate_tag
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # (2: checks more kinds of cut file, so indexes built before are built again)
 PROBE_FRAMES = 12  # frames decoded when indexing, to check the timestamps follow presentation order
 
 
@@ -189,18 +189,24 @@ def _orientation(frame, stream) -> Orientation:
         return UPRIGHT
 
 
-def _seconds_missing(stream, tag: float | None, tb: Fraction, pts: list[int], last_duration: int | None,
-                     rate) -> float | None:
+def _declared_seconds(container, stream, header_frames: int, tb: Fraction) -> float | None:
+    """How long the header says the stream lasts from its first frame (None: it does not say).
+    A fragmented MP4 has no frame count but lists each fragment's frames and their lengths."""
+    if container.format.name == "avi":  # (the demuxer rebuilds its duration from what it finds when the index is lost)
+        return float(header_frames * tb) if header_frames else None
+    return float(stream.duration * tb) if stream.duration else None
+
+
+def _seconds_missing(tag: float | None, declared: float | None, start: int, tb: Fraction, pts: list[int],
+                     last_duration: int | None, rate) -> float | None:
     """How long before the end its header gives the frames end (None: it gives none).
-    Matroska's DURATION tag is where the clip ends; a stream's duration is how long it
-    lasts from its start."""
+    Matroska's DURATION tag is where the clip ends; `declared` is how long it lasts from `start`."""
     last = float((last_duration or 0) * tb) or 1.0 / float(rate)  # (the last frame's own length)
     if tag is not None:
         return tag - (float(pts[-1] * tb) + last)
-    if not stream.duration:
+    if declared is None:
         return None
-    start = stream.start_time if stream.start_time is not None else pts[0]
-    return float(stream.duration * tb) - (float((pts[-1] - start) * tb) + last)
+    return declared - (float((pts[-1] - start) * tb) + last)
 
 
 def _truncated(path: Path, found: int, expected: int | None, why: str) -> FootageError:
@@ -208,6 +214,38 @@ def _truncated(path: Path, found: int, expected: int | None, why: str) -> Footag
                else f"frames from {found} on are missing")
     return FootageError(f"{path} is truncated or damaged: {why}, but only {found} frame(s) could be read "
                         f"({missing}). Copy or export the file again.")
+
+
+TS_PACKET_SIZES = (188, 192)  # MPEG-TS, and M2TS (AVCHD, Blu-ray) with its 4-byte timestamp
+
+
+def _check_whole(path: Path, size: int, container, stream, total: int, pts: list[int] | None,
+                 last_duration: int | None, last_cut_short: bool, demux_error) -> None:
+    """Raises FootageError for a file that is not whole. `total`: the frames demuxed; `pts`: their
+    timestamps in presentation order (None when unusable)."""
+    header_frames = stream.frames or 0
+    tb = stream.time_base or Fraction(1, 1)
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    tag = _duration_tag(stream)  # (Matroska's, in seconds)
+    declared = _declared_seconds(container, stream, header_frames, tb)
+    start = stream.start_time if stream.start_time is not None else (pts[0] if pts else 0)
+    missing = _seconds_missing(tag, declared, start, tb, pts, last_duration, rate) if pts and rate else None
+    half_a_frame = 0.5 / float(rate) if rate else 0.0
+    # fewer frames than its header lists, that also end before the time it gives (an edit list, as a
+    # cut without re-encoding leaves, hides listed frames from a whole clip)
+    if header_frames and total < header_frames and (missing is None or missing > half_a_frame):
+        raise _truncated(path, total, header_frames, f"its header lists {header_frames} frames")
+    # without a count (Matroska, fragmented MP4): frames that end before the time its header gives
+    lasts = tag if tag is not None else declared if container.format.name.startswith("mov") else None
+    if not header_frames and lasts and missing is not None and missing > half_a_frame:
+        raise _truncated(path, len(pts), int(round(lasts * float(rate))), f"its header says it lasts {lasts:.3f}s")
+    if last_cut_short:
+        raise _truncated(path, total - 1, header_frames or None, "its last frame is cut short")
+    # a transport stream is whole packets: a copy that stopped leaves part of one (and of a frame)
+    if container.format.name == "mpegts" and all(size % n for n in TS_PACKET_SIZES):
+        raise _truncated(path, total - 1, None, "it ends part-way through a transport packet")
+    if demux_error is not None and not header_frames and missing is None:  # (nothing else to go by)
+        raise _truncated(path, total, None, f"reading stopped with {demux_error.strerror or demux_error}")
 
 
 def build_index(path: str | Path) -> VideoIndex:
@@ -234,7 +272,6 @@ def build_index(path: str | Path) -> VideoIndex:
                 entries.append((packet.pts, packet.dts, packet.is_keyframe, packet.duration))
         except av.error.FFmpegError as e:
             demux_error = e
-        header_frames = stream.frames or 0
         tb = stream.time_base or Fraction(1, 1)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not entries:
@@ -244,20 +281,8 @@ def build_index(path: str | Path) -> VideoIndex:
             order = sorted(range(len(entries)), key=lambda k: entries[k][0])
             pts = [entries[k][0] for k in order]
             keyframes = [pos for pos, k in enumerate(order) if entries[k][2]]
-        # a file that is not whole: fewer frames than its header lists, that also end before the
-        # time it gives (an edit list, as a cut without re-encoding leaves, hides listed frames
-        # from a whole clip); without a count (Matroska), frames that end before its DURATION
-        tag = _duration_tag(stream)  # (Matroska's, in seconds)
-        missing = _seconds_missing(stream, tag, tb, pts, entries[order[-1]][3], rate) if seekable and rate else None
-        half_a_frame = 0.5 / float(rate) if rate else 0.0
-        if header_frames and total < header_frames and (missing is None or missing > half_a_frame):
-            raise _truncated(path, total, header_frames, f"its header lists {header_frames} frames")
-        if not header_frames and tag and missing is not None and missing > half_a_frame:
-            raise _truncated(path, len(pts), int(round(tag * float(rate))), f"its header says it lasts {tag:.3f}s")
-        if last_cut_short:
-            raise _truncated(path, total - 1, header_frames or None, "its last frame is cut short")
-        if demux_error is not None and not header_frames and missing is None:  # (nothing else to go by)
-            raise _truncated(path, len(entries), None, f"reading stopped with {demux_error.strerror or demux_error}")
+        _check_whole(path, size, container, stream, total, pts if seekable else None,
+                     entries[order[-1]][3] if seekable else None, last_cut_short, demux_error)
         timecode = _timecode(container, stream)
         codec = stream.codec_context.name
         sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio

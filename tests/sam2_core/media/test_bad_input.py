@@ -2,13 +2,14 @@
 escapes from deep inside a decoder."""
 
 import re
+from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
 
 from sam2_core.media import FootageError, open_source
-from tests.sam2_core.media.footage import burn, encode_video, read_code, write_image
+from tests.sam2_core.media.footage import H, W, burn, encode_video, read_code, write_image
 
 
 def cut(path, fraction):
@@ -58,6 +59,71 @@ def test_truncated_in_its_last_frame(tmp_path):
 def test_truncated_matroska(tmp_path):
     path = cut(encode_video(tmp_path / "grab.mkv", n=48, options={"g": "6"}), 0.5)
     with pytest.raises(FootageError, match=r"grab\.mkv is truncated .*lasts 2\.000s.*frames \d+ to 47 are missing"):
+        open_source(path)
+
+
+def packet_ends(path):
+    """Where each of the video's packets ends in the file, in file order."""
+    with av.open(str(path)) as container:
+        return sorted(p.pos + p.size for p in container.demux(video=0) if p.size)
+
+
+def test_truncated_avi_whose_index_is_lost(tmp_path):
+    """An AVI's index comes last, so a cut loses it: the demuxer then rebuilds the clip's length from
+    the frames it finds, and only the header's count of frames tells what is missing."""
+    path = encode_video(tmp_path / "capture.avi", codec="mjpeg", pix_fmt="yuvj420p", n=24)
+    data, ends = path.read_bytes(), packet_ends(path)
+    path.write_bytes(data[:ends[-1]])  # every frame, but no index: whole
+    assert len(open_source(path)) == 24
+    path.write_bytes(data[:ends[20]])  # cut after a frame: 21 of 24
+    with pytest.raises(FootageError, match=r"capture\.avi is truncated .*header lists 24 frames.*frames 21 to 23"):
+        open_source(path)
+
+
+def test_avi_with_dropped_frames_is_whole(tmp_path):
+    """Capture tools write an empty chunk for a frame they dropped; the header counts it."""
+    path = tmp_path / "dropped.avi"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=24)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuvj420p"
+        for i in range(10):
+            if i in (4, 5):
+                packet = av.Packet(b"")
+                packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, Fraction(1, 24)
+                out.mux(packet)
+                continue
+            frame = av.VideoFrame.from_ndarray(burn(i), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 24)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 10
+    src = open_source(path)
+    assert [read_code(src.read(i)) for i in range(len(src))] == [0, 1, 2, 3, 6, 7, 8, 9]
+
+
+def test_truncated_fragmented_mp4(tmp_path):
+    """A fragmented MP4 (as screen and live recorders write) has no count of frames; each fragment
+    lists its own, so a cut inside a fragment shows."""
+    path = encode_video(tmp_path / "stream.mp4", n=24, options={"g": "6"},
+                        container_options={"movflags": "frag_keyframe+empty_moov"})
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 0
+    assert len(open_source(path)) == 24
+    path.write_bytes(path.read_bytes()[:packet_ends(path)[8]])
+    with pytest.raises(FootageError, match=r"stream\.mp4 is truncated .*lasts .*only 9 frame"):
+        open_source(path)
+
+
+@pytest.mark.parametrize("m2ts", [False, True], ids=["ts", "m2ts"])
+def test_truncated_transport_stream(tmp_path, m2ts):
+    """MPEG-TS has no count of frames or length; it is whole 188-byte packets (192 in M2TS, as AVCHD
+    cameras write), so a copy that stopped part-way shows."""
+    name = "camera.mts" if m2ts else "broadcast.ts"
+    path = encode_video(tmp_path / name, n=24, container_options={"mpegts_m2ts_mode": "1"} if m2ts else {})
+    assert len(open_source(path)) == 24
+    path.write_bytes(path.read_bytes()[:-1000])
+    with pytest.raises(FootageError, match=rf"{name} is truncated .*part-way through a transport packet"):
         open_source(path)
 
 
