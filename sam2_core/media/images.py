@@ -4,7 +4,8 @@
 depth, pixel aspect, what its header says about colour); `read_pixels` gives the display window's
 RGB as stored: uint8, uint16 (10/12/16-bit integer data, scaled to the full 16-bit range) or float32.
 OpenEXR's data window is placed inside its display window (black where there is no data), so
-mattes line up with the plate pixel for pixel.
+mattes line up with the plate pixel for pixel. Luminance/chroma EXRs (Y, RY, BY), which
+OpenImageIO cannot read, go through exr_luma_chroma.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import exr_luma_chroma
 from .colour import DISPLAY_REFERRED, SCENE_LINEAR, FileColour
 from .errors import FootageError
 from .orientation import UPRIGHT, Orientation, from_exif
@@ -39,6 +41,7 @@ class ImageHeader:
     transfer: str | None  # DPX: the header's transfer characteristic
     rate: Fraction | None = None  # frames per second, where the header says
     timecode: str | None = None  # SMPTE timecode of this frame, where the header says
+    luma_chroma: bool = False  # an OpenEXR of Y, RY, BY (read by exr_luma_chroma; `channels` unused)
 
     def file_colour(self) -> FileColour:
         """What the file type (and header) imply about colour, before the user has a say."""
@@ -78,12 +81,16 @@ def _fail(path: Path, frame: int | None, what: str) -> FootageError:
                         "render, export or copy it again.")
 
 
-def _open(path: Path, frame: int | None):
+def _check_file(path: Path, frame: int | None) -> None:
     if not path.is_file():
         raise FootageError(f"Frame {frame} is missing: {path} does not exist" if frame is not None
                            else f"Image not found: {path}")
     if path.stat().st_size == 0:
         raise _fail(path, frame, "the file is empty (0 bytes)")
+
+
+def _open(path: Path, frame: int | None):
+    _check_file(path, frame)
     oiio = _oiio()
     inp = oiio.ImageInput.open(str(path))
     if inp is None:
@@ -153,6 +160,8 @@ def _timecode(spec) -> str | None:
 def read_header(path: str | Path, frame: int | None = None) -> ImageHeader:
     """What `path` holds. `frame` (a frame number) only names the frame in errors."""
     path = Path(path)
+    if exr_luma_chroma.is_luma_chroma(path):
+        return _luma_chroma_header(path, frame)
     inp = _open(path, frame)
     try:
         subimage, spec, picked = 0, inp.spec(), None
@@ -183,6 +192,16 @@ def read_header(path: str | Path, frame: int | None = None) -> ImageHeader:
         inp.close()
 
 
+def _luma_chroma_header(path: Path, frame: int | None) -> ImageHeader:
+    try:
+        found = exr_luma_chroma.read_header(path)
+    except (OSError, RuntimeError, ValueError) as e:
+        raise _fail(path, frame, str(e)) from e
+    x0, y0, x1, y1 = found["display"]
+    return ImageHeader(path, "openexr", (x1 - x0 + 1, y1 - y0 + 1), 0, None, (0, 1, 2), None, "float", found["bits"],
+                       found["pixel_aspect"], UPRIGHT, None, luma_chroma=True)
+
+
 def read_pixels(path: str | Path, header: ImageHeader, frame: int | None = None) -> np.ndarray:
     """The display window's RGB (H x W x 3) as stored in `path`, in the dtype `header` gives.
 
@@ -190,6 +209,16 @@ def read_pixels(path: str | Path, header: ImageHeader, frame: int | None = None)
     again here, since renders may order them differently from frame to frame.
     """
     path = Path(path)
+    rgb, offset, full = _read_luma_chroma(path, frame) if header.luma_chroma else _read_rgb(path, header, frame)
+    if header.orientation.size(*full) != header.size:
+        w, h = header.orientation.size(*full)
+        raise FootageError(f"Frame {frame} ({path}) is {w}x{h}, the first frame is "
+                           f"{header.size[0]}x{header.size[1]}: all frames of a sequence must have one size")
+    return header.orientation.apply(np.ascontiguousarray(_in_display_window(rgb, offset, full)))
+
+
+def _read_rgb(path: Path, header: ImageHeader, frame: int | None):
+    """The data window's RGB, where it sits in the display window, and the display window's size."""
     inp = _open(path, frame)
     try:
         subimage = header.subimage
@@ -200,11 +229,6 @@ def read_pixels(path: str | Path, header: ImageHeader, frame: int | None = None)
         if picked is None or picked[1] != header.layer:
             raise _fail(path, frame, f"its channels ({', '.join(spec.channelnames)}) differ from the first frame's")
         channels = picked[0]
-        full = (spec.full_width, spec.full_height)
-        if header.orientation.size(*full) != header.size:
-            w, h = header.orientation.size(*full)
-            raise FootageError(f"Frame {frame} ({path}) is {w}x{h}, the first frame is "
-                               f"{header.size[0]}x{header.size[1]}: all frames of a sequence must have one size")
         lo, hi = min(channels), max(channels) + 1
         data = inp.read_image(subimage, 0, lo, hi, header.dtype)
         # (a JPEG cut short still gives pixels, grey where data is missing, and an error)
@@ -216,13 +240,26 @@ def read_pixels(path: str | Path, header: ImageHeader, frame: int | None = None)
     if data.ndim == 2:
         data = data[:, :, None]
     rgb = data[:, :, [c - lo for c in channels]]
-    dx, dy = spec.x - spec.full_x, spec.y - spec.full_y
-    fw, fh = full
-    if (dx, dy, spec.width, spec.height) != (0, 0, fw, fh):  # data window other than the display window
-        canvas = np.zeros((fh, fw, 3), rgb.dtype)
-        x0, y0 = max(dx, 0), max(dy, 0)
-        x1, y1 = min(dx + spec.width, fw), min(dy + spec.height, fh)
-        if x1 > x0 and y1 > y0:
-            canvas[y0:y1, x0:x1] = rgb[y0 - dy:y1 - dy, x0 - dx:x1 - dx]
-        rgb = canvas
-    return header.orientation.apply(np.ascontiguousarray(rgb))
+    return rgb, (spec.x - spec.full_x, spec.y - spec.full_y), (spec.full_width, spec.full_height)
+
+
+def _read_luma_chroma(path: Path, frame: int | None):
+    _check_file(path, frame)
+    try:
+        return exr_luma_chroma.read_rgb(path)
+    except (OSError, RuntimeError, ValueError) as e:
+        raise _fail(path, frame, str(e)) from e
+
+
+def _in_display_window(rgb: np.ndarray, offset: tuple[int, int], full: tuple[int, int]) -> np.ndarray:
+    """`rgb` (a data window at `offset` in the display window) cut and padded to the display window."""
+    (dx, dy), (fw, fh) = offset, full
+    height, width = rgb.shape[:2]
+    if (dx, dy, width, height) == (0, 0, fw, fh):
+        return rgb
+    canvas = np.zeros((fh, fw, 3), rgb.dtype)  # (black where there is no data)
+    x0, y0 = max(dx, 0), max(dy, 0)
+    x1, y1 = min(dx + width, fw), min(dy + height, fh)
+    if x1 > x0 and y1 > y0:
+        canvas[y0:y1, x0:x1] = rgb[y0 - dy:y1 - dy, x0 - dx:x1 - dx]
+    return canvas

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from fractions import Fraction
 from pathlib import Path
 
@@ -107,4 +108,53 @@ def write_image(path: Path, pixels: np.ndarray, fmt: str, *, channels: tuple[str
     assert out.open(str(path), spec), out.geterror()
     assert out.write_image(np.ascontiguousarray(pixels)), out.geterror()
     out.close()
+    return path
+
+
+REC709_LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
+
+
+def write_luma_chroma_exr(path: Path, rgb: np.ndarray, *, sampling: int = 2, origin: tuple[int, int] = (0, 0),
+                          display: tuple[int, int] | None = None, weights=REC709_LUMINANCE,
+                          chromaticities: tuple[float, ...] | None = None) -> Path:
+    """An uncompressed OpenEXR of Y, RY, BY (half), chroma taken at every `sampling`-th pixel, written
+    byte by byte (OpenImageIO refuses subsampled channels, and the OpenEXR Python writer cannot
+    write them). `origin` (divisible by `sampling`): the data window's corner; `display`: the
+    display window's (width, height) at 0, 0."""
+    h, w, _ = rgb.shape
+    lum = rgb @ np.asarray(weights, np.float32)
+    first = [(-o) % sampling for o in origin]  # (a chroma sample sits where the coordinate divides by sampling)
+    ry = ((rgb[..., 0] - lum) / lum)[first[1]::sampling, first[0]::sampling]
+    by = ((rgb[..., 2] - lum) / lum)[first[1]::sampling, first[0]::sampling]
+
+    def attribute(name: str, kind: str, value: bytes) -> bytes:
+        return name.encode() + b"\0" + kind.encode() + b"\0" + struct.pack("<i", len(value)) + value
+
+    channels = b"".join(name.encode() + b"\0" + struct.pack("<iB3xii", 1, 0, s, s)  # (half, sampling)
+                        for name, s in (("BY", sampling), ("RY", sampling), ("Y", 1))) + b"\0"
+    x0, y0 = origin
+    dw, dh = display or (w, h)
+    header = b"\x76\x2f\x31\x01" + struct.pack("<i", 2)
+    header += attribute("channels", "chlist", channels) + attribute("compression", "compression", b"\0")
+    header += attribute("dataWindow", "box2i", struct.pack("<4i", x0, y0, x0 + w - 1, y0 + h - 1))
+    header += attribute("displayWindow", "box2i", struct.pack("<4i", 0, 0, dw - 1, dh - 1))
+    header += attribute("lineOrder", "lineOrder", b"\0") + attribute("pixelAspectRatio", "float", struct.pack("<f", 1))
+    header += attribute("screenWindowCenter", "v2f", struct.pack("<2f", 0, 0))
+    header += attribute("screenWindowWidth", "float", struct.pack("<f", 1))
+    if chromaticities is not None:
+        header += attribute("chromaticities", "chromaticities", struct.pack("<8f", *chromaticities))
+    header += b"\0"
+    blocks = []
+    for row in range(h):
+        line = b""
+        if (y0 + row) % sampling == 0:
+            k = (row - first[1]) // sampling
+            line += by[k].astype("<f2").tobytes() + ry[k].astype("<f2").tobytes()
+        line += lum[row].astype("<f2").tobytes()
+        blocks.append(struct.pack("<ii", y0 + row, len(line)) + line)
+    offsets, at = [], len(header) + 8 * h
+    for block in blocks:
+        offsets.append(at)
+        at += len(block)
+    path.write_bytes(header + struct.pack(f"<{h}Q", *offsets) + b"".join(blocks))
     return path

@@ -8,7 +8,16 @@ import OpenImageIO as oiio
 import pytest
 
 from sam2_core.media import FolderSource, FootageError, SequenceSource, as_source, open_source
-from tests.sam2_core.media.footage import H, W, burn, read_code, write_image
+from sam2_core.media.exr_luma_chroma import luminance_weights
+from tests.sam2_core.media.footage import (
+    REC709_LUMINANCE,
+    H,
+    W,
+    burn,
+    read_code,
+    write_image,
+    write_luma_chroma_exr,
+)
 
 FIRST = 1001
 
@@ -161,6 +170,50 @@ def test_exr_layers_alpha_and_pixel_aspect(tmp_path):
                 channels=("diffuse.R", "diffuse.G", "diffuse.B", "beauty.R", "beauty.G", "beauty.B"))
     src = open_source(tmp_path / "layers.1.exr")
     assert src.layer == "beauty" and np.array_equal(src.read_raw(0), layered[..., 3:])
+
+
+def colour_field(h: int = H, w: int = W) -> np.ndarray:
+    """Smooth colours: reds to the right, blues down, all above black."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.stack([0.1 + 0.8 * x / w, 0.3 + 0.2 * np.sin(x / 9 + y / 13), 0.1 + 0.8 * y / h], axis=-1)
+
+
+@pytest.mark.parametrize("sampling", [2, 1])
+def test_luminance_chroma_exr(tmp_path, sampling):
+    """OpenEXR's luminance/chroma files (Y, RY, BY; chroma usually at half resolution) read as colour,
+    not grey, and a data window inside a larger display window stays where it is."""
+    rgb = colour_field()
+    write_luma_chroma_exr(tmp_path / "yc.1001.exr", rgb, sampling=sampling, origin=(10, 6), display=(W + 20, H + 12))
+    src = open_source(tmp_path / "yc.1001.exr")
+    assert src.size == (W + 20, H + 12) and src.frame_numbers == [1001]
+    raw = src.read_raw(0)
+    assert raw.dtype == np.float32 and raw.shape == (H + 12, W + 20, 3)
+    assert not raw[:6].any() and not raw[:, :10].any() and not raw[6 + H:].any()
+    inside = raw[6:6 + H, 10:10 + W]
+    luminance = rgb @ REC709_LUMINANCE
+    assert np.allclose(inside @ REC709_LUMINANCE, luminance, rtol=2e-3)  # (Y is stored at full resolution)
+    error = np.abs(inside - rgb)  # (half floats; chroma between samples interpolated, past the last held)
+    assert error[:-1, :-1].max() < (0.01 if sampling == 2 else 0.003) and error.max() < 0.05
+    assert src.read(0).shape == (H + 12, W + 20, 3)
+
+
+def test_luminance_chroma_exr_of_other_primaries(tmp_path):
+    """Y weighs R, G and B by the file's own primaries (here ACEScg's)."""
+    ap1 = (0.713, 0.293, 0.165, 0.830, 0.128, 0.044, 0.32168, 0.33767)
+    weights = np.array([0.2722287, 0.6740818, 0.0536895], np.float32)  # (ACEScg's published luminance row)
+    assert np.allclose(luminance_weights(ap1), weights, atol=1e-5)
+    assert np.allclose(luminance_weights(), REC709_LUMINANCE, atol=1e-4)
+    rgb = colour_field()
+    write_luma_chroma_exr(tmp_path / "ap1.1.exr", rgb, sampling=1, weights=weights, chromaticities=ap1)
+    assert np.abs(open_source(tmp_path / "ap1.1.exr").read_raw(0) - rgb).max() < 0.003
+
+
+def test_a_sequence_that_changes_from_luminance_chroma_to_rgb(tmp_path):
+    write_luma_chroma_exr(tmp_path / "mix.1.exr", colour_field())
+    write_image(tmp_path / "mix.2.exr", colour_field(), "half")
+    src = open_source(tmp_path / "mix.1.exr")
+    with pytest.raises(FootageError, match=r"Cannot read frame 2 \(.*mix\.2\.exr\): its channels \(.*\) are not Y"):
+        src.read(1)
 
 
 def test_grey_images_and_orientation(tmp_path):
