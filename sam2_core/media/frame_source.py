@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .colour import to_uint8
 from .errors import gap_error
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -124,11 +125,11 @@ class FolderSource:
         import cv2
 
         path = self._paths[index]
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)  # (16-bit PNGs as they are)
         if bgr is None:
             raise ValueError(f"Cannot read frame {self.frame_numbers[index]} ({path}): "
                              "the file is damaged or not an image")
-        return np.ascontiguousarray(bgr[:, :, ::-1])
+        return to_uint8(bgr[:, :, ::-1])  # (16 bits rounded, as an image sequence's are)
 
     def read(self, index: int) -> np.ndarray:
         rgb = self._decode(check_index(self, index))

@@ -249,6 +249,19 @@ def test_folders_and_as_source(tmp_path):
         open_source(exr)
 
 
+def test_a_folder_of_16_bit_pngs_is_rounded_as_a_sequence_is(tmp_path):
+    """Both ways of reading PNG frames give the same 8 bits: rounded, not truncated (51200 is 199.2 x 257)."""
+    wide = (np.arange(H * W * 3, dtype=np.uint32).reshape(H, W, 3) * 37 % 65536).astype(np.uint16)
+    wide[0, 0] = 51200
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    for n in range(2):
+        write_image(folder / f"{n:04d}.png", wide, "uint16")
+    as_folder = as_source(folder)
+    assert isinstance(as_folder, FolderSource) and as_folder.read(0)[0, 0, 0] == 199
+    assert np.array_equal(as_folder.read(1), open_source(folder / "0000.png").read(0))
+
+
 def test_rate_and_timecode_from_headers(tmp_path):
     tc = (0x01000012, 0)  # 01:00:00:12 in SMPTE 12M binary-coded decimal
     write_image(tmp_path / "a.1001.exr", np.zeros((4, 4, 3), np.float32), "half",
