@@ -550,7 +550,11 @@ def main(argv: list[str] | None = None) -> int:
         commands = {"segment": cmd_segment, "track": cmd_track, "shot": cmd_shot, "serve": cmd_serve,
                     "weights": cmd_weights}
         return commands[args.command](args)
-    except (UserError, CheckpointError, WeightsError, ValueError, CacheError, ExportError, ManifestError,
+    except CacheError as e:  # (a full disk, mostly)
+        again = f" To go on where it stopped: {_resume_command(args)}" if _resumable(args) else ""
+        print(f"sam2roto: error: {e}{again}", file=sys.stderr)
+        return EXIT_ERROR
+    except (UserError, CheckpointError, WeightsError, ValueError, ExportError, ManifestError,
             ShotInUseError, SessionError, IndexError, KeyError, FileNotFoundError, FileExistsError) as e:
         print(f"sam2roto: error: {e}", file=sys.stderr)
         return EXIT_ERROR
@@ -560,9 +564,26 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("\nsam2roto: interrupted; what was done is kept (track: run again with --resume; "
-              "shot: propagate again)", file=sys.stderr)
+        again = (f"to go on: {_resume_command(args)}" if _resumable(args) else
+                 "run the same command again" if args.command == "track" else "propagate again")
+        print(f"\nsam2roto: interrupted; what was done is kept ({again})", file=sys.stderr)
         return 130
+
+
+def _resumable(args) -> bool:
+    """Whether `track` stopped with a run that --resume goes on with (one stopped while giving its
+    prompts is started again)."""
+    if args.command != "track":
+        return False
+    shot_dir = args.out / ".sam2roto"
+    return (shot_dir / "shot.json").exists() and not (shot_dir / PROMPTING).exists()
+
+
+def _resume_command(args) -> str:
+    """The command line that goes on with a stopped `track` run (its prompts are the run's own)."""
+    import shlex
+
+    return f"sam2roto track --resume {shlex.quote(str(args.source))} --out {shlex.quote(str(args.out))}"
 
 
 if __name__ == "__main__":

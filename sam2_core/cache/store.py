@@ -432,8 +432,7 @@ class TensorStore:
                    errno.EROFS: "it is on a read-only file system",
                    errno.EACCES: "it is not writable", errno.EPERM: "it is not writable"}.get(e.errno, e.strerror)
             raise CacheError(e.errno, f"Cannot write to the cache folder {self.folder}: {why}. "
-                                      "Free some space or choose another cache folder; "
-                                      "what was already cached is intact.") from None
+                                      "Free some space, then try again; what was already cached is intact.") from None
 
     def _make_room(self, incoming: int, keep: str) -> None:
         if self.disk_budget is None:

@@ -1,6 +1,7 @@
 """`sam2roto track` end to end with a random-weight tiny checkpoint on a generated clip."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -233,7 +234,8 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(clip, tracked, official_checkp
     _, tail = proc.communicate(timeout=120)
     err = (err + tail).decode()
     assert proc.returncode == 130, err
-    assert "interrupted; what was done is kept" in err and "Traceback" not in err
+    assert f"interrupted; what was done is kept (to go on: sam2roto track --resume {clip} --out {out})" in err, err
+    assert "Traceback" not in err
     assert "writing mattes" not in err
     assert not (out / ".sam2roto" / "lock").exists()  # the shot was closed, not abandoned
     assert main(["track", "--resume", str(clip), "--out", str(out), "--checkpoint", str(official_checkpoint(NAME)),
@@ -295,3 +297,41 @@ def test_a_system_error_is_a_message_naming_the_path_not_a_traceback(clip, offic
     err = capsys.readouterr().err
     assert f"sam2roto: error: {out / '.sam2roto' / 'lock'}: Not a directory. Check the path" in err, err
 
+
+
+def test_a_full_disk_says_how_to_go_on(clip, official_checkpoint, tmp_path, capsys, monkeypatch):
+    """While giving the prompts, the run is started again; while tracking, --resume goes on with it."""
+    import errno
+
+    from sam2roto.cli import PROMPTING
+
+    out = tmp_path / "mattes"
+    real_replace = os.replace
+    full_while = {"prompting": True, "tracking": False}
+    seen = []  # whether the run has been giving its prompts
+
+    def full_disk(src, dst):  # (the shot's caches and tracking results; its manifest still saves)
+        if (out / ".sam2roto" / PROMPTING).exists():
+            seen.append(True)
+        stage = "tracking" if seen and not (out / ".sam2roto" / PROMPTING).exists() else "prompting"
+        if full_while[stage] and os.path.basename(dst) != "shot.json" and ".sam2roto" in str(dst):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr("sam2_core.cache.store.os.replace", full_disk)
+    assert main(track_args(clip, out, official_checkpoint(NAME))) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"(the disk is full|No space left on device)\. Free some space", err), err
+    assert "--resume" not in err
+    assert not (out / ".sam2roto").exists()  # (nothing half made is left to resume)
+    full_while.update(prompting=False, tracking=True)
+    seen.clear()
+    assert main(track_args(clip, out, official_checkpoint(NAME))) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"(the disk is full|No space left on device)\. Free some space", err), err
+    assert f"To go on where it stopped: sam2roto track --resume {clip} --out {out}\n" in err, err
+    assert "Traceback" not in err
+    monkeypatch.undo()
+    base = track_args(clip, out, official_checkpoint(NAME))[6:]  # (as told, with the model's options)
+    assert main(["track", "--resume", str(clip), "--out", str(out), *base[base.index("--checkpoint"):]]) == 0
+    assert len(list((out / "ball").glob("ball.*.png"))) == 4 and len(list((out / "square").glob("*.png"))) == 4
