@@ -6,6 +6,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+PLATE_SAYS_LOGITS = 4.0  # how far (in logits) the plate's edges may move the matte from the model's
+
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)  # overflow-free logistic
@@ -33,8 +35,8 @@ def soft_matte(logits: np.ndarray, plate: np.ndarray | None = None, *, radius: i
 
     plate: the HxWx3 uint8 image the logits belong to; when given, the matte's edges are
     refined to follow it (a guided filter over about one and a half model pixels: the model
-    sees the plate at 1024x1024 and answers at 256x256). softness scales the logits'
-    transition."""
+    sees the plate at 1024x1024 and answers at 256x256), where the model is unsure (its
+    logits within PLATE_SAYS_LOGITS of 0). softness scales the logits' transition."""
     alpha = sigmoid(np.asarray(logits, np.float32) / softness)
     if plate is None:
         return alpha
@@ -44,4 +46,9 @@ def soft_matte(logits: np.ndarray, plate: np.ndarray | None = None, *, radius: i
     if radius is None:
         radius = max(2, round(1.5 * max(h, w) / 256))
     grey = cv2.cvtColor(np.ascontiguousarray(plate), cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-    return np.clip(guided_filter(grey, alpha, radius, eps), 0.0, 1.0).astype(np.float32)
+    refined = guided_filter(grey, alpha, radius, eps)
+    # the plate decides only where the model is unsure: a small object, or one the grey plate does
+    # not show (red on green), is not filtered away where the model is sure of it
+    scaled = np.asarray(logits, np.float32) / softness
+    lowest, highest = sigmoid(scaled - PLATE_SAYS_LOGITS), sigmoid(scaled + PLATE_SAYS_LOGITS)
+    return np.clip(refined, lowest, highest).astype(np.float32)

@@ -41,6 +41,22 @@ def test_soft_matte_edges_follow_the_image():
     assert iou(guided > 0.5, truth) > 0.999
 
 
+def test_the_plate_does_not_filter_away_what_the_model_is_sure_of():
+    """A small ball the model is sure of stays whole in 1080p, whether the plate shows it faintly,
+    not at all, or only in colour (red on green, the same grey)."""
+    h, w = 1080, 1920
+    ball = disc(h, w, 500, 500, 6)
+    logits = np.where(ball, 12.0, -12.0).astype(np.float32)
+    faint = np.full((h, w, 3), 100, np.uint8)
+    faint[ball] = 103
+    red_on_green = np.zeros((h, w, 3), np.uint8)
+    red_on_green[..., 1] = 150
+    red_on_green[ball] = (255, 75, 0)
+    for plate in (faint, np.full((h, w, 3), 100, np.uint8), red_on_green):
+        alpha = soft_matte(logits, plate)
+        assert alpha[ball].min() > 0.98 and alpha[cv2.dilate(ball.astype(np.uint8), np.ones((3, 3))) == 0].max() < 0.02
+
+
 def test_soft_matte_is_sigmoid_of_logits_without_a_plate():
     logits = np.array([[-100.0, 0.0, 100.0, 2.0]], np.float32)
     out = soft_matte(logits)
