@@ -64,15 +64,27 @@ def _components(binary: np.ndarray):
     return labels, stats[:, cv2.CC_STAT_AREA]
 
 
+SOLID = 0.99  # alpha from which a matte counts as solid object
+
+
 def fill_holes(alpha: np.ndarray, max_area: int) -> np.ndarray:
     """Background regions enclosed by the object (not touching the frame's border) of at
-    most max_area pixels become object."""
+    most max_area pixels become object, with the soft edge around them."""
     labels, areas = _components(alpha < 0.5)
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     small = (areas <= max_area)
     small[0] = False
     small[border] = False
-    return np.where(small[labels], 1.0, alpha).astype(np.float32)
+    holes = small[labels]
+    # the soft ring around a hole: the part of the matte short of solid that holds the hole and
+    # no other background (a hole near the object's own edge keeps that edge)
+    soft, _ = _components(alpha < SOLID)
+    count = soft.max() + 1
+    holds_hole = np.bincount(soft[holes], minlength=count) > 0
+    holds_background = np.bincount(soft[(alpha < 0.5) & ~holes], minlength=count) > 0
+    ring = holds_hole & ~holds_background
+    ring[0] = False
+    return np.where(holes | ring[soft], 1.0, alpha).astype(np.float32)
 
 
 def remove_islands(alpha: np.ndarray, max_area: int) -> np.ndarray:

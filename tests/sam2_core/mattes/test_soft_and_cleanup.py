@@ -73,6 +73,20 @@ def test_fill_holes_only_enclosed_and_small():
     assert out[49, 49] == 1.0 and out[30, 50] == 0.0 and out[0, 0] == 0.0
 
 
+def test_a_filled_hole_leaves_no_ring_of_partial_alpha():
+    yy, xx = np.mgrid[0:100, 0:100] + 0.5
+    distance = np.minimum(30 - np.hypot(xx - 50, yy - 50), np.hypot(xx - 50, yy - 50) - 3)  # disc with a hole
+    alpha = soft_matte((2 * distance).astype(np.float32))
+    assert alpha[50, 50] < 0.02 and 0.5 < alpha[50, 53] < 0.99  # a hole, and the soft ring around it
+    out = fill_holes(alpha, 100)
+    assert out[35:65, 35:65].min() >= 0.99 and (out[np.hypot(xx - 50, yy - 50) < 5] == 1).all()
+    assert np.array_equal(out[np.hypot(xx - 50, yy - 50) > 20], alpha[np.hypot(xx - 50, yy - 50) > 20])
+    near_the_edge = alpha.copy()  # a hole whose ring runs into the object's own soft edge keeps that edge
+    near_the_edge[48:51, 73:76] = 0
+    out = fill_holes(near_the_edge, 100)
+    assert (out[48:51, 73:76] == 1).all() and np.array_equal(out[:, 77:], near_the_edge[:, 77:])
+
+
 def test_remove_islands_keeps_the_object():
     a = disc(100, 100, 40, 40, 20).astype(np.float32)
     a[85:88, 85:88] = 1.0  # 9 px speck
