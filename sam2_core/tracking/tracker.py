@@ -430,10 +430,13 @@ class VideoTracker:
         finished = False
         try:
             with self.frames.background_paused():
-                finished = yield from self._frame_by_frame(spans, cancel, progress)
+                try:
+                    finished = yield from self._frame_by_frame(spans, cancel, progress)
+                finally:
+                    # the frames and features a run read are on disk when it ends, stopped or not
+                    # (waited for before the background encoder resumes and keeps the writer busy)
+                    self._flush(raise_errors=finished)
         finally:
-            # the frames and features a run read are on disk when it ends, stopped or not
-            self._flush(raise_errors=finished)
             trim()  # what the heap kept for the next frame is given back
         return finished
 

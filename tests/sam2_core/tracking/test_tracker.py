@@ -524,6 +524,28 @@ def test_a_propagation_pauses_the_background_encoder(tiny, tmp_path, monkeypatch
     assert all(tracker.frames.features_if_cached(i) is not None for i in range(10))
 
 
+def test_a_propagation_ends_without_waiting_for_the_background_encoder(tiny, tmp_path, monkeypatch):
+    """A run waits for its own frames to reach the disk, not for the whole shot's (with a disk
+    slower than the encoder, the background would keep the writer busy to the shot's end)."""
+    from sam2_core.cache.store import TensorStore
+
+    tracker = VideoTracker(tiny, moving_disc_frames(10), cache_dir=tmp_path)
+    tracker.add_prompt(0, 1, **CLICK)
+    write = TensorStore._write_atomically
+
+    def slow_features(store, *args, **kwargs):
+        if "features" in store.folder.parts:
+            time.sleep(1.0)
+        return write(store, *args, **kwargs)
+
+    monkeypatch.setattr(TensorStore, "_write_atomically", slow_features)
+    tracker.encode_ahead(0)
+    assert [frame for frame, _ in tracker.propagate(end=2)] == [0, 1, 2]
+    assert not tracker.frames.background_done(timeout=0)
+    assert all(tracker.frames.features_if_cached(i) is not None for i in range(3))
+    tracker.close()
+
+
 def test_background_encoder_meeting_a_full_disk_tells_the_foreground(tiny, tmp_path, monkeypatch):
     real_replace = os.replace
 
