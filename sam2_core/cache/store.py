@@ -417,7 +417,12 @@ class TensorStore:
     def _write_atomically(self, path: Path, parts: list) -> None:
         tmp = path.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}")
         try:
-            with open(tmp, "wb") as f:
+            try:
+                f = open(tmp, "wb")
+            except FileNotFoundError:  # (the folder went: another tracker on the shot made room for its own)
+                self.folder.mkdir(parents=True, exist_ok=True)
+                f = open(tmp, "wb")
+            with f:
                 for part in parts:
                     f.write(part)
                 if self.durable:

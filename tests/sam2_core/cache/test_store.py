@@ -3,6 +3,7 @@
 import errno
 import gc
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -404,3 +405,15 @@ def test_gpu_entries_are_copied_off_behind_the_gpu_work(tmp_path, write_behind):
     back = TensorStore(tmp_path).get("a")  # from the disk
     assert torch.equal(back["x"], torch.full((1 << 20,), 7.0))
     assert torch.equal(back["on_host"], torch.arange(3))
+
+
+@pytest.mark.parametrize("write_behind", [False, True])
+def test_a_store_whose_folder_was_removed_writes_again(tmp_path, write_behind):
+    """Another tracker on the shot may remove a folder it thinks unused, to keep the disk budget."""
+    store = TensorStore(tmp_path / "s", write_behind=write_behind)
+    store.put("a", entry(1))
+    store.flush()
+    shutil.rmtree(tmp_path / "s")
+    store.put("b", entry(2))
+    store.flush()
+    assert torch.equal(TensorStore(tmp_path / "s").get("b")["x"], entry(2)["x"])
