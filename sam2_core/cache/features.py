@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..model import SAM2
 from ..model.image_encoder import ImageFeatures
@@ -41,6 +40,7 @@ log = logging.getLogger(__name__)
 DEFAULT_FEATURE_DISK_BUDGET = 20 << 30  # 20 GiB: ~1,200 frames of tiny in float32
 DEFAULT_RAM_BUDGET = 256 << 20  # a few dozen frames of features; tracking reads each frame once
 VARIANT_IN_USE_S = 600  # a cache folder written to this recently may be another tracker's
+INPUT_RESIZE = "pillow-bicubic"  # how frames become the model's input (part of the cache key)
 
 
 def _key(*parts: str) -> str:
@@ -95,15 +95,14 @@ def _remove_unused_variants(root: Path, in_use: list[TensorStore], budget: int) 
 
 
 def resize_to_input(rgb: np.ndarray, size: int) -> torch.Tensor:
-    """H x W x 3 uint8 -> (size, size, 3) uint8: antialiased bilinear, then rounded, as
-    the official video predictor's frame loader does with an 8-bit image."""
-    h, w = rgb.shape[:2]
-    x = torch.from_numpy(np.ascontiguousarray(rgb))
-    if (h, w) == (size, size):
-        return x.clone()
-    x = x.permute(2, 0, 1)[None].float()
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return x[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
+    """H x W x 3 uint8 -> (size, size, 3) uint8, as the official video predictor's frame loader
+    makes it from a JPEG: Pillow's resize (antialiased bicubic), in 8 bits."""
+    from PIL import Image
+
+    if rgb.shape[:2] == (size, size):
+        return torch.from_numpy(np.array(rgb, np.uint8))
+    resized = Image.fromarray(np.ascontiguousarray(rgb, np.uint8)).resize((size, size), Image.Resampling.BICUBIC)
+    return torch.from_numpy(np.asarray(resized).copy())
 
 
 def normalise(frame: torch.Tensor, device) -> torch.Tensor:
@@ -117,7 +116,7 @@ class FrameFeatureCache:
         self.model = model
         self.source = source
         self.size = model.cfg.image_size
-        source_key = _key(source.identity, colour_key, str(self.size))
+        source_key = _key(source.identity, colour_key, str(self.size), INPUT_RESIZE)
         model_key = _key(model.cfg.name, weights_key(model), str(model.dtype))
         # what the features depend on: equal ids, equal features
         self.features_id = f"{source_key}-{model_key}"

@@ -912,3 +912,16 @@ def test_results_made_by_two_processes_never_share_a_version():
     firsts = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
               for _ in range(2)]
     assert len(set(firsts[0] + firsts[1])) == 4
+
+
+@pytest.mark.parametrize("height, width", [(240, 320), (100, 150), (512, 512)])
+def test_frames_are_resized_as_the_official_video_predictor_loads_them(tmp_path, height, width):
+    """Bit for bit what its JPEG-folder loader makes of the same pixels (Pillow's bicubic)."""
+    import cv2
+    from sam2.utils.misc import _load_img_as_tensor
+
+    noise = np.random.default_rng(height).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "frame.png"), noise[:, :, ::-1])
+    official, _, _ = _load_img_as_tensor(str(tmp_path / "frame.png"), 512)
+    expected = (official.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert np.array_equal(resize_to_input(noise, 512).numpy(), expected)
