@@ -282,11 +282,12 @@ def _trace_parts(binary: np.ndarray, min_area: float, max_parts: int) -> list[_P
             holes.append(polygons[child])
             child = hierarchy[0][child][0]
         area = abs(_signed_area(polygons[i])) - sum(abs(_signed_area(h)) for h in holes)
-        if area >= min_area:
-            holes = [_oriented(h, clockwise=False) for h in holes if abs(_signed_area(h)) >= min_area]
-            parts.append((area, _Part(_oriented(polygons[i], clockwise=True), holes)))
+        holes = [_oriented(h, clockwise=False) for h in holes if abs(_signed_area(h)) >= min_area]
+        parts.append((area, _Part(_oriented(polygons[i], clockwise=True), holes)))
     parts.sort(key=lambda p: -p[0])
-    return [p for _, p in parts[:max_parts]]
+    # the largest part stays however small (a distant object is still the object); the others
+    # only from min_area on (specks)
+    return [p for k, (area, p) in enumerate(parts[:max_parts]) if k == 0 or area >= min_area]
 
 
 def _outline(contour: np.ndarray) -> np.ndarray:

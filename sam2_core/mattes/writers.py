@@ -17,7 +17,7 @@ Safety rules every writer keeps:
 * An image is written to a hidden temporary name in its own folder, read back to prove it is whole,
   and only then renamed onto its final name (`os.replace`, atomic). A killed run therefore loses at
   most the frame in flight and never leaves a half-written image under a final name; its temporary
-  file (`.<name>.<pid>.partial`) carries no image extension, so no sequence reader picks it up.
+  file (`.<frame>.<random>.<pid>.partial`) carries no image extension, so no sequence reader picks it up.
 * A video is written as `<name>.partial.<ext>` and renamed on `close()`. A video is only usable once
   its export finishes: an interrupted or failed one is removed (or, after a kill, left as
   `.partial`) and must be exported again.
@@ -34,6 +34,7 @@ import errno as errno_codes
 import functools
 import os
 import re
+import secrets
 import shutil
 import string
 from collections.abc import Iterable, Mapping
@@ -54,6 +55,7 @@ _IMAGE_FORMATS = {"exr": ("openexr", "exr"), "png16": ("png", "png"), "tiff16": 
 # video codec -> (FFmpeg encoder, container, file extension)
 _VIDEO_CODECS = {"prores4444": ("prores_ks", "mov", "mov"), "ffv1": ("ffv1", "matroska", "mkv")}
 
+MAX_NAME_BYTES = 255  # (a file name's length on most file systems)
 _LEFTOVER = re.compile(r"^\..+\.\d+\.partial$|^.+\.partial\.(mov|mkv)$")
 _OS_JUNK = {".DS_Store", "Thumbs.db", "desktop.ini"}
 
@@ -104,10 +106,15 @@ def safe_names(names: Iterable[str], frame: int | None = None) -> dict[str, str]
             s = safe_name(name)
         except ValueError as e:
             raise ValueError(f"{where}{e}") from None
-        clash = next((other for other, t in safe.items() if t == s), None)
-        if clash is not None:
+        clash = next((other for other, t in safe.items() if t.casefold() == s.casefold()), None)
+        if clash is not None and safe[clash] == s:
             raise ValueError(f"{where}objects {clash!r} and {name!r} both become {s!r} in file and layer "
                              "names: rename one of them")
+        if clash is not None:  # (Windows and macOS do not tell Car/ from car/)
+            raise ValueError(f"{where}objects {clash!r} and {name!r} become {safe[clash]!r} and {s!r} in file "
+                             "names, the same files on Windows and macOS: rename one of them")
+        if len(f"{s}_premult.-0000001.exr".encode()) > MAX_NAME_BYTES:
+            raise ValueError(f"{where}object name {name!r} is too long for file names: shorten it")
         safe[name] = s
     return safe
 
@@ -223,7 +230,8 @@ def _plate_as_float(frame_number: int, plate, shape: tuple[int, int]) -> np.ndar
     if not np.issubdtype(p.dtype, np.floating):
         raise ValueError(f"frame {frame_number}: the plate is {p.dtype}, expected uint8, uint16 or float")
     # (a render's stray NaN or inf pixel: black, or the largest half-float value, not a failed export)
-    return np.nan_to_num(p.astype(np.float32), nan=0.0, posinf=HALF_MAX, neginf=-HALF_MAX)
+    plate = np.nan_to_num(p.astype(np.float32), nan=0.0, posinf=HALF_MAX, neginf=-HALF_MAX)
+    return np.clip(plate, -HALF_MAX, HALF_MAX)  # (a value past half float's range would be stored as inf)
 
 
 # -- writing one image safely ---------------------------------------------------------------
@@ -287,7 +295,9 @@ def write_image_atomically(path: Path, pixels: np.ndarray, channels: tuple[str, 
     spec.alpha_channel = alpha_channel
     spec.attribute("PixelAspectRatio", float(pixel_aspect))
     spec.attribute("compression", compression if image_format == "exr" else "zip")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    if image_format != "exr":  # alpha, not sRGB colour: a PNG says gamma 1.0 (no sRGB or chromaticity chunks)
+        spec.attribute("oiio:ColorSpace", "lin_rec709")
+    tmp = path.with_name(f".{frame_number}.{secrets.token_hex(4)}.{os.getpid()}.partial")  # (short, whatever the name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -302,12 +312,20 @@ def write_image_atomically(path: Path, pixels: np.ndarray, channels: tuple[str, 
         _fsync(tmp)
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
+        _remove_quietly(tmp)
         raise _export_error(e, path, frame_number, "frames already written are complete") from e
     except BaseException:
-        tmp.unlink(missing_ok=True)  # interrupted (Ctrl-C): the frame in flight is simply not written
+        _remove_quietly(tmp)  # interrupted (Ctrl-C): the frame in flight is simply not written
         raise
     return path
+
+
+def _remove_quietly(path: Path) -> None:
+    """Remove a temporary file; failing to (the disk gone) must not hide why it is there."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _export_error(e: OSError, path: Path, frame_number: int | None, after: str) -> ExportError:

@@ -224,6 +224,15 @@ def test_largest_parts_are_kept_and_specks_dropped():
     assert len(shapes.splines) == 6  # 10x10 = 100 kept; the speck is not
 
 
+def test_a_small_object_keeps_its_shape_and_only_its_specks_go():
+    """A distant object smaller than the speck size is still the object: its largest part stays."""
+    m = np.zeros((H, W), bool)
+    m[20:26, 30:36] = True  # 36 pixels
+    m[60:62, 60:62] = True  # a 4-pixel speck beside it
+    (spline,) = shapes_from_mattes([(1, m)], min_area=100).splines
+    assert signed_area(spline.keys[1][:, :2]) == 36.0
+
+
 def test_bool_and_float_mattes_agree_and_bad_input_is_refused():
     a = shapes_from_mattes([(1, disc(80, 60, 20) > 0.5)])
     b = shapes_from_mattes([(1, disc(80, 60, 20))])

@@ -5,6 +5,7 @@ folder give clear errors and lose nothing already written."""
 import errno
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -217,6 +218,21 @@ def test_premultiplied_exr_is_plate_times_alpha(tmp_path):
     assert pixels.max() > 1 and np.allclose(pixels[:, :, :3], bright * matte(1006)[:, :, None], rtol=1e-3, atol=1e-3)
 
 
+def test_mattes_are_tagged_as_data_and_bright_plates_stay_finite(tmp_path):
+    """A 16-bit PNG matte says gamma 1.0 (no sRGB chunk: a colour-managed reader must not decode
+    alpha 0.5 as 0.21); a plate brighter than half float's range stays finite; a long name that
+    fits the file system writes (its temporary file's name is short)."""
+    name = "n" * 200
+    AlphaSequenceWriter(tmp_path, "png16").write(1001, {name: matte(1001)})
+    data = (tmp_path / name / f"{name}.1001.png").read_bytes()
+    assert data[data.index(b"gAMA") + 4:][:4] == (100000).to_bytes(4, "big")
+    assert b"sRGB" not in data and b"cHRM" not in data
+    PremultipliedWriter(tmp_path, "exr", pattern="{object}.{frame}.exr").write(
+        1001, {"car": np.ones((H, W), np.float32)}, np.full((H, W, 3), 1e5, np.float32))
+    pixels, _ = read_image(tmp_path / "car.1001.exr")
+    assert np.isfinite(pixels).all() and pixels[..., :3].max() == 65504.0
+
+
 def test_premultiplied_prores4444_with_alpha(tmp_path):
     with PremultipliedWriter(tmp_path, "prores4444", rate=25) as w:
         for n in FRAMES:
@@ -268,17 +284,13 @@ def test_killed_run_loses_only_the_frame_in_flight(tmp_path):
     for n in (1001, 1002):
         assert np.abs(read_image(tmp_path / "car" / f"car.{n}.exr")[0][:, :, 0] - matte(n)).max() <= 1e-3
     leftovers = sorted(set(files_under(tmp_path)) - set(finals))
-    assert leftovers == ["car.partial.mov", f"car/.car.1003.exr.{run_pid(leftovers)}.partial"]
+    assert leftovers[0] == "car.partial.mov" and re.fullmatch(r"car/\.1003\.[0-9a-f]{8}\.\d+\.partial", leftovers[1])
     assert not (tmp_path / "car.mov").exists()  # an unfinished video never takes its final name
     # the next export is refused until forced, and forcing clears the leftovers but keeps the frames
     with pytest.raises(ExportError, match="already holds 6 file"):
         prepare_output_dir(tmp_path)
     prepare_output_dir(tmp_path, force=True)
     assert files_under(tmp_path) == finals
-
-
-def run_pid(names: list[str]) -> str:
-    return next(n.split(".")[-2] for n in names if n.endswith(".partial"))
 
 
 def test_failed_rename_leaves_no_partial_file(tmp_path, monkeypatch):
@@ -437,6 +449,11 @@ def test_names_patterns_and_order_are_checked(tmp_path):
     assert safe_name("my car.v2") == "my_car_v2" and safe_name("2nd") == "_2nd" and safe_name("a/b") == "a_b"
     with pytest.raises(ValueError, match="'my car' and 'my.car' both become 'my_car'"):
         LayeredExrWriter(tmp_path).write(1001, {"my car": matte(1001), "my.car": matte(1001)})
+    with pytest.raises(ValueError, match="'Car' and 'car' become 'Car' and 'car' in file names, the same files on "
+                                         "Windows and macOS"):
+        AlphaSequenceWriter(tmp_path).write(1001, {"Car": matte(1001), "car": matte(1001)})
+    with pytest.raises(ValueError, match="object name 'xxx.*' is too long for file names: shorten it"):
+        AlphaSequenceWriter(tmp_path).write(1001, {"x" * 250: matte(1001)})
     with pytest.raises(ValueError, match="must use {frame}"):
         LayeredExrWriter(tmp_path, pattern="mattes.exr")
     with pytest.raises(ValueError, match="inside the output folder"):
