@@ -43,28 +43,47 @@ class FramingError(Exception):
     pass
 
 
+MAX_MESSAGE_BYTES = 64 << 20  # (masks travel as files: a request is small)
+
+
 def read_message(stream: BinaryIO) -> bytes | None:
-    """One framed message body, or None at the end of the stream."""
-    length = None
+    """One framed message body, or None at the end of the stream.
+
+    A header that cannot be read raises FramingError, and the stream stays readable: the next
+    call skips to the next Content-Length, also one that follows a bad message's body."""
+    length, bad = None, None
     while True:
         line = stream.readline()
         if not line:
             return None
         line = line.strip()
         if not line:
+            if bad is not None:
+                raise FramingError(bad)
             if length is None:
                 raise FramingError("a message header without Content-Length")
             break
-        name, _, value = line.decode("ascii", "replace").partition(":")
-        if name.strip().lower() == "content-length":
-            try:
-                length = int(value)
-            except ValueError:
-                raise FramingError(f"bad Content-Length {value.strip()!r}") from None
+        at = line.lower().rfind(b"content-length")  # (the last: what comes before may be a bad message's body)
+        name, colon, value = line[at:].decode("ascii", "replace").partition(":") if at >= 0 else ("", "", "")
+        if not colon or name.strip().lower() != "content-length":
+            continue  # (another header, or what is left of a message that could not be framed)
+        value = value.strip()
+        length, bad = (int(value), None) if value.isdigit() else (None, f"bad Content-Length {value!r}")
+        if length is not None and length > MAX_MESSAGE_BYTES:
+            _skip(stream, length)
+            raise FramingError(f"a message of {length} bytes, more than the {MAX_MESSAGE_BYTES} allowed")
     body = stream.read(length)
     if len(body) < length:
         return None
     return body
+
+
+def _skip(stream: BinaryIO, length: int) -> None:
+    """Read past the header and body of a message too large to take."""
+    while stream.readline().strip():
+        pass
+    while length > 0 and (chunk := stream.read(min(length, 1 << 20))):
+        length -= len(chunk)
 
 
 class FdReader:
@@ -73,26 +92,30 @@ class FdReader:
 
     def __init__(self, fd: int):
         self.fd = fd
-        self.buffer = b""
+        self.buffer = bytearray()  # (consumed from the front, in time linear in what is read)
 
     def _fill(self) -> bool:
         chunk = os.read(self.fd, 1 << 16)
         self.buffer += chunk
         return bool(chunk)
 
+    def _take(self, n: int) -> bytes:
+        data = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return data
+
     def readline(self) -> bytes:
-        while b"\n" not in self.buffer:
+        searched = 0
+        while (end := self.buffer.find(b"\n", searched)) < 0:
+            searched = len(self.buffer)
             if not self._fill():
-                line, self.buffer = self.buffer, b""
-                return line
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        return line + b"\n"
+                return self._take(len(self.buffer))
+        return self._take(end + 1)
 
     def read(self, n: int) -> bytes:
         while len(self.buffer) < n and self._fill():
             pass
-        data, self.buffer = self.buffer[:n], self.buffer[n:]
-        return data
+        return self._take(n)
 
 
 def write_message(stream: BinaryIO, message: dict) -> None:
@@ -440,6 +463,12 @@ class Server:
 
     def _reader(self) -> None:
         """Messages off stdin; a cancel for the running request acts at once."""
+        try:
+            self._read_messages()
+        finally:  # (the end of input, or a reader that failed: the service must not wait for ever)
+            self.inbox.put(("eof", None))
+
+    def _read_messages(self) -> None:
         while True:
             try:
                 body = read_message(self.inp)
@@ -447,11 +476,10 @@ class Server:
                 self.inbox.put(("error", str(e)))
                 continue
             if body is None:
-                self.inbox.put(("eof", None))
                 return
             try:
                 message = json.loads(body)
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:  # (RecursionError: JSON nested thousands deep)
                 self.inbox.put(("error", f"not JSON: {e}"))
                 continue
             if isinstance(message, dict) and message.get("method") == "$/cancelRequest":

@@ -199,6 +199,13 @@ def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official
     reply = client.read()
     assert reply["error"]["code"] == -32700 and reply["id"] is None
     alive()
+    client.send_raw(b"[" * 200000)  # (nested past Python's recursion limit)
+    assert client.read()["error"]["code"] == -32700
+    alive()
+    client.proc.stdin.write(b"Content-Length: abc\r\n\r\n" + json.dumps({"jsonrpc": "2.0", "id": 98}).encode())
+    client.proc.stdin.flush()
+    assert client.read()["error"]["message"] == "Unreadable message: bad Content-Length 'abc'"
+    alive()  # (the stream is read again from the next message on)
     client.send({"jsonrpc": "1.0", "id": 99, "method": "initialize"})
     assert client.read()["error"]["code"] == -32600
     # ids that are not a string, a number or null; a cancel of one is ignored
