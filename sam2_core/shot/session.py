@@ -375,21 +375,30 @@ class ShotSession:
         else:
             if direction not in ("forward", "backward", "both"):
                 raise SessionError(f"direction must be forward, backward or both; got {direction!r}.")
-            first = self.index(start) if start is not None else min(self.tracker.prompted_frames())
             last = self.index(end) if end is not None else None
-            if last is not None and (last < first if direction != "backward" else last > first):
-                raise SessionError(f"Tracking {direction} from frame {self.numbers[first]} never reaches frame "
-                                   f"{self.numbers[last]}: swap them or change the direction.")
-            spans = []
-            if direction in ("forward", "both"):
-                spans.append(Span(first, "forward", self.tracker.num_frames - 1 if last is None else last, ids))
-            if direction == "backward":
-                spans.append(Span(first, "backward", 0 if last is None else last, ids))
-            # (the start frame was just done going forward; an end given closes the range there)
-            if direction == "both" and first > 0 and last is None:
-                spans.append(Span(first - 1, "backward", 0, ids))
-            spans = [s for s in spans if _runs(s)]
+            if start is not None:
+                starts = {self.index(start): ids}
+            else:  # each object from its own first prompted frame (before it, it is not yet known)
+                starts = {}
+                for obj_id in ids:
+                    starts.setdefault(min(self.tracker.prompted_frames(obj_id)), []).append(obj_id)
+            spans = [span for first, group in sorted(starts.items())
+                     for span in self._range_spans(first, last, direction, group)]
         return self._run(spans, ids, cancel, progress, whole_shot=start is None and direction == "both")
+
+    def _range_spans(self, first: int, last: int | None, direction: str, ids: list[int]) -> list[Span]:
+        if last is not None and (last < first if direction != "backward" else last > first):
+            raise SessionError(f"Tracking {direction} from frame {self.numbers[first]} never reaches frame "
+                               f"{self.numbers[last]}: swap them or change the direction.")
+        spans = []
+        if direction in ("forward", "both"):
+            spans.append(Span(first, "forward", self.tracker.num_frames - 1 if last is None else last, ids))
+        if direction == "backward":
+            spans.append(Span(first, "backward", 0 if last is None else last, ids))
+        # (the start frame was just done going forward; an end given closes the range there)
+        if direction == "both" and first > 0 and last is None:
+            spans.append(Span(first - 1, "backward", 0, ids))
+        return [s for s in spans if _runs(s)]
 
     def _tracked_ids(self, names: list[str] | None) -> list[int]:
         records = self.objects if names is None else [self.object(n) for n in names]

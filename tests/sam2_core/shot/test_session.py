@@ -204,6 +204,19 @@ def test_new_objects_are_tracked_from_their_own_first_frames(new_session):
         [(FIRST + i, ["square"]) for i in (3, 4, 5, 2, 1, 0)]
 
 
+def test_a_direction_without_a_start_runs_each_object_from_its_own_first_prompt(new_session):
+    """Before its first prompt an object is not yet known: it is not tracked there going forward,
+    and the whole-shot track still takes it backward from its prompt."""
+    s = new_session()
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    s.add_prompt("square", FIRST + 3, box=(205, 15 + 24, 275, 85 + 24))
+    runs = [(f, sorted(out)) for f, out in s.track(direction="forward", objects=["square"])]
+    assert runs == [(FIRST + i, ["square"]) for i in (3, 4, 5)]
+    runs = [(f, sorted(out)) for f, out in s.track()]
+    assert runs == [(FIRST + i, ["ball"]) for i in range(N)] + [(FIRST + i, ["square"]) for i in (2, 1, 0)]
+    assert s.shot.manifest.tracked
+
+
 def test_tracking_some_objects_leaves_the_shot_marked_untracked(new_session):
     s = new_session()
     s.add_prompt("ball", FIRST, points=[(60, 120)])
