@@ -503,16 +503,16 @@ class ShotSession:
     # -- results and export --------------------------------------------------------------
 
     def logits(self, name: str, frame: int) -> np.ndarray | None:
-        record = self.object(name)
+        record, index = self.object(name), self.index(frame)  # (a frame outside the shot is an error)
         if record.id not in self.tracker.object_ids:
             return None
-        return self.tracker.logits(self.index(frame), record.id)
+        return self.tracker.logits(index, record.id)
 
     def object_score(self, name: str, frame: int) -> float | None:
-        record = self.object(name)
+        record, index = self.object(name), self.index(frame)  # (a frame outside the shot is an error)
         if record.id not in self.tracker.object_ids:
             return None
-        return self.tracker.object_score(self.index(frame), record.id)
+        return self.tracker.object_score(index, record.id)
 
     def set_cleanup(self, name: str, settings: dict) -> Cleanup:
         record = self.object(name)
@@ -570,10 +570,15 @@ class ShotSession:
         out = Path(out)
         source = self.shot.source_path
         footage = Path(os.path.realpath(source if source.is_dir() else source.parent))
+        shot = Path(os.path.realpath(self.shot.folder))
         for folder in [out, *(Path(matte_files(fmt, out, o.name)).parent for o in self.objects)]:
-            if Path(os.path.realpath(folder)) == footage:
+            real = Path(os.path.realpath(folder))
+            if real == footage:
                 raise ExportRefused(f"Exporting to {out} would put files in the footage's folder {footage}: mattes "
                                     "never go beside the plates. Choose another folder (a new one inside it is fine).")
+            if real == shot or shot in real.parents:
+                raise ExportRefused(f"Exporting to {out} would put mattes in the shot's own folder {shot}: choose "
+                                    "another folder, or rename the object named as that folder.")
 
     def info(self) -> dict:
         src = self.source

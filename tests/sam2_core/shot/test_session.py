@@ -613,6 +613,28 @@ def test_an_export_never_puts_mattes_in_the_footages_folder(official_checkpoint,
         s.close()
 
 
+def test_an_export_never_puts_mattes_in_the_shots_own_folder(new_session, tmp_path):
+    """A shot at proj/car with an object "car", exported to proj: its mattes would go to
+    proj/car/, beside shot.json (and a later export would overwrite them unasked)."""
+    s = new_session(tmp_path / "proj" / "car")
+    s.add_prompt("car", FIRST, points=[(60, 120)])
+    before = sorted(p.name for p in s.shot.folder.iterdir())
+    for out in (tmp_path / "proj", s.shot.folder, s.shot.folder / "cache"):
+        with pytest.raises(SessionError, match=r"in the shot's own folder .*proj/car: choose another folder"):
+            s.export(out, "png16", force=True)
+    assert sorted(p.name for p in s.shot.folder.iterdir()) == before
+    assert s.export(tmp_path / "mattes", "png16")["frames"] == N
+
+
+def test_a_frame_outside_the_shot_is_an_error_before_any_tracking(new_session):
+    s = new_session()
+    s.add_object("sky")
+    assert s.logits("sky", FIRST) is None and s.object_score("sky", FIRST) is None  # (nothing tracked yet)
+    for ask in (s.logits, s.object_score):
+        with pytest.raises(SessionError, match="Frame 99999 is not in the shot"):
+            ask("sky", 99999)
+
+
 def test_a_shot_whose_checkpoint_now_holds_other_weights_gives_its_prompts_again(official_checkpoint, plate,
                                                                                    tmp_path):
     import shutil
