@@ -208,12 +208,15 @@ class Service:
     def shot_create(self, shot, source, colorspace=None, model=None, checkpoint=None, device=None, dtype="float32",
                     image_size=None, frame=None):
         from sam2_core.shot.session import ShotSession
+        from sam2_core.shot.shot import holds_other_files
 
         folder, footage = _path(shot, "shot"), _path(source, "source")
         frame = None if frame is None else _frame(frame)
-        if folder.exists() and any(folder.iterdir()):
-            if (folder / "shot.json").exists():
-                raise RpcError(USER_ERROR, f"There is already a shot in {folder}: open it with shot/open.")
+        if folder.exists() and not folder.is_dir():
+            raise RpcError(REFUSED_PATH, f"shot {folder} is refused: it is a file; a shot needs a new or empty folder")
+        if (folder / "shot.json").exists():
+            raise RpcError(USER_ERROR, f"There is already a shot in {folder}: open it with shot/open.")
+        if holds_other_files(folder):  # (what a creation cut off left is not in the way)
             raise RpcError(REFUSED_PATH, f"shot {folder} is refused: the folder holds other files; "
                                          "a shot needs a new or empty folder")
         if not footage.exists() and "%" not in source and "#" not in source:

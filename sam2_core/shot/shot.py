@@ -58,6 +58,16 @@ def clear_cache(folder: str | Path) -> int:
         lock.release()
 
 
+def holds_other_files(folder: str | Path) -> bool:
+    """Whether a folder holds files other than what a shot's creation left when it was cut
+    off (its lock, a manifest's temporary file): such a folder cannot become a shot."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    return any(p.name != "lock" and not (p.name.startswith(".shot.json.") and p.name.endswith(".tmp"))
+               for p in folder.iterdir())
+
+
 class Shot:
     def __init__(self, folder: Path, manifest: Manifest, lock: ShotLock):
         self.folder = folder

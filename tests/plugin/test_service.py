@@ -228,7 +228,14 @@ def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official
     (busy / "notes.txt").write_text("mine")
     assert client.error("shot/create", {"shot": str(busy), "source": str(clip)})["code"] == -32003
     assert (busy / "notes.txt").read_text() == "mine" and sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+    assert client.error("shot/create", {"shot": str(busy / "notes.txt"), "source": str(clip)})["code"] == -32003
     alive()
+    cut_off = tmp_path / "cut_off"  # what a service killed while it created a shot there leaves
+    cut_off.mkdir()
+    (cut_off / "lock").write_text("")
+    (cut_off / ".shot.json.0123abcd.tmp").write_text("{")
+    new_shot(client, clip, cut_off, official_checkpoint)
+    assert (cut_off / "shot.json").is_file()
     # a setting the model refuses: a clear error, and nothing half-made blocks the next try in that folder
     err = client.error("shot/create", {"shot": str(tmp_path / "shot"), "source": str(clip), "image_size": 500,
                                        "checkpoint": str(official_checkpoint(NAME)), "device": "cpu"})
