@@ -127,9 +127,45 @@ def write_message(stream: BinaryIO, message: dict) -> None:
 # -- parameters -------------------------------------------------------------------------
 
 def _number(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-        raise RpcError(INVALID_PARAMS, f"{name} must be a number, got {value!r}")
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(float(value)):
+            raise ValueError
+    except (ValueError, OverflowError):  # (OverflowError: an integer with hundreds of digits)
+        raise RpcError(INVALID_PARAMS, f"{name} must be a number, got {_shown(value)}") from None
     return float(value)
+
+
+def _integer(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RpcError(INVALID_PARAMS, f"{name} must be an integer, got {_shown(value)}")
+    return value
+
+
+def _text(value, name: str) -> str:
+    if not isinstance(value, str):
+        raise RpcError(INVALID_PARAMS, f"{name} must be a string, got {_shown(value)}")
+    return value
+
+
+def _flag(value, name: str) -> bool:
+    if not isinstance(value, bool):  # ("false" as a string would read as true)
+        raise RpcError(INVALID_PARAMS, f"{name} must be true or false, got {_shown(value)}")
+    return value
+
+
+def _colour(value, name: str = "colour") -> list[float]:
+    if not isinstance(value, list) or len(value) != 3:
+        raise RpcError(INVALID_PARAMS, f"colour must be [r, g, b], numbers from 0 to 1, got {_shown(value)}")
+    return [_number(v, name) for v in value]
+
+
+def _optional(check, value, name: str):
+    return None if value is None else check(value, name)
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _frame(value, name: str = "frame") -> int:
@@ -212,6 +248,9 @@ class Service:
 
         folder, footage = _path(shot, "shot"), _path(source, "source")
         frame = None if frame is None else _frame(frame)
+        colorspace, model = _optional(_text, colorspace, "colorspace"), _optional(_text, model, "model")
+        device, dtype = _optional(_text, device, "device"), _text(dtype, "dtype")
+        image_size = _optional(_integer, image_size, "image_size")
         if folder.exists() and not folder.is_dir():
             raise RpcError(REFUSED_PATH, f"shot {folder} is refused: it is a file; a shot needs a new or empty folder")
         if (folder / "shot.json").exists():
@@ -232,7 +271,8 @@ class Service:
 
         folder = _path(shot, "shot")
         frame = None if frame is None else _frame(frame)
-        told = self._download_progress() if download else _refuse_download
+        device = _optional(_text, device, "device")
+        told = self._download_progress() if _flag(download, "download") else _refuse_download
         return self._switch_to(folder, frame, lambda: ShotSession.open(folder, device=device or self.device,
                                                                         on_download=told))
 
@@ -281,7 +321,7 @@ class Service:
 
     def object_add(self, object, colour=None):
         s = self.shot
-        return s.object_info(s.add_object(_name(object), colour))
+        return s.object_info(s.add_object(_name(object), _optional(_colour, colour, "colour")))
 
     def object_rename(self, object, name):
         s = self.shot
@@ -376,11 +416,12 @@ class Service:
             raise RpcError(INVALID_PARAMS, "cleanup must map object names to settings, e.g. "
                                            '{"car": {"grow": 2, "feather": 1.5}}')
         tolerance = None if shape_tolerance is None else _number(shape_tolerance, "shape_tolerance")
+        format, shapes, force = _text(format, "format"), _flag(shapes, "shapes"), _flag(force, "force")
         kept = {o.name: dict(o.cleanup) for o in s.objects}
         try:
             for name, settings in (cleanup or {}).items():
                 s.set_cleanup(_name(name), settings)
-            return s.export(folder, format, shapes=bool(shapes), shape_tolerance=tolerance, force=bool(force))
+            return s.export(folder, format, shapes=shapes, shape_tolerance=tolerance, force=force)
         except BaseException:
             if cleanup:  # a failed export keeps the clean-up settings the shot had
                 for o in s.objects:
@@ -432,7 +473,7 @@ def _error_code(e: Exception) -> int | None:
     if isinstance(e, ExportRefused):  # (the footage's own folder)
         return REFUSED_PATH
     if isinstance(e, (ValueError, KeyError, IndexError, CacheError, ExportError, CheckpointError, WeightsError,
-                      ManifestError, FileNotFoundError, FileExistsError, PermissionError)):
+                      ManifestError, OSError)):  # (OSError: a path the system refuses, a disk gone)
         return USER_ERROR
     return None
 

@@ -172,8 +172,9 @@ class ShotSession:
         return list(self.shot.manifest.objects)
 
     def object(self, name: str) -> ObjectRecord:
+        wanted = name.strip() if isinstance(name, str) else name  # (as add_object keeps names)
         for o in self.shot.manifest.objects:
-            if o.name == name:
+            if o.name == wanted:
                 return o
         known = ", ".join(o.name for o in self.shot.manifest.objects) or "none yet"
         raise SessionError(f"No object {name!r} in the shot (objects: {known}).")

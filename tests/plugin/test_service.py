@@ -256,6 +256,29 @@ def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official
         assert err["code"] == code and words in err["message"], (params, err)
     assert client.call("shot/info", {})["objects"] == []  # nothing was half-added
     assert client.call("prompt/add", {"object": " ball ", "frame": FIRST, "points": [[60, 120]]})["object"] == "ball"
+    assert client.call("mask/get", {"object": " ball ", "frame": FIRST})["mask"] is not None  # (as prompt/add)
+    # parameters of the wrong type: -32602 naming the parameter, and nothing done
+    huge = int("9" * 400)
+    wrong_types = [
+        ("shot/create", {"shot": str(tmp_path / "t1"), "source": str(clip), "image_size": "abc"}, "image_size"),
+        ("shot/create", {"shot": str(tmp_path / "t2"), "source": str(clip), "colorspace": 5}, "colorspace"),
+        ("shot/create", {"shot": str(tmp_path / "t3"), "source": str(clip), "model": ["x"]}, "model"),
+        ("shot/open", {"shot": str(tmp_path / "shot"), "download": "false"}, "download"),
+        ("object/add", {"object": "sky", "colour": [0.1, 0.2, True]}, "colour"),
+        ("object/add", {"object": "sky", "colour": [huge, 0, 0]}, "colour"),
+        ("prompt/add", {"object": "ball", "frame": FIRST, "points": [[huge, 1]]}, "points"),
+        ("prompt/add", {"object": "ball", "frame": FIRST, "box": [huge, 1, 2, 3]}, "box"),
+        ("export", {"out": str(tmp_path / "m"), "format": ["png16"]}, "format"),
+        ("export", {"out": str(tmp_path / "m"), "force": "false"}, "force"),
+        ("export", {"out": str(tmp_path / "m"), "shapes": "no"}, "shapes"),
+    ]
+    for method, params, name in wrong_types:
+        err = client.error(method, params)
+        assert err["code"] == -32602 and err["message"].startswith(name), (method, params, err)
+    assert [o["object"] for o in client.call("shot/info", {})["objects"]] == ["ball"]
+    assert not any((tmp_path / n).exists() for n in ("t1", "t2", "t3", "m"))
+    err = client.error("shot/open", {"shot": str(clip / sorted(os.listdir(clip))[0])})  # a file, not a folder
+    assert err["code"] == -32000, err
     # a shot that cannot be made keeps the open one open
     err = client.error("shot/create", {"shot": str(tmp_path / "s2"), "source": str(clip), "checkpoint": "rel.pt"})
     assert err["code"] == -32003 and client.call("shot/info", {})["shot"] == str((tmp_path / "shot").resolve())
