@@ -98,15 +98,24 @@ def remove_islands(alpha: np.ndarray, max_area: int) -> np.ndarray:
     return np.where(gone & ~keep_fringe.astype(bool), 0.0, alpha).astype(np.float32)
 
 
-def _disc(radius: float) -> np.ndarray:
-    r = max(1, int(round(abs(radius))))
-    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+def _disc(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
 def grow(alpha: np.ndarray, pixels: float) -> np.ndarray:
-    """Dilate (pixels > 0) or erode (pixels < 0) the matte, soft edge included."""
+    """Dilate (pixels > 0) or erode (pixels < 0) the matte, soft edge included; a fraction of
+    a pixel blends the two whole sizes either side (1.5 is halfway from 1 to 2)."""
     op = cv2.dilate if pixels > 0 else cv2.erode
-    return op(alpha, _disc(pixels), borderType=cv2.BORDER_REPLICATE)
+
+    def by(radius: int) -> np.ndarray:
+        return alpha if radius == 0 else op(alpha, _disc(radius), borderType=cv2.BORDER_REPLICATE)
+
+    size = abs(pixels)
+    low, high = int(np.floor(size)), int(np.ceil(size))
+    if low == high:
+        return by(low)
+    part = np.float32(size - low)
+    return ((1 - part) * by(low) + part * by(high)).astype(np.float32)
 
 
 def feather(alpha: np.ndarray, pixels: float) -> np.ndarray:

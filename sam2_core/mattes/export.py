@@ -88,10 +88,10 @@ def export(tracker, objects: dict[int, str], writer, *, guided: bool = True,
             done += 1
             if progress is not None:
                 progress(done, total)
+        writer.close()
     except BaseException:  # (Ctrl-C, a full disk: unfinished videos are removed, finished images stay)
         writer.abort()
         raise
-    writer.close()
     return done
 
 
@@ -169,8 +169,12 @@ class _VideoWriters:
         return []
 
     def close(self):
-        for w in self._writers.values():
-            w.close()
+        try:
+            for w in self._writers.values():
+                w.close()
+        except BaseException:
+            self.abort()  # the videos not finished yet are removed; finished ones stay
+            raise
 
     def abort(self):
         for w in self._writers.values():

@@ -104,6 +104,15 @@ def test_grow_shrink_and_feather():
     assert 0 < f[50, 30] < 1 and f[50, 50] == pytest.approx(1, abs=1e-3) and f[0, 0] == pytest.approx(0, abs=1e-3)
 
 
+def test_a_fraction_of_a_pixel_grows_and_shrinks_by_that_fraction():
+    a = disc(100, 100, 50, 50, 20).astype(np.float32)
+    for sign in (1, -1):
+        areas = [grow(a, sign * p).sum() for p in (0.25, 0.5, 1, 1.5, 2, 2.5)]
+        assert areas == sorted(areas, reverse=sign < 0) and len(set(areas)) == len(areas)  # each step differs
+        assert grow(a, sign * 1.5).sum() == pytest.approx((grow(a, sign).sum() + grow(a, sign * 2).sum()) / 2)
+    assert np.array_equal(grow(a, 2.0), grow(a, 2))
+
+
 def test_temporal_smoothing_removes_a_one_frame_flicker_and_keeps_order():
     frames = [(1001 + i, np.full((4, 4), 1.0, np.float32)) for i in range(7)]
     frames[3] = (1004, np.zeros((4, 4), np.float32))  # the matte vanishes for one frame

@@ -496,6 +496,23 @@ def test_an_export_stopped_midway_leaves_no_unfinished_video(tmp_path, monkeypat
         assert files_under(tmp_path / fmt) == []
 
 
+def test_a_video_that_cannot_be_finished_takes_the_unfinished_others_with_it(tmp_path, monkeypatch):
+    """One object's video fails as it is finished (its name taken by a folder): the others still
+    unfinished are removed, not left as .partial files with their files open."""
+    from types import SimpleNamespace
+
+    from sam2_core.mattes import export
+
+    monkeypatch.setattr(export, "mattes_of", lambda *_a, **_k: (
+        (n - FRAMES[0], n, mattes(n), plate(n)) for n in FRAMES[:2]))
+    source = SimpleNamespace(frame_numbers=FRAMES, size=(W, H), rate=24, pixel_aspect=1.0)
+    (tmp_path / "car.mov").mkdir()
+    with pytest.raises(ExportError, match=r"car\.partial\.mov"):
+        export.export(SimpleNamespace(source=FRAMES), {1: "car", 2: "my person"},
+                      export.writer_for("prores", tmp_path, source))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["car.mov"] and not any((tmp_path / "car.mov").iterdir())
+
+
 def test_a_premultiplied_export_takes_the_plate_as_stored(tmp_path):
     """A linear EXR plate stays linear (values above 1 too), not the model's 8-bit sRGB view."""
     from types import SimpleNamespace
