@@ -374,6 +374,11 @@ def cmd_track(args) -> int:
         if not _same_footage(args.source, session.shot.source_path):
             print(f"sam2roto: note: --resume goes on with the run's own footage, {session.shot.source_path}; "
                   f"{args.source} is not used.", file=sys.stderr)
+        try:
+            session.check_export_folder(out, args.format)  # (refused now, not after tracking the rest)
+        except BaseException:
+            session.close()
+            raise
     else:
         _check_source(args.source)
         if not any(kind in ("point", "box") for kind, _ in args.prompts):

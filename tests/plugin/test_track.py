@@ -335,3 +335,27 @@ def test_a_full_disk_says_how_to_go_on(clip, official_checkpoint, tmp_path, caps
     base = track_args(clip, out, official_checkpoint(NAME))[6:]  # (as told, with the model's options)
     assert main(["track", "--resume", str(clip), "--out", str(out), *base[base.index("--checkpoint"):]]) == 0
     assert len(list((out / "ball").glob("ball.*.png"))) == 4 and len(list((out / "square").glob("*.png"))) == 4
+
+
+def test_a_resume_refuses_an_export_that_would_fail_before_tracking_the_rest(official_checkpoint, tmp_path, capsys,
+                                                                            monkeypatch):
+    from sam2_core.tracking.tracker import VideoTracker
+    from tests.sam2_core.media.footage import write_image
+
+    anamorphic = tmp_path / "anamorphic"
+    anamorphic.mkdir()
+    for n in range(FIRST, FIRST + 2):
+        write_image(anamorphic / f"plate.{n}.exr", np.full((60, 80, 3), 0.2, np.float32), "half",
+                    attrs={"PixelAspectRatio": 2.0})
+    args = ["track", str(anamorphic / "plate.####.exr"), "--out", str(tmp_path / "out"), "--checkpoint",
+            str(official_checkpoint(NAME)), "--device", "cpu", "--image-size", str(CPU_TEST_INPUT_SIZE)]
+
+    def ctrl_c(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(VideoTracker, "propagate", ctrl_c)  # a run stopped as its tracking starts
+    assert main([*args, "--point", "20,20"]) == 130
+    monkeypatch.setattr(VideoTracker, "propagate", lambda *a, **k: pytest.fail("tracked before refusing"))
+    capsys.readouterr()
+    assert main([*args, "--resume", "--format", "ffv1"]) == 1
+    assert "FFV1 video cannot record the footage's pixel aspect 2" in capsys.readouterr().err
