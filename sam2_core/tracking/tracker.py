@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import numbers
+import os
 import shutil
 import tempfile
 import threading
@@ -89,6 +90,29 @@ def _remove_folders(folders: list[Path]) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _temporary_session(cache_dir: Path) -> Path:
+    """A new folder name for a tracker's own session under `cache_dir/sessions`, named after
+    this process, so that the sessions of processes killed before they could close (and
+    remove theirs) are known and removed."""
+    sessions = cache_dir / "sessions"
+    if os.name == "posix" and sessions.is_dir():  # (Windows has no harmless "is it alive" signal)
+        for folder in sessions.iterdir():
+            pid, dash, _ = folder.name.partition("-")
+            if dash and pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(folder, ignore_errors=True)
+    return sessions / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # (another user's)
+        return True
+    return True
+
+
 def _check_object_id(obj_id) -> int:
     """Object ids are whole numbers from 0 (as the official predictor's); they name the
     object's files in a session."""
@@ -142,7 +166,7 @@ class VideoTracker:
         self.cache_dir = Path(tempfile.mkdtemp(prefix="sam2roto-")) if cache_dir is None else Path(cache_dir)
         # this tracker's own working data: prompts, spatial memories, per-frame results
         self.persistent = session_dir is not None
-        self.session_dir = Path(session_dir) if session_dir else self.cache_dir / "sessions" / uuid.uuid4().hex[:12]
+        self.session_dir = Path(session_dir) if session_dir else _temporary_session(self.cache_dir)
         # what only this tracker uses goes with it, also when it is dropped unclosed (or
         # fails to open)
         temporary = ([] if self.persistent else [self.session_dir]) + ([self.cache_dir] if self._own_dir else [])

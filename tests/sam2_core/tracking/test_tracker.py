@@ -925,3 +925,20 @@ def test_frames_are_resized_as_the_official_video_predictor_loads_them(tmp_path,
     official, _, _ = _load_img_as_tensor(str(tmp_path / "frame.png"), 512)
     expected = (official.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     assert np.array_equal(resize_to_input(noise, 512).numpy(), expected)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="finds ended processes by their pid")
+def test_sessions_of_killed_processes_are_removed_and_live_ones_kept(tiny, tmp_path):
+    """A tracker without a session folder works in one of its own under the cache, removed on
+    close; one killed before it could close leaves it, and the next tracker removes it."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    sessions = tmp_path / "sessions"
+    killed, running = sessions / f"{ended.pid}-0123456789ab", sessions / f"{os.getppid()}-0123456789ab"
+    for folder in (killed, running):
+        (folder / "results").mkdir(parents=True)
+    tracker = VideoTracker(tiny, moving_disc_frames(2), cache_dir=tmp_path)
+    assert not killed.exists() and running.exists()
+    assert tracker.session_dir.parent == sessions and tracker.session_dir.name.startswith(f"{os.getpid()}-")
+    tracker.close()
+    assert sorted(p.name for p in sessions.iterdir()) == [running.name]
