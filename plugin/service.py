@@ -399,7 +399,8 @@ class Service:
         for frame_number, _ in s.track(direction, start, end, objects, cancel=self.cancel, progress=progress):
             self.notify("$/progress", {"id": request_id, "done": counts[0], "total": counts[1],
                                        "frame": frame_number})
-        return {"frames": counts[0], "cancelled": self.cancel.is_set()}
+        # (a cancel that came after the last frame came too late to stop anything)
+        return {"frames": counts[0], "cancelled": self.cancel.is_set() and (counts[1] == 0 or counts[0] < counts[1])}
 
     def export(self, out, format="png16", shapes=False, shape_tolerance=None, force=False, cleanup=None):
         s = self.shot

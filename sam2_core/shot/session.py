@@ -488,7 +488,7 @@ class ShotSession:
                 if progress is not None:
                     progress(done, total)
                 yield self.numbers[index], {names[i]: v for i, v in logits.items()}
-        cancelled = cancel is not None and cancel.is_set()
+        cancelled = cancel is not None and cancel.is_set() and done < total  # (a cancel after the last frame is late)
         if whole_shot and not cancelled:
             self.shot.manifest.tracked = self._tracking_done()
             self.shot.save()

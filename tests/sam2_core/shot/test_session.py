@@ -217,6 +217,18 @@ def test_a_direction_without_a_start_runs_each_object_from_its_own_first_prompt(
     assert s.shot.manifest.tracked
 
 
+def test_a_cancel_that_comes_after_the_last_frame_leaves_the_shot_tracked(new_session):
+    s = new_session()
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    cancel = threading.Event()
+    frames = []
+    for frame, _ in s.track(cancel=cancel):
+        frames.append(frame)
+        if len(frames) == N:
+            cancel.set()  # (the host's Cancel, as the last frame arrives)
+    assert len(frames) == N and s.shot.manifest.tracked
+
+
 def test_tracking_some_objects_leaves_the_shot_marked_untracked(new_session):
     s = new_session()
     s.add_prompt("ball", FIRST, points=[(60, 120)])
