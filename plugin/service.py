@@ -579,6 +579,13 @@ class Server:
             return None  # notifications the service does not use
         params = message.get("params")
         self._start(request_id)
+        if self.service.cancel.is_set() and method != "track":  # (a track answers that it did not run)
+            with self._cancel_lock:
+                self.running_id = None
+            if is_request:
+                self.send(_error(request_id, REQUEST_CANCELLED, f"{method} was cancelled before it started: "
+                                                                "nothing was done."))
+            return None
         try:
             self.service.request_id = request_id
             result = self.service.call(method, params)

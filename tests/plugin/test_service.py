@@ -189,6 +189,14 @@ def test_a_track_cancelled_while_queued_does_not_run(client, clip, official_chec
     assert client.answer(unplannable)["result"] == {"frames": 0, "cancelled": True}
     again = client.call("track", {"direction": "forward", "from": FIRST})  # later requests run as usual
     assert again == {"frames": N, "cancelled": False}
+    # any other request cancelled while it waits (a host that gave up on it) is not done later
+    running = client.request("track", {"direction": "forward"}, wait=False)
+    rename = client.request("object/rename", {"object": "ball", "name": "sphere"}, wait=False)
+    client.send({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": rename}})
+    assert client.answer(running)["result"]["cancelled"] is False
+    assert client.answer(rename)["error"] == {"code": -32800, "message": "object/rename was cancelled before it "
+                                                                        "started: nothing was done."}
+    assert [o["object"] for o in client.call("shot/info", {})["objects"]] == ["ball"]
 
 
 def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official_checkpoint, tmp_path):

@@ -222,7 +222,11 @@ class ServiceClient:
                 raise self._stopped
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ServiceError(f"The SAM 2 core did not answer {method} within {timeout:.0f} s.", None, method)
+                # (not left to run later behind other work: a rename the artist saw fail must not happen)
+                self.cancel(request_id)
+                self._pending.pop(request_id, None)
+                raise ServiceError(f"The SAM 2 core did not answer {method} within {timeout:.0f} s, so it was "
+                                   "called off.", None, method)
             self.poll(wait=min(left, 0.1))
         if "error" in box:
             raise box["error"]

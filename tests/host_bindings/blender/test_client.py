@@ -129,6 +129,11 @@ def test_a_missing_core_says_where_to_look(tmp_path):
         client.start()
 
 
-def test_a_stalled_call_times_out_with_the_method_name(service):
-    with pytest.raises(rpc.ServiceError, match="did not answer sleep within 1 s"):
+def test_a_stalled_call_times_out_with_the_method_name_and_is_called_off(service):
+    with pytest.raises(rpc.ServiceError, match="did not answer sleep within 1 s, so it was called off"):
         service.call("sleep", {"seconds": 1.5}, timeout=1)
+    assert service.call("echo", {"after": 1}) == {"after": 1}  # (the late answer is not taken for another's)
+    deadline = time.monotonic() + 10  # (the stand-in's log comes on its own pipe)
+    while "got $/cancelRequest" not in service.log_tail() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "got $/cancelRequest" in service.log_tail()
