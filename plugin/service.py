@@ -194,11 +194,6 @@ def _points(value, name: str) -> list[list[float]]:
     return [[_number(x, name), _number(y, name)] for x, y in value]
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    path, folder = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
-    return path == folder or folder in path.parents
-
-
 # -- the service ------------------------------------------------------------------------
 
 class Service:
@@ -404,14 +399,7 @@ class Service:
 
     def export(self, out, format="png16", shapes=False, shape_tolerance=None, force=False, cleanup=None):
         s = self.shot
-        folder = _path(out, "out")
-        shot_folder = s.shot.folder
-        # (a folder that holds the shot is fine: the export leaves the shot's files alone, as
-        # `sam2roto track --out DIR` does with DIR/.sam2roto)
-        working = [shot_folder / part for part in ("cache", "tracking", "prompts", "display")]
-        if os.path.realpath(folder) == os.path.realpath(shot_folder) or any(_inside(folder, w) for w in working):
-            raise RpcError(REFUSED_PATH, f"out {folder} is refused: it would mix mattes with the shot's own "
-                                         f"files; choose a folder outside {shot_folder} (or a new one inside it)")
+        folder = _path(out, "out")  # (the shot checks that it keeps its mattes apart from its own files)
         if cleanup is not None and (not isinstance(cleanup, dict)
                                     or not all(isinstance(v, dict) for v in cleanup.values())):
             raise RpcError(INVALID_PARAMS, "cleanup must map object names to settings, e.g. "

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..mattes.cleanup import Cleanup
 from .manifest import ManifestError, ObjectRecord, PromptRecord
-from .shot import Shot
+from .shot import WORKING_FOLDERS, Shot
 
 log = logging.getLogger(__name__)
 
@@ -572,14 +572,17 @@ class ShotSession:
         source = self.shot.source_path
         footage = Path(os.path.realpath(source if source.is_dir() else source.parent))
         shot = Path(os.path.realpath(self.shot.folder))
+        working = [shot / part for part in WORKING_FOLDERS]
         for folder in [out, *(Path(matte_files(fmt, out, o.name)).parent for o in self.objects)]:
             real = Path(os.path.realpath(folder))
             if real == footage:
                 raise ExportRefused(f"Exporting to {out} would put files in the footage's folder {footage}: mattes "
                                     "never go beside the plates. Choose another folder (a new one inside it is fine).")
-            if real == shot or shot in real.parents:
-                raise ExportRefused(f"Exporting to {out} would put mattes in the shot's own folder {shot}: choose "
-                                    "another folder, or rename the object named as that folder.")
+            # (a new folder inside the shot's is fine, as Blender's shots keep their mattes)
+            if real == shot or any(real == w or w in real.parents for w in working):
+                raise ExportRefused(f"Exporting to {out} would mix mattes with the shot's own files in {shot}: "
+                                    "choose another folder (a new one inside it is fine), or rename the object "
+                                    "named as that folder.")
 
     def info(self) -> dict:
         src = self.source

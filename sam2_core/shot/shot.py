@@ -4,6 +4,8 @@
     SHOT/lock           held while a process works on the shot
     SHOT/cache/         frames and image features (reused by every run)
     SHOT/tracking/      prompts, memories and per-frame results: a killed run resumes here
+    SHOT/prompts/       mask prompts, as given
+    SHOT/display/       the masks a host shows
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ def clear_cache(folder: str | Path) -> int:
         return freed
     finally:
         lock.release()
+
+
+WORKING_FOLDERS = ("cache", "tracking", "prompts", "display")  # what a shot keeps in its folder, besides shot.json
 
 
 def holds_other_files(folder: str | Path) -> bool:

@@ -631,11 +631,12 @@ def test_an_export_never_puts_mattes_in_the_shots_own_folder(new_session, tmp_pa
     s = new_session(tmp_path / "proj" / "car")
     s.add_prompt("car", FIRST, points=[(60, 120)])
     before = sorted(p.name for p in s.shot.folder.iterdir())
-    for out in (tmp_path / "proj", s.shot.folder, s.shot.folder / "cache"):
-        with pytest.raises(SessionError, match=r"in the shot's own folder .*proj/car: choose another folder"):
+    for out in (tmp_path / "proj", s.shot.folder, s.shot.folder / "cache", s.shot.folder / "tracking" / "x"):
+        with pytest.raises(SessionError, match=r"mix mattes with the shot's own files in .*proj/car: choose"):
             s.export(out, "png16", force=True)
     assert sorted(p.name for p in s.shot.folder.iterdir()) == before
     assert s.export(tmp_path / "mattes", "png16")["frames"] == N
+    assert s.export(s.shot.folder / "mattes", "png16")["frames"] == N  # (a new folder inside it is fine)
 
 
 def test_a_frame_outside_the_shot_is_an_error_before_any_tracking(new_session):
