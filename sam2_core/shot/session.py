@@ -383,14 +383,21 @@ class ShotSession:
                 starts = {}
                 for obj_id in ids:
                     starts.setdefault(min(self.tracker.prompted_frames(obj_id)), []).append(obj_id)
-            spans = [span for first, group in sorted(starts.items())
+            # (an object whose first prompt lies beyond `end` has nothing in the range)
+            reaching = {first: group for first, group in starts.items() if self._reaches(first, last, direction)}
+            if not reaching:
+                first = min(starts)
+                raise SessionError(f"Tracking {direction} from frame {self.numbers[first]} never reaches frame "
+                                   f"{self.numbers[last]}: swap them or change the direction.")
+            spans = [span for first, group in sorted(reaching.items())
                      for span in self._range_spans(first, last, direction, group)]
         return self._run(spans, ids, cancel, progress, whole_shot=start is None and direction == "both")
 
+    @staticmethod
+    def _reaches(first: int, last: int | None, direction: str) -> bool:
+        return last is None or (last >= first if direction != "backward" else last <= first)
+
     def _range_spans(self, first: int, last: int | None, direction: str, ids: list[int]) -> list[Span]:
-        if last is not None and (last < first if direction != "backward" else last > first):
-            raise SessionError(f"Tracking {direction} from frame {self.numbers[first]} never reaches frame "
-                               f"{self.numbers[last]}: swap them or change the direction.")
         spans = []
         if direction in ("forward", "both"):
             spans.append(Span(first, "forward", self.tracker.num_frames - 1 if last is None else last, ids))

@@ -215,6 +215,11 @@ def test_a_direction_without_a_start_runs_each_object_from_its_own_first_prompt(
     runs = [(f, sorted(out)) for f, out in s.track()]
     assert runs == [(FIRST + i, ["ball"]) for i in range(N)] + [(FIRST + i, ["square"]) for i in (2, 1, 0)]
     assert s.shot.manifest.tracked
+    # a range that ends before an object's first prompt leaves that object out
+    runs = [(f, sorted(out)) for f, out in s.track(direction="forward", end=FIRST + 1)]
+    assert runs == [(FIRST, ["ball"]), (FIRST + 1, ["ball"])]
+    with pytest.raises(SessionError, match=f"backward from frame {FIRST} never reaches frame {FIRST + 5}"):
+        list(s.track(direction="backward", end=FIRST + 5))
 
 
 def test_a_cancel_that_comes_after_the_last_frame_leaves_the_shot_tracked(new_session):
