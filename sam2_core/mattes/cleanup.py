@@ -65,6 +65,7 @@ def _components(binary: np.ndarray):
 
 
 SOLID = 0.99  # alpha from which a matte counts as solid object
+SOFT_EDGE_MODEL_PIXELS = 3  # how wide a soft edge gets: the logits' slope and the plate's refinement (model pixels)
 
 
 def fill_holes(alpha: np.ndarray, max_area: int) -> np.ndarray:
@@ -76,13 +77,17 @@ def fill_holes(alpha: np.ndarray, max_area: int) -> np.ndarray:
     small[0] = False
     small[border] = False
     holes = small[labels]
-    # the soft ring around a hole: the part of the matte short of solid that holds the hole and
-    # no other background (a hole near the object's own edge keeps that edge)
+    # the soft ring around a hole: the part of the matte short of solid that holds the hole, no
+    # other background, and lies within a soft edge's reach of the hole (a hole near the
+    # object's own edge keeps that edge; one in a see-through area, hair or glass, keeps it)
     soft, _ = _components(alpha < SOLID)
     count = soft.max() + 1
     holds_hole = np.bincount(soft[holes], minlength=count) > 0
     holds_background = np.bincount(soft[(alpha < 0.5) & ~holes], minlength=count) > 0
-    ring = holds_hole & ~holds_background
+    reach = max(4, round(SOFT_EDGE_MODEL_PIXELS * max(alpha.shape) / 256))
+    near = cv2.dilate(holes.astype(np.uint8), _disc(reach)).astype(bool)
+    within_reach = np.bincount(soft[~near], minlength=count) == 0
+    ring = holds_hole & ~holds_background & within_reach
     ring[0] = False
     return np.where(holes | ring[soft], 1.0, alpha).astype(np.float32)
 

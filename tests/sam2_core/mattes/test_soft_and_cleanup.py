@@ -85,6 +85,11 @@ def test_a_filled_hole_leaves_no_ring_of_partial_alpha():
     near_the_edge[48:51, 73:76] = 0
     out = fill_holes(near_the_edge, 100)
     assert (out[48:51, 73:76] == 1).all() and np.array_equal(out[:, 77:], near_the_edge[:, 77:])
+    see_through = np.where(np.hypot(xx - 50, yy - 50) < 30, 1.0, 0.0).astype(np.float32)
+    see_through[np.hypot(xx - 50, yy - 50) < 22] = 0.7  # hair or glass, with a speck of background in it
+    see_through[49:52, 49:52] = 0
+    out = fill_holes(see_through, 100)
+    assert (out[49:52, 49:52] == 1).all() and np.array_equal(out[see_through != 0], see_through[see_through != 0])
 
 
 def test_remove_islands_keeps_the_object():
