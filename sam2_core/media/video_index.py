@@ -216,7 +216,16 @@ def _truncated(path: Path, found: int, expected: int | None, why: str) -> Footag
                         f"({missing}). Copy or export the file again.")
 
 
-TS_PACKET_SIZES = (188, 192)  # MPEG-TS, and M2TS (AVCHD, Blu-ray) with its 4-byte timestamp
+# where a transport stream's last packet starts its sync byte (0x47), counted from the end:
+# MPEG-TS, M2TS (AVCHD, Blu-ray: a 4-byte timestamp first), DVB with 16 bytes of parity after
+TS_LAST_SYNC = (188, 192 - 4, 204)
+
+
+def _ends_with_a_whole_packet(path: Path, size: int) -> bool:
+    with open(path, "rb") as f:
+        f.seek(max(0, size - max(TS_LAST_SYNC)))
+        tail = f.read()
+    return any(len(tail) >= back and tail[-back] == 0x47 for back in TS_LAST_SYNC)
 
 
 def _check_whole(path: Path, size: int, container, stream, total: int, pts: list[int] | None,
@@ -242,7 +251,7 @@ def _check_whole(path: Path, size: int, container, stream, total: int, pts: list
     if last_cut_short:
         raise _truncated(path, total - 1, header_frames or None, "its last frame is cut short")
     # a transport stream is whole packets: a copy that stopped leaves part of one (and of a frame)
-    if container.format.name == "mpegts" and all(size % n for n in TS_PACKET_SIZES):
+    if container.format.name == "mpegts" and not _ends_with_a_whole_packet(path, size):
         raise _truncated(path, total - 1, None, "it ends part-way through a transport packet")
     if demux_error is not None and not header_frames and missing is None:  # (nothing else to go by)
         raise _truncated(path, total, None, f"reading stopped with {demux_error.strerror or demux_error}")

@@ -127,6 +127,17 @@ def test_truncated_transport_stream(tmp_path, m2ts):
         open_source(path)
 
 
+def test_whole_transport_streams_of_other_packings_open(tmp_path):
+    """DVB's 204-byte packets (16 bytes of parity each), and a capture that began part-way
+    through a packet: whole, though their sizes are no multiple of 188."""
+    plain = encode_video(tmp_path / "plain.ts", n=24).read_bytes()
+    packets = [plain[k:k + 188] for k in range(0, len(plain), 188)]
+    (tmp_path / "dvb.ts").write_bytes(b"".join(p + bytes(16) for p in packets))
+    (tmp_path / "late.ts").write_bytes(plain[100:])
+    for name in ("dvb.ts", "late.ts"):
+        assert len(open_source(tmp_path / name)) == 24, name
+
+
 def test_unknown_codec(tmp_path):
     path = encode_video(tmp_path / "odd.mkv", n=4)
     data = path.read_bytes()
