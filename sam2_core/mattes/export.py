@@ -124,7 +124,7 @@ def check_export(fmt: str, source, names: list[str]) -> None:
     objects whose names become the same file names, FFV1 for non-square pixels."""
     if fmt not in FORMATS:
         raise ValueError(f"Unknown matte format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    writers.safe_names(names)
+    writers.safe_names(names, file_names=FORMATS[fmt][0] != "layered")
     aspect = getattr(source, "pixel_aspect", 1.0)
     if FORMATS[fmt] == ("video", "ffv1") and abs(aspect - 1.0) > 1e-6:
         raise ValueError(f"FFV1 video cannot record the footage's pixel aspect {aspect:g}: export ProRes "

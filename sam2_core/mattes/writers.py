@@ -97,8 +97,9 @@ def safe_name(name: str) -> str:
     return "_" + safe if safe[0].isdigit() else safe
 
 
-def safe_names(names: Iterable[str], frame: int | None = None) -> dict[str, str]:
-    """object name -> safe name, refusing two objects that would land on the same files."""
+def safe_names(names: Iterable[str], frame: int | None = None, *, file_names: bool = True) -> dict[str, str]:
+    """object name -> safe name, refusing two objects that would land on the same files (or the
+    same layer: `file_names=False`, where case tells names apart and length is no matter)."""
     where = f"frame {frame}: " if frame is not None else ""
     safe: dict[str, str] = {}
     for name in names:
@@ -106,14 +107,15 @@ def safe_names(names: Iterable[str], frame: int | None = None) -> dict[str, str]
             s = safe_name(name)
         except ValueError as e:
             raise ValueError(f"{where}{e}") from None
-        clash = next((other for other, t in safe.items() if t.casefold() == s.casefold()), None)
+        fold = str.casefold if file_names else str
+        clash = next((other for other, t in safe.items() if fold(t) == fold(s)), None)
         if clash is not None and safe[clash] == s:
             raise ValueError(f"{where}objects {clash!r} and {name!r} both become {s!r} in file and layer "
                              "names: rename one of them")
         if clash is not None:  # (Windows and macOS do not tell Car/ from car/)
             raise ValueError(f"{where}objects {clash!r} and {name!r} become {safe[clash]!r} and {s!r} in file "
                              "names, the same files on Windows and macOS: rename one of them")
-        if len(f"{s}_premult.-0000001.exr".encode()) > MAX_NAME_BYTES:
+        if file_names and len(f"{s}_premult.-0000001.exr".encode()) > MAX_NAME_BYTES:
             raise ValueError(f"{where}object name {name!r} is too long for file names: shorten it")
         safe[name] = s
     return safe
@@ -450,7 +452,7 @@ class LayeredExrWriter(_SequenceWriter):
 
     def write(self, frame_number: int, mattes: dict[str, np.ndarray], plate: np.ndarray | None = None) -> list[Path]:
         clean = self._check(frame_number, mattes)
-        safe = safe_names(clean, frame_number)
+        safe = safe_names(clean, frame_number, file_names=False)  # (layers of one file)
         pixels = np.stack(list(clean.values()), axis=-1)
         channels = tuple(f"{safe[name]}.A" for name in clean)
         return [write_image_atomically(self._path(frame_number, ext="exr"), pixels, channels, "exr",

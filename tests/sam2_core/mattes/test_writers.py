@@ -452,6 +452,8 @@ def test_names_patterns_and_order_are_checked(tmp_path):
     with pytest.raises(ValueError, match="'Car' and 'car' become 'Car' and 'car' in file names, the same files on "
                                          "Windows and macOS"):
         AlphaSequenceWriter(tmp_path).write(1001, {"Car": matte(1001), "car": matte(1001)})
+    layered = LayeredExrWriter(tmp_path / "layers").write(1001, {"Car": matte(1001), "car": matte(1001, 1)})
+    assert read_image(layered[0])[1]["channels"] == ("Car.A", "car.A")  # (layers of one file: both fine)
     with pytest.raises(ValueError, match="object name 'xxx.*' is too long for file names: shorten it"):
         AlphaSequenceWriter(tmp_path).write(1001, {"x" * 250: matte(1001)})
     with pytest.raises(ValueError, match="must use {frame}"):
@@ -467,7 +469,7 @@ def test_names_patterns_and_order_are_checked(tmp_path):
     video.abort()
     with pytest.raises(ValueError, match="written as .mov"):
         AlphaVideoWriter(tmp_path / "car.mp4", 24, (W, H))
-    assert files_under(tmp_path) == []
+    assert files_under(tmp_path) == ["layers/mattes.1001.exr"]
 
 
 def test_export_error_survives_pickling():
