@@ -285,9 +285,10 @@ def _trace_parts(binary: np.ndarray, min_area: float, max_parts: int) -> list[_P
         holes = [_oriented(h, clockwise=False) for h in holes if abs(_signed_area(h)) >= min_area]
         parts.append((area, _Part(_oriented(polygons[i], clockwise=True), holes)))
     parts.sort(key=lambda p: -p[0])
-    # the largest part stays however small (a distant object is still the object); the others
-    # only from min_area on (specks)
-    return [p for k, (area, p) in enumerate(parts[:max_parts]) if k == 0 or area >= min_area]
+    # the largest part stays down to MIN_AREA_PIXELS (a distant object is still the object; a
+    # pixel or two where it has gone is not); the others from min_area on (specks)
+    return [p for k, (area, p) in enumerate(parts[:max_parts])
+            if area >= min_area or (k == 0 and area >= min(min_area, MIN_AREA_PIXELS))]
 
 
 def _outline(contour: np.ndarray) -> np.ndarray:

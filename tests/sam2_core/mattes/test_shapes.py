@@ -229,8 +229,10 @@ def test_a_small_object_keeps_its_shape_and_only_its_specks_go():
     m = np.zeros((H, W), bool)
     m[20:26, 30:36] = True  # 36 pixels
     m[60:62, 60:62] = True  # a 4-pixel speck beside it
-    (spline,) = shapes_from_mattes([(1, m)], min_area=100).splines
-    assert signed_area(spline.keys[1][:, :2]) == 36.0
+    speck_only = np.zeros((H, W), bool)
+    speck_only[60:62, 60:62] = True  # where the object has gone, the model's stray pixels
+    (spline,) = shapes_from_mattes([(1, m), (2, speck_only)], min_area=100).splines
+    assert signed_area(spline.keys[1][:, :2]) == 36.0 and spline.keys[2] is None
 
 
 def test_bool_and_float_mattes_agree_and_bad_input_is_refused():
