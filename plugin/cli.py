@@ -121,8 +121,11 @@ def _prompt_args(p: argparse.ArgumentParser, *, masks: bool = False) -> None:
     p.set_defaults(prompts=[])
 
 
+DEFAULT_FORMAT = "png16"
+
+
 def _export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", default="png16", choices=list(FORMATS),
+    p.add_argument("--format", default=DEFAULT_FORMAT, choices=list(FORMATS),
                    help="png16 (default), tiff16, exr (half), layered-exr (one EXR per frame, a layer per "
                         "object), prores / ffv1 (alpha video), premult-exr / premult-prores (plate with alpha)")
     p.add_argument("--shapes", action="store_true", help="also write each object's outline as vector shapes (JSON)")
@@ -585,10 +588,21 @@ def _resumable(args) -> bool:
 
 
 def _resume_command(args) -> str:
-    """The command line that goes on with a stopped `track` run (its prompts are the run's own)."""
+    """The command line that goes on with a stopped `track` run: the run keeps its prompts,
+    clean-up and model; what to export, and where to run, are this command's own."""
     import shlex
+    import subprocess
 
-    return f"sam2roto track --resume {shlex.quote(str(args.source))} --out {shlex.quote(str(args.out))}"
+    words = ["sam2roto", "track", "--resume", str(args.source), "--out", str(args.out)]
+    if args.format != DEFAULT_FORMAT:
+        words += ["--format", args.format]
+    if args.shapes:
+        words.append("--shapes")
+    if args.shape_tolerance is not None:
+        words += ["--shape-tolerance", f"{args.shape_tolerance:g}"]
+    if args.device != "auto":
+        words += ["--device", args.device]
+    return subprocess.list2cmdline(words) if sys.platform == "win32" else shlex.join(words)
 
 
 if __name__ == "__main__":
