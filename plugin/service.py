@@ -68,7 +68,8 @@ def read_message(stream: BinaryIO) -> bytes | None:
         if not colon or name.strip().lower() != "content-length":
             continue  # (another header, or what is left of a message that could not be framed)
         value = value.strip()
-        length, bad = (int(value), None) if value.isdigit() else (None, f"bad Content-Length {value!r}")
+        length, bad = ((int(value), None) if value.isdigit() and len(value) <= 18  # (int() refuses 4,300 digits)
+                       else (None, f"bad Content-Length {value[:40]!r}"))
         if length is not None and length > MAX_MESSAGE_BYTES:
             _skip(stream, length)
             raise FramingError(f"a message of {length} bytes, more than the {MAX_MESSAGE_BYTES} allowed")

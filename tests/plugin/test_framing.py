@@ -31,9 +31,11 @@ def messages(stream) -> list:
 def test_after_a_bad_header_the_next_message_is_read(monkeypatch):
     monkeypatch.setattr(service, "MAX_MESSAGE_BYTES", 100)
     stream = io.BytesIO(framed(b'{"a":1}', b"abc") + framed(b'{"b":2}') + framed(b"xyz", b"-3")
+                        + framed(b"{}", b"9" * 5000) + framed(b'{"e":5}')
                         + framed(b'{"c":3}') + framed(b"x" * 101) + b"Content-Type: json\r\n" + framed(b'{"d":4}'))
     assert messages(stream) == ["error: bad Content-Length 'abc'", b'{"b":2}', "error: bad Content-Length '-3'",
-                                b'{"c":3}', "error: a message of 101 bytes, more than the 100 allowed", b'{"d":4}']
+                                f"error: bad Content-Length '{'9' * 40}'", b'{"e":5}', b'{"c":3}',
+                                "error: a message of 101 bytes, more than the 100 allowed", b'{"d":4}']
 
 
 def test_a_large_message_through_a_pipe():
