@@ -22,6 +22,7 @@ import logging
 import numbers
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import uuid
@@ -92,15 +93,22 @@ def _remove_folders(folders: list[Path]) -> None:
 
 def _temporary_session(cache_dir: Path) -> Path:
     """A new folder name for a tracker's own session under `cache_dir/sessions`, named after
-    this process, so that the sessions of processes killed before they could close (and
-    remove theirs) are known and removed."""
+    this computer and process, so that the sessions of processes killed before they could
+    close (and remove theirs) are known and removed."""
     sessions = cache_dir / "sessions"
+    here = _host_name()
     if os.name == "posix" and sessions.is_dir():  # (Windows has no harmless "is it alive" signal)
         for folder in sessions.iterdir():
-            pid, dash, _ = folder.name.partition("-")
-            if dash and pid.isdigit() and not _alive(int(pid)):
+            host, _, rest = folder.name.rpartition("@")
+            pid = rest.partition("-")[0]
+            # (a cache shared with other computers: only this one's processes can be asked)
+            if host == here and pid.isdigit() and not _alive(int(pid)):
                 shutil.rmtree(folder, ignore_errors=True)
-    return sessions / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    return sessions / f"{here}@{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def _host_name() -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in socket.gethostname()) or "host"
 
 
 def _alive(pid: int) -> bool:

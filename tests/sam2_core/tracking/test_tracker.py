@@ -933,12 +933,15 @@ def test_sessions_of_killed_processes_are_removed_and_live_ones_kept(tiny, tmp_p
     close; one killed before it could close leaves it, and the next tracker removes it."""
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
-    sessions = tmp_path / "sessions"
-    killed, running = sessions / f"{ended.pid}-0123456789ab", sessions / f"{os.getppid()}-0123456789ab"
-    for folder in (killed, running):
+    import socket
+
+    sessions, host = tmp_path / "sessions", socket.gethostname()
+    killed, running = sessions / f"{host}@{ended.pid}-0123456789ab", sessions / f"{host}@{os.getppid()}-0123456789ab"
+    elsewhere = sessions / f"another-computer@{ended.pid}-0123456789ab"  # (a cache on a shared disk)
+    for folder in (killed, running, elsewhere):
         (folder / "results").mkdir(parents=True)
     tracker = VideoTracker(tiny, moving_disc_frames(2), cache_dir=tmp_path)
-    assert not killed.exists() and running.exists()
-    assert tracker.session_dir.parent == sessions and tracker.session_dir.name.startswith(f"{os.getpid()}-")
+    assert not killed.exists() and running.exists() and elsewhere.exists()
+    assert tracker.session_dir.parent == sessions and tracker.session_dir.name.startswith(f"{host}@{os.getpid()}-")
     tracker.close()
-    assert sorted(p.name for p in sessions.iterdir()) == [running.name]
+    assert sorted(p.name for p in sessions.iterdir()) == sorted([running.name, elsewhere.name])
