@@ -226,7 +226,7 @@ class ServiceClient:
                 self.cancel(request_id)
                 self._pending.pop(request_id, None)
                 raise ServiceError(f"The SAM 2 core did not answer {method} within {timeout:.0f} s, so it was "
-                                   "called off.", None, method)
+                                   "called off (if it had started, it may still finish).", None, method)
             self.poll(wait=min(left, 0.1))
         if "error" in box:
             raise box["error"]
