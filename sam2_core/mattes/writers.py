@@ -729,7 +729,7 @@ class PremultipliedWriter(_Writer):
         try:
             for video in self._videos.values():
                 _close_guarded(video)
-        except ExportError:
+        except BaseException:  # (Ctrl-C too)
             self.abort()  # removes the videos not finished yet; finished ones stay
             raise
 
