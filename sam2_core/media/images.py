@@ -42,11 +42,12 @@ class ImageHeader:
     rate: Fraction | None = None  # frames per second, where the header says
     timecode: str | None = None  # SMPTE timecode of this frame, where the header says
     luma_chroma: bool = False  # an OpenEXR of Y, RY, BY (read by exr_luma_chroma; `channels` unused)
+    exr_colour: FileColour | None = None  # what an EXR's header says of its colour (ACES2065-1)
 
     def file_colour(self) -> FileColour:
         """What the file type (and header) imply about colour, before the user has a say."""
         if self.format_name == "openexr":
-            return SCENE_LINEAR
+            return self.exr_colour or SCENE_LINEAR
         if self.format_name == "dpx":
             return dpx_colour(self.transfer, self.bits, self.path)
         if self.dtype == "float":  # float TIFF and the like: scene-linear by convention
@@ -54,12 +55,31 @@ class ImageHeader:
         return DISPLAY_REFERRED
 
 
+AP0_CHROMATICITIES = (0.7347, 0.2653, 0.0, 1.0, 0.0001, -0.077, 0.32168, 0.33767)  # ACES2065-1's primaries, white
+
+
+def exr_colour(spec, path: Path) -> FileColour | None:
+    """ACES2065-1 where an EXR's header says so (the ACES container flag, or AP0 primaries);
+    None where it says nothing of use (scene_linear, ACEScg, is then assumed)."""
+    flag = spec.get_int_attribute("acesImageContainerFlag", 0)
+    chromaticities = spec.getattribute("chromaticities")
+    ap0 = (isinstance(chromaticities, tuple) and len(chromaticities) == 8
+           and max(abs(a - b) for a, b in zip(chromaticities, AP0_CHROMATICITIES)) < 1e-3)
+    if flag == 1 or ap0:
+        why = "the ACES container flag" if flag == 1 else "AP0 chromaticities"
+        return FileColour("scene", "ACES2065-1", note=f"the header of {path.name} has {why}: read as ACES2065-1",
+                          source="header")
+    return None
+
+
 def dpx_colour(transfer: str | None, bits: int, path: Path) -> FileColour:
     """A DPX header's transfer characteristic as a default colour (or the reason there is none)."""
     t = (transfer or "").strip().lower()
     said = f"the DPX header of {path.name} gives its transfer as {transfer!r}"
     if "density" in t or "log" in t or t == "adx":
-        return FileColour("scene", "ADX10" if bits <= 10 else "ADX16", note=f"{said} (film log, read as ADX)",
+        # (OpenImageIO scales 10- and 12-bit codes alike to 0..1, so both follow ADX10's curve;
+        # ADX16 is an encoding of its own, with black at 1520 of 65535)
+        return FileColour("scene", "ADX16" if bits == 16 else "ADX10", note=f"{said} (film log, read as ADX)",
                           source="header")
     if t.startswith("linear"):
         return FileColour("scene", "scene_linear", note=f"{said} (scene-linear)", source="header")
@@ -92,7 +112,11 @@ def _check_file(path: Path, frame: int | None) -> None:
 def _open(path: Path, frame: int | None):
     _check_file(path, frame)
     oiio = _oiio()
-    inp = oiio.ImageInput.open(str(path))
+    config = oiio.ImageSpec()
+    # (the colour as stored, not multiplied by a PNG's or TIFF's alpha, as the official predictor
+    # takes it; an EXR's colour is stored premultiplied anyway)
+    config.attribute("oiio:UnassociatedAlpha", 1)
+    inp = oiio.ImageInput.open(str(path), config)
     if inp is None:
         raise _fail(path, frame, oiio.geterror().strip() or "OpenImageIO cannot open it")
     return inp
@@ -186,8 +210,9 @@ def read_header(path: str | Path, frame: int | None = None) -> ImageHeader:
             aspect = 1.0 / aspect
         size = orientation.size(spec.full_width, spec.full_height)
         transfer = spec.getattribute("dpx:Transfer") if fmt == "dpx" else None
+        said = exr_colour(spec, path) if fmt == "openexr" else None
         return ImageHeader(path, fmt, size, subimage, part, channels, layer, dtype, bits, aspect, orientation, transfer,
-                           _rate(spec), _timecode(spec))
+                           _rate(spec), _timecode(spec), exr_colour=said)
     finally:
         inp.close()
 

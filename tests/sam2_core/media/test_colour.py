@@ -111,11 +111,27 @@ def test_linear_exr_equals_its_srgb_png_twin(tmp_path, fmt):
     ("a.1.dpx", "uint16", {"oiio:BitsPerSample": 10, "dpx:Transfer": "Logarithmic"}, ("view", "ADX10")),
     ("a.1.dpx", "uint16", {"oiio:BitsPerSample": 10, "dpx:Transfer": "Linear"}, ("view", "ACEScg")),
     ("a.1.dpx", "uint16", {"oiio:BitsPerSample": 10, "dpx:Transfer": "ITU-R 709-4"}, ("passthrough", None)),
+    # (12-bit codes are scaled to 0..1 as 10-bit ones are: the same curve; ADX16 is its own encoding)
+    ("a.1.dpx", "uint16", {"oiio:BitsPerSample": 12, "dpx:Transfer": "Printing density"}, ("view", "ADX10")),
+    ("a.1.dpx", "uint16", {"oiio:BitsPerSample": 16, "dpx:Transfer": "Printing density"}, ("view", "ADX16")),
+    ("a.1.exr", "half", {"acesImageContainerFlag": 1, "compression": "none"}, ("view", "ACES2065-1")),
+    ("a.1.exr", "half", {"chromaticities": ("float[8]", (0.7347, 0.2653, 0.0, 1.0, 0.0001, -0.077, 0.32168, 0.33767))},
+     ("view", "ACES2065-1")),
 ])
 def test_defaults_per_file_type(tmp_path, name, fmt, attrs, expected):
     src = open_source(flat(tmp_path, name, 0.25 if fmt in ("float", "half") else 100, fmt, attrs))
     assert (src.colour.mode, src.colour.colorspace) == expected
-    assert src.colour.chosen_by == ("header" if "dpx:Transfer" in attrs and expected[1] else "default")
+    said = ("dpx:Transfer" in attrs and expected[1]) or {"acesImageContainerFlag", "chromaticities"} & set(attrs)
+    assert src.colour.chosen_by == ("header" if said else "default")
+
+
+def test_a_12_bit_log_scan_reads_as_its_10_bit_twin(tmp_path):
+    """The same density as 10-bit and 12-bit code values gives the same picture (not white)."""
+    ten = flat(tmp_path, "ten.1.dpx", 445 / 1023, "uint16",
+               {"oiio:BitsPerSample": 10, "dpx:Transfer": "Printing density"})
+    twelve = flat(tmp_path, "twelve.1.dpx", 1780 / 4095, "uint16",
+                  {"oiio:BitsPerSample": 12, "dpx:Transfer": "Printing density"})
+    assert np.abs(open_source(ten).read(0).astype(int) - open_source(twelve).read(0)).max() <= 1
 
 
 def test_dpx_that_states_nothing_needs_a_colour_space(tmp_path):

@@ -249,6 +249,20 @@ def test_folders_and_as_source(tmp_path):
         open_source(exr)
 
 
+def test_a_png_with_alpha_gives_its_colour_as_stored(tmp_path):
+    """Not multiplied by its alpha (half transparent darker, transparent black): the official
+    predictor drops alpha and keeps the colour, and a folder of such frames reads the same."""
+    import cv2
+
+    rgba = np.zeros((H, W, 4), np.uint8)
+    rgba[..., :3] = burn(5)
+    rgba[:, : W // 2, 3] = 128
+    for n in (1, 2):
+        cv2.imwrite(str(tmp_path / f"{n:04d}.png"), rgba[..., [2, 1, 0, 3]])
+    assert np.array_equal(open_source(tmp_path / "0001.png").read(0), rgba[..., :3])
+    assert np.array_equal(as_source(tmp_path).read(0), rgba[..., :3])
+
+
 def test_a_folder_of_16_bit_pngs_is_rounded_as_a_sequence_is(tmp_path):
     """Both ways of reading PNG frames give the same 8 bits: rounded, not truncated (51200 is 199.2 x 257)."""
     wide = (np.arange(H * W * 3, dtype=np.uint32).reshape(H, W, 3) * 37 % 65536).astype(np.uint16)
