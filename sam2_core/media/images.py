@@ -1,4 +1,5 @@
-"""Reading one image file (OpenEXR, DPX, TIFF, PNG, JPEG) with OpenImageIO, the reader VFX tools share.
+"""Reading one image file (OpenEXR, DPX, TIFF, PNG, JPEG, TGA, BMP, SGI) with OpenImageIO, the reader
+VFX tools share.
 
 `read_header` tells what a file holds (its display window, the channels that make its RGB, bit
 depth, pixel aspect, what its header says about colour); `read_pixels` gives the display window's
@@ -21,7 +22,7 @@ from .colour import DISPLAY_REFERRED, SCENE_LINEAR, FileColour
 from .errors import FootageError
 from .orientation import UPRIGHT, Orientation, from_exif
 
-IMAGE_SUFFIXES = (".exr", ".dpx", ".tif", ".tiff", ".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".exr", ".dpx", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".tga", ".bmp", ".sgi")
 _PREFERRED_LAYERS = ("rgba", "rgb", "beauty", "combined", "color", "colour")
 
 

@@ -249,6 +249,16 @@ def test_folders_and_as_source(tmp_path):
         open_source(exr)
 
 
+@pytest.mark.parametrize("ext", ["tga", "bmp", "sgi"])
+def test_other_still_formats_are_sequences_too(tmp_path, ext):
+    """One frame's file opens its sequence (it used to open as a one-frame video)."""
+    for n in range(FIRST, FIRST + 3):
+        write_image(tmp_path / f"plate.{n}.{ext}", burn(n - FIRST), "uint8")
+    src = open_source(tmp_path / f"plate.{FIRST + 1}.{ext}")
+    assert src.frame_numbers == [FIRST, FIRST + 1, FIRST + 2]
+    assert [read_code(src.read(i)) for i in range(3)] == [0, 1, 2] and src.colour.mode == "passthrough"
+
+
 def test_a_png_with_alpha_gives_its_colour_as_stored(tmp_path):
     """Not multiplied by its alpha (half transparent darker, transparent black): the official
     predictor drops alpha and keeps the colour, and a folder of such frames reads the same."""
