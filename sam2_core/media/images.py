@@ -163,12 +163,20 @@ def _rate(spec) -> Fraction | None:
     for name in ("FramesPerSecond", "dpx:FrameRate"):
         value = spec.getattribute(name)
         try:
-            rate = Fraction(*value) if isinstance(value, tuple) else Fraction(value).limit_denominator(1001)
+            rate = Fraction(*value) if isinstance(value, tuple) else _frame_rate(float(value))
         except (TypeError, ValueError, ZeroDivisionError):
             continue
         if rate > 0:
             return rate
     return None
+
+
+def _frame_rate(value: float) -> Fraction:
+    """A rate stored as a decimal, as the fraction it stands for (23.976 is 24000/1001)."""
+    ntsc = round(value * 1.001)
+    if ntsc and abs(value - ntsc * 1000 / 1001) < 5e-3:  # (23.98 and 23.976 alike; 24 is 0.024 away)
+        return Fraction(ntsc * 1000, 1001)
+    return Fraction(value).limit_denominator(1001)
 
 
 def _timecode(spec) -> str | None:
