@@ -187,7 +187,8 @@ def _timecode(spec) -> str | None:
     v = int(value[0])
     digits = [(v >> 24 & 0xF) + 10 * (v >> 28 & 0x3), (v >> 16 & 0xF) + 10 * (v >> 20 & 0x7),
               (v >> 8 & 0xF) + 10 * (v >> 12 & 0x7), (v & 0xF) + 10 * (v >> 4 & 0x3)]
-    return ":".join(f"{d:02d}" for d in digits)
+    hh, mm, ss, ff = (f"{d:02d}" for d in digits)
+    return f"{hh}:{mm}:{ss}{';' if v & 0x40 else ':'}{ff}"  # (bit 6: drop frame, written with ";")
 
 
 def read_header(path: str | Path, frame: int | None = None) -> ImageHeader:

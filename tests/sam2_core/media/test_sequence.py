@@ -298,6 +298,9 @@ def test_rate_and_timecode_from_headers(tmp_path):
                        "smpte:TimeCode": (oiio.TypeTimeCode, (0x10203004, 0))})
     src = open_source(tmp_path / "b.1001.dpx")
     assert src.rate == 25 and src.start_timecode == "10:20:30:04"
+    write_image(tmp_path / "df.1001.exr", np.zeros((4, 4, 3), np.float32), "half",
+                attrs={"smpte:TimeCode": (oiio.TypeTimeCode, (0x01000052, 0))})  # (flagged drop frame)
+    assert open_source(tmp_path / "df.1001.exr").start_timecode == "01:00:00;12"
     for stored, rate in ((23.976, Fraction(24000, 1001)), (29.97, Fraction(30000, 1001)),
                          (59.94, Fraction(60000, 1001)), (23.98, Fraction(24000, 1001))):
         write_image(tmp_path / "d.1001.dpx", np.zeros((4, 4, 3), np.float32), "uint16",
