@@ -326,6 +326,11 @@ def colour_pipeline(file: FileColour = DISPLAY_REFERRED, colorspace: str | None 
     if mode is not None and mode not in MODES:
         raise ColourError(f"{prefix}unknown colour mode {mode!r}: use 'view', 'convert' or 'passthrough' "
                           "(or None for the file type's default)")
+    if display is not None or view is not None:  # (a view asked for: the view mode, not silently another)
+        if mode in ("convert", "passthrough"):
+            raise ColourError(f"{prefix}display= and view= choose what mode='view' shows; with mode={mode!r} "
+                              "they would be ignored: drop them, or use mode='view'")
+        mode = "view"
     if mode == "passthrough":
         if colorspace is not None:
             raise ColourError(f"{prefix}mode='passthrough' gives the file's code values to the model unchanged, so "

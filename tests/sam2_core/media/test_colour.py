@@ -181,6 +181,11 @@ def test_bad_modes_displays_and_views(tmp_path):
         open_source(path, display="Cinema")
     plain = open_source(path, view="Un-tone-mapped")
     assert plain.colour.view == "Un-tone-mapped" and plain.colour.display == DISPLAY
+    png = flat(tmp_path, "y.1.png", 100, "uint8")  # (display-referred: its default is a plain conversion)
+    shown = open_source(png, "sRGB", view="Un-tone-mapped").colour
+    assert (shown.mode, shown.view) == ("view", "Un-tone-mapped")  # (a view asked for is not dropped)
+    with pytest.raises(ColourError, match="display= and view= choose what mode='view' shows; with mode='convert'"):
+        open_source(png, "sRGB", mode="convert", view="Un-tone-mapped")
 
 
 def test_settings_are_recorded_and_reopen_the_same(tmp_path):
