@@ -535,7 +535,8 @@ def cmd_weights(args) -> int:
             state = "installed" if (folder / w.filename).exists() else "not installed"
             print(f"  {w.name:24s} {w.size / 2**20:7.0f} MiB  {state}")
         return EXIT_OK
-    path = weights.official_checkpoint(args.name, download_missing=(args.action == "fetch"))
+    path = weights.official_checkpoint(args.name, download_missing=(args.action == "fetch"),
+                                       rehash=(args.action == "verify"))
     print(f"{args.name}: {path} (SHA-256 verified)")
     return EXIT_OK
 

@@ -10,6 +10,7 @@ Python environments we do not control.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import http.client
@@ -22,6 +23,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..file_lock import try_lock, unlock
 
 # Network reads that stall longer than this fail (and can be resumed) instead of hanging forever.
 TIMEOUT_S = 30
@@ -261,13 +264,14 @@ def _clock(seconds: float) -> str:
 
 
 def official_checkpoint(name: str, *, download_missing: bool = True, progress: bool = True,
-                        on_progress: OnProgress | None = None) -> Path:
+                        on_progress: OnProgress | None = None, rehash: bool = False) -> Path:
     """Path to a verified official checkpoint, downloading it into weights_dir() if missing
-    (progress: a bar on stderr; on_progress: see OnProgress)."""
+    (progress: a bar on stderr; on_progress: see OnProgress; rehash: check the SHA-256 of a
+    file verified before again, not only its size and time)."""
     weights = _lookup(name)
     path = weights_dir() / weights.filename
     if path.exists():
-        _verify_present(path, weights)
+        _verify_present(path, weights, rehash)
         return path
     url = _download_url(weights)
     if not download_missing:
@@ -276,9 +280,38 @@ def official_checkpoint(name: str, *, download_missing: bool = True, progress: b
             f"Download {url} and place the file at {path.resolve()} "
             "(or allow downloads and run again)."
         )
-    download(url, path, sha256=weights.sha256, size=weights.size, progress=progress, on_progress=on_progress)
-    _write_sidecar(path, weights.sha256)
+    with _one_download_at_a_time(path, weights.size, on_progress):
+        if path.exists():  # (another process downloaded it meanwhile)
+            _verify_present(path, weights)
+            return path
+        download(url, path, sha256=weights.sha256, size=weights.size, progress=progress, on_progress=on_progress)
+        _write_sidecar(path, weights.sha256)
     return path
+
+
+@contextlib.contextmanager
+def _one_download_at_a_time(dest: Path, size: int, on_progress: OnProgress | None):
+    """Held while this process downloads `dest`: a second process (the service beside a
+    command line, or another workstation on a shared weights folder) waits for it, telling
+    how far the first has got, instead of writing into the same partial file."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(dest.with_name(dest.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        said = False
+        while not try_lock(fd):
+            if not said:
+                print(f"Waiting for another process downloading {dest.name}...", file=sys.stderr, flush=True)
+                said = True
+            if on_progress is not None:  # (it may raise to stop waiting)
+                part = _part_path(dest)
+                on_progress(dest.name, part.stat().st_size if part.exists() else 0, size)
+            time.sleep(0.5)
+        try:
+            yield
+        finally:
+            unlock(fd)
+    finally:
+        os.close(fd)
 
 
 def _lookup(name: str) -> OfficialWeights:
@@ -298,9 +331,9 @@ def _download_url(weights: OfficialWeights) -> str:
     return f"{base.rstrip('/')}/{weights.filename}" if base else weights.url
 
 
-def _verify_present(path: Path, weights: OfficialWeights) -> None:
+def _verify_present(path: Path, weights: OfficialWeights, rehash: bool = False) -> None:
     """Raise (after moving the file aside) unless `path` is the official file."""
-    if _sidecar_matches(path, weights.sha256):
+    if not rehash and _sidecar_matches(path, weights.sha256):
         return  # verified earlier and untouched since: skip re-hashing 900 MB on every start
     actual_size = path.stat().st_size
     if actual_size != weights.size:

@@ -14,38 +14,11 @@ import socket
 import time
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
-    import msvcrt
-
-# Windows: the byte locked lies far past the text, which others must still read
-_WINDOWS_LOCK_OFFSET = 1 << 30
+from ..file_lock import try_lock, unlock
 
 
 class ShotInUseError(RuntimeError):
     pass
-
-
-def _try_lock(fd: int) -> bool:
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        else:
-            os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-    except OSError:  # (BlockingIOError where another process holds it)
-        return False
-    return True
-
-
-def _unlock(fd: int) -> None:
-    if fcntl is not None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    else:
-        os.lseek(fd, _WINDOWS_LOCK_OFFSET, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
 
 
 class ShotLock:
@@ -60,7 +33,7 @@ class ShotLock:
     def acquire(self) -> None:
         for _ in range(10):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            if not _try_lock(fd):
+            if not try_lock(fd):
                 os.close(fd)
                 holder = self._holder()
                 who = (f"process {holder.get('pid')} on {holder.get('host')} since {holder.get('since')}"
@@ -98,8 +71,8 @@ class ShotLock:
         # Windows, where an open file cannot be removed, after it is closed)
         with contextlib.suppress(OSError):
             self.path.unlink()
-        _unlock(fd)
+        unlock(fd)
         os.close(fd)
-        if fcntl is None:
+        if os.name == "nt":
             with contextlib.suppress(OSError):
                 self.path.unlink()

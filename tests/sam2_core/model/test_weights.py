@@ -8,6 +8,7 @@ import random
 import re
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -27,6 +28,7 @@ class FileServer:
         self.files: dict[str, bytes] = {}
         self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         self.cut_first_after: int | None = None  # bytes to send before hanging up, first request only
+        self.delay_s = 0.0  # before each body: a slow connection
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -53,6 +55,7 @@ class FileServer:
                 body = data[start:]
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                time.sleep(server.delay_s)
                 cut, server.cut_first_after = server.cut_first_after, None
                 if cut is not None:
                     # Promise the whole body, deliver part of it, then drop the connection.
@@ -328,6 +331,44 @@ def test_official_checkpoint_downloads_once_and_caches_verification(server, fake
     assert len(hash_calls) == 2
     weights.official_checkpoint("fake_model", progress=False)
     assert len(hash_calls) == 2 and len(server.requests) == 1
+
+
+def test_two_processes_fetching_the_same_weights_download_them_once(server, fake_model, tmp_path):
+    """The service beside a command line, or two workstations on a shared weights folder: the
+    second waits for the first's download instead of writing into the same partial file."""
+    server.delay_s = 1.0
+    results = []
+
+    def fetch():
+        try:
+            results.append(weights.official_checkpoint("fake_model", progress=False))
+        except Exception as e:  # noqa: BLE001 - reported below
+            results.append(e)
+
+    first, second = threading.Thread(target=fetch), threading.Thread(target=fetch)
+    first.start()
+    time.sleep(0.3)  # (the first is downloading)
+    second.start()
+    first.join(30)
+    second.join(30)
+    path = tmp_path / "weights" / "fake_model.pt"
+    assert results == [path, path] and path.read_bytes() == DATA and len(server.requests) == 1
+    assert not (tmp_path / "weights" / "fake_model.pt.part").exists()
+
+
+def test_verify_hashes_again_even_a_file_verified_before(server, fake_model, tmp_path, capsys):
+    from sam2roto.cli import main
+
+    path = weights.official_checkpoint("fake_model", progress=False)
+    st = path.stat()
+    damaged = bytearray(path.read_bytes())
+    damaged[100] ^= 0xFF  # (bit rot, or a copy that kept the file's time)
+    path.write_bytes(bytes(damaged))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert weights.official_checkpoint("fake_model", progress=False) == path  # (a start trusts the record)
+    assert main(["weights", "verify", "fake_model"]) == 1
+    assert "does not match the official SHA-256" in capsys.readouterr().err
+    assert (tmp_path / "weights" / "fake_model.pt.bad").exists()
 
 
 def test_official_checkpoint_present_file_verified_without_download(server, fake_model, hash_calls, tmp_path):
