@@ -19,7 +19,9 @@ esac
 venv="$root/.venv-blender-$series"
 py="${BLENDER_PYTHON:-python3.11}"
 command -v "$py" >/dev/null || py=python3
-stamp="$venv/.sam2roto-bpy-$version-$(sha256sum < "$root/installers/blender_env.sh" | cut -c1-16)"
+# (hashed by Python: macOS has no sha256sum)
+digest="$("$py" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest()[:16])' "$root/installers/blender_env.sh")"
+stamp="$venv/.sam2roto-bpy-$version-$digest"
 if [ -f "$stamp" ]; then echo "$venv/bin/python"; exit 0; fi
 
 if ! "$py" -c "import sys; sys.exit(sys.version_info[:2] != (3, 11))"; then

@@ -8,7 +8,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 want="${1:-run}"
 venv="$root/.venv"
 py="${PYTHON:-python3}"
-stamp="$venv/.sam2roto-$want-$(cat "$root/pyproject.toml" "$root/installers/core_env.sh" | sha256sum | cut -c1-16)"
+# (hashed by Python: macOS has no sha256sum)
+digest="$("$py" -c 'import hashlib, sys; print(hashlib.sha256(b"".join(open(p, "rb").read() for p in sys.argv[1:])).hexdigest()[:16])' "$root/pyproject.toml" "$root/installers/core_env.sh")"
+stamp="$venv/.sam2roto-$want-$digest"
 [ -f "$stamp" ] && exit 0
 
 # Debian and Ubuntu ship venv/ensurepip in a separate package
