@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,6 +19,8 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 def _xy(text: str) -> tuple[float, float]:
     try:
         x, y = (float(v) for v in text.split(","))
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected X,Y in pixels (e.g. 640,360), got {text!r}") from None
     return x, y
@@ -25,6 +29,8 @@ def _xy(text: str) -> tuple[float, float]:
 def _box(text: str) -> tuple[float, float, float, float]:
     try:
         x0, y0, x1, y1 = (float(v) for v in text.split(","))
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+            raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected X0,Y0,X1,Y1 in plate pixels, got {text!r}") from None
     if x1 <= x0 or y1 <= y0:
@@ -216,6 +222,8 @@ class PromptAction(argparse.Action):
         elif kind != "object":
             try:
                 value = int(value) if kind in ("fill-holes", "remove-islands", "temporal") else float(value)
+                if not math.isfinite(value):
+                    raise ValueError
             except ValueError:
                 parser.error(f"{option_string} {value!r}: expected a number")
         namespace.prompts = [*namespace.prompts, (kind, value)]
@@ -227,7 +235,7 @@ class PromptAction(argparse.Action):
         try:
             floats = [float(v) for v in numbers[:want]]
             frame = int(numbers[want]) if len(numbers) == want + 1 else None
-            if len(numbers) not in (want, want + 1):
+            if len(numbers) not in (want, want + 1) or not all(math.isfinite(v) for v in floats):
                 raise ValueError
         except ValueError:
             form = "X0,Y0,X1,Y1[,FRAME]" if kind == "box" else "X,Y[,FRAME]"
@@ -491,6 +499,10 @@ def cmd_segment(args) -> int:
 
     if not args.point and not args.neg_point and args.box is None:
         raise SystemExit("sam2roto segment: give at least one --point or a --box")
+    if args.out.suffix.lower() not in (".png", ".tif", ".tiff", ".jpg", ".jpeg") or args.out.is_dir():
+        raise UserError(f"Cannot write the matte to {args.out}: give a file name ending .png, .tif or .jpg.")
+    if args.out.exists() and args.image.exists() and os.path.samefile(args.out, args.image):
+        raise UserError(f"--out {args.out} is the image itself: give another file name for the matte.")
     bgr = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
     if bgr is None:
         raise UserError(f"Cannot read image {args.image}: missing, or not an image format OpenCV reads.")
@@ -574,7 +586,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         again = (f"to go on: {_resume_command(args)}" if _resumable(args) else
-                 "run the same command again" if args.command == "track" else "propagate again")
+                 "propagate again" if getattr(args, "action", None) == "propagate" else
+                 "run the same command again; a download goes on where it stopped")
         print(f"\nsam2roto: interrupted; what was done is kept ({again})", file=sys.stderr)
         return 130
 

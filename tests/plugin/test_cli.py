@@ -53,11 +53,33 @@ def test_unreadable_image(tmp_path, capsys):
     assert "Cannot read image" in capsys.readouterr().err
 
 
-def test_bad_point_syntax_is_a_usage_error(tmp_path, capsys):
+@pytest.mark.parametrize("argv, message", [
+    (["segment", str(SAMPLE), "--point", "10;20"], "expected X,Y"),
+    (["segment", str(SAMPLE), "--point", "nan,20"], "expected X,Y"),
+    (["segment", str(SAMPLE), "--box", "nan,0,10,10"], "expected X0,Y0,X1,Y1"),
+    (["track", str(SAMPLE), "--point", "10,inf"], "expected X,Y[,FRAME]"),
+    (["track", str(SAMPLE), "--point", "10,10", "--grow", "nan"], "expected a number"),
+])
+def test_bad_coordinates_and_numbers_are_usage_errors(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as info:
-        main(["segment", str(SAMPLE), "--point", "10;20", "--out", str(tmp_path / "m.png")])
+        main([*argv, "--out", str(tmp_path / "m.png")])
     assert info.value.code == 2
-    assert "expected X,Y" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
+
+
+def test_segment_refuses_an_output_it_cannot_write_before_the_model_runs(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import sam2_core
+
+    monkeypatch.setattr(sam2_core, "load_model", lambda *a, **k: pytest.fail("the model ran"))
+    image = Path(shutil.copy(SAMPLE, tmp_path / "still.png"))
+    kept = image.read_bytes()
+    for out, message in ((image, "is the image itself"), (tmp_path / "matte", "ending .png, .tif or .jpg"),
+                         (tmp_path, "ending .png, .tif or .jpg"), (tmp_path / "m.gif", "ending .png, .tif or .jpg")):
+        assert main(["segment", str(image), "--point", "10,10", "--out", str(out)]) == 1
+        assert message in capsys.readouterr().err
+    assert image.read_bytes() == kept
 
 
 def test_weights_list_and_offline_verify(tmp_path, monkeypatch, capsys, official_checkpoint):
