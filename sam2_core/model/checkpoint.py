@@ -54,7 +54,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _not_a_checkpoint(path: Path, error: Exception) -> CheckpointError:
-    if zipfile.is_zipfile(path) or path.read_bytes()[:4] == b"PK\x03\x04":
+    with open(path, "rb") as f:  # (its first bytes, not the whole file: checkpoints are up to 900 MB)
+        starts_as_zip = f.read(4) == b"PK\x03\x04"
+    if zipfile.is_zipfile(path) or starts_as_zip:
         return CheckpointError(
             f"Checkpoint file {path} is damaged or incomplete ({type(error).__name__}: {error}). "
             "A download may have been cut short: delete the file and download it again."

@@ -117,7 +117,8 @@ def load_model(name: str = DEFAULT_MODEL, checkpoint: str | Path | None = None,
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     if checkpoint is None:
-        path = weights.official_checkpoint(name, on_progress=on_download)
+        # (a host that is told the progress draws it; a bar on its stderr would be one endless line)
+        path = weights.official_checkpoint(name, on_progress=on_download, progress=on_download is None)
         weights_id = weights.OFFICIAL_WEIGHTS[name].sha256
     else:
         path = Path(checkpoint)

@@ -326,9 +326,14 @@ def _lookup(name: str) -> OfficialWeights:
 
 
 def _download_url(weights: OfficialWeights) -> str:
-    # Studio mirrors hold the files flat, without Meta's dated subfolders.
+    # Studio mirrors hold the files flat, without Meta's dated subfolders; a mirror may be a
+    # folder (a network share) as well as a URL.
     base = os.environ.get("SAM2ROTO_WEIGHTS_BASE_URL")
-    return f"{base.rstrip('/')}/{weights.filename}" if base else weights.url
+    if not base:
+        return weights.url
+    if "://" not in base:
+        base = Path(base).expanduser().resolve().as_uri()
+    return f"{base.rstrip('/')}/{weights.filename}"
 
 
 def _verify_present(path: Path, weights: OfficialWeights, rehash: bool = False) -> None:

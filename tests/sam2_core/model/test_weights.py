@@ -432,6 +432,15 @@ def test_official_checkpoint_base_url_mirror(server, fake_model, monkeypatch, tm
     assert server.requests == [("/mirror/fake_model.pt", None)]
 
 
+def test_official_checkpoint_mirror_on_a_share(fake_model, monkeypatch, tmp_path):
+    """A studio mirror that is a folder (a network share), named as a path, not a URL."""
+    share = tmp_path / "studio share" / "weights"
+    share.mkdir(parents=True)
+    (share / "fake_model.pt").write_bytes(DATA)
+    monkeypatch.setenv("SAM2ROTO_WEIGHTS_BASE_URL", str(share))
+    assert weights.official_checkpoint("fake_model", progress=False).read_bytes() == DATA
+
+
 def test_official_checkpoint_offline_names_url_and_path(fake_model, monkeypatch, tmp_path):
     monkeypatch.setenv("SAM2ROTO_WEIGHTS_BASE_URL", closed_port_url().rsplit("/", 1)[0])
     with pytest.raises(WeightsError) as info:
