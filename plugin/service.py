@@ -136,9 +136,9 @@ def _number(value, name: str) -> float:
     return float(value)
 
 
-def _integer(value, name: str) -> int:
+def _integer(value, name: str, kind: str = "an integer") -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RpcError(INVALID_PARAMS, f"{name} must be an integer, got {_shown(value)}")
+        raise RpcError(INVALID_PARAMS, f"{name} must be {kind}, got {_shown(value)}")
     return value
 
 
@@ -170,9 +170,7 @@ def _shown(value) -> str:
 
 
 def _frame(value, name: str = "frame") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise RpcError(INVALID_PARAMS, f"{name} must be a frame number (an integer), got {value!r}")
-    return value
+    return _integer(value, name, "a frame number (an integer)")
 
 
 def _name(value, name: str = "object") -> str:
