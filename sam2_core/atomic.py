@@ -12,7 +12,7 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     """Write `text` to a temporary file beside `path`, flush it to the disk, then rename it
     onto `path`. On failure the temporary file is removed and `path` is as it was."""
     path = Path(path)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"  # (see is_leftover_of)
     # (0o666 less the umask, as any new file: mkstemp's 0o600 would hide a shared shot from others)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
@@ -25,3 +25,9 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def is_leftover_of(name: str, filename: str) -> bool:
+    """Whether the file `name` is a temporary file that a write of `filename` left when it
+    was cut off."""
+    return name.startswith(f".{filename}.") and name.endswith(".tmp")

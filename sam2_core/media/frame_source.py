@@ -158,7 +158,6 @@ def as_source(source) -> FrameSource:
         if suffixes & set(IMAGE_SUFFIXES) and not suffixes & (set(PLATE_SUFFIXES) - set(IMAGE_SUFFIXES)):
             return FolderSource(path)  # (plates of other types beside a JPEG: open_source tells them apart)
         # a video, an image sequence (a pattern or one of its files), or a folder of EXR/DPX/TIFF frames
-
         return open_source(path)
     if isinstance(source, (np.ndarray, list, tuple)):
         return ArraySource(source)

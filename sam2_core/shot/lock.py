@@ -16,6 +16,8 @@ from pathlib import Path
 
 from ..file_lock import try_lock, unlock
 
+LOCK_FILE = "lock"
+
 
 class ShotInUseError(RuntimeError):
     pass
@@ -23,7 +25,7 @@ class ShotInUseError(RuntimeError):
 
 class ShotLock:
     def __init__(self, folder: str | Path):
-        self.path = Path(folder) / "lock"
+        self.path = Path(folder) / LOCK_FILE
         self._fd: int | None = None
 
     @property

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from ..atomic import write_text_atomically
 
+MANIFEST_FILE = "shot.json"
+
 SCHEMA = "sam2roto.shot"
 VERSION = 1
 
@@ -80,7 +82,7 @@ def relative_to(path: Path, folder: Path) -> str:
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
-    path = Path(folder) / "shot.json"
+    path = Path(folder) / MANIFEST_FILE
     try:
         write_text_atomically(path, json.dumps(manifest.to_dict(), indent=2) + "\n")
     except OSError as e:
@@ -89,7 +91,7 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
 
 
 def read_manifest(folder: Path) -> Manifest:
-    path = Path(folder) / "shot.json"
+    path = Path(folder) / MANIFEST_FILE
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:

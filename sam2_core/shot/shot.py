@@ -14,9 +14,10 @@ import contextlib
 import shutil
 from pathlib import Path
 
+from ..atomic import is_leftover_of
 from ..media import frame_source
-from .lock import ShotLock
-from .manifest import Manifest, ObjectRecord, read_manifest, relative_to, write_manifest
+from .lock import LOCK_FILE, ShotLock
+from .manifest import MANIFEST_FILE, Manifest, ObjectRecord, read_manifest, relative_to, write_manifest
 
 # distinct, readable colours for objects in hosts' viewers
 PALETTE = [[1.0, 0.3, 0.2], [0.2, 0.7, 1.0], [0.3, 0.9, 0.3], [1.0, 0.8, 0.1], [0.8, 0.4, 1.0], [1.0, 0.5, 0.8]]
@@ -69,8 +70,7 @@ def holds_other_files(folder: str | Path) -> bool:
     folder = Path(folder)
     if not folder.is_dir():
         return False
-    return any(p.name != "lock" and not (p.name.startswith(".shot.json.") and p.name.endswith(".tmp"))
-               for p in folder.iterdir())
+    return any(p.name != LOCK_FILE and not is_leftover_of(p.name, MANIFEST_FILE) for p in folder.iterdir())
 
 
 class Shot:
@@ -106,7 +106,7 @@ class Shot:
         lock = ShotLock(folder)
         lock.acquire()
         try:
-            if (folder / "shot.json").exists():  # (looked at under the lock: two creates cannot both pass)
+            if (folder / MANIFEST_FILE).exists():  # (looked at under the lock: two creates cannot both pass)
                 raise FileExistsError(f"There is already a shot in {folder}; open it, or choose another folder.")
             manifest = Manifest(source=relative_to(Path(source), folder), colour=dict(colour or {}),
                                 model=dict(model or {}))
