@@ -30,19 +30,22 @@ def is_luma_chroma(path: Path) -> bool:
             if f.read(4) != EXR_MAGIC:
                 return False
         return LUMA_CHROMA_CHANNELS <= {c.name for c in _open(path, header_only=True).header()["channels"]}
-    except (OSError, RuntimeError, ValueError):
+    except (OSError, RuntimeError, ValueError, ArithmeticError):  # (a frame rate of 24/0 is a ZeroDivisionError)
         return False  # (OpenImageIO's reading then says what is wrong with the file)
 
 
 def read_header(path: Path) -> dict:
     """What the reader needs of the header: the `display` and `data` windows as (x0, y0, x1, y1),
-    inclusive as EXR gives them; `bits` per sample of Y; `pixel_aspect`."""
+    inclusive as EXR gives them; `bits` per sample of Y; `pixel_aspect`; `rate` (frames per
+    second, a Fraction) and `timecode` (hours, minutes, seconds, frame, drop frame), None where
+    the header does not say."""
     exr = _open(path)  # (with its pixels: a header alone does not tell the channels' types)
     header = exr.header()
     luminance = exr.channels().get("Y")
     bits = 16 if luminance is not None and luminance.pixels.dtype == np.float16 else 32
     return {"display": _box(header["displayWindow"]), "data": _box(header["dataWindow"]), "bits": bits,
-            "pixel_aspect": float(header.get("pixelAspectRatio", 1.0))}
+            "pixel_aspect": float(header.get("pixelAspectRatio", 1.0)), "rate": header.get("framesPerSecond"),
+            "timecode": _timecode_fields(header.get("timeCode"))}
 
 
 def read_rgb(path: Path) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
@@ -100,6 +103,12 @@ def _open(path: Path, header_only: bool = False):
     import OpenEXR
 
     return OpenEXR.File(str(path), separate_channels=True, header_only=header_only)
+
+
+def _timecode_fields(timecode) -> tuple[int, int, int, int, bool] | None:
+    if timecode is None:
+        return None
+    return timecode.hours, timecode.minutes, timecode.seconds, timecode.frame, bool(timecode.dropFrame)
 
 
 def _box(window) -> tuple[int, int, int, int]:

@@ -187,8 +187,12 @@ def _timecode(spec) -> str | None:
     v = int(value[0])
     digits = [(v >> 24 & 0xF) + 10 * (v >> 28 & 0x3), (v >> 16 & 0xF) + 10 * (v >> 20 & 0x7),
               (v >> 8 & 0xF) + 10 * (v >> 12 & 0x7), (v & 0xF) + 10 * (v >> 4 & 0x3)]
-    hh, mm, ss, ff = (f"{d:02d}" for d in digits)
-    return f"{hh}:{mm}:{ss}{';' if v & 0x40 else ':'}{ff}"  # (bit 6: drop frame, written with ";")
+    return format_timecode(*digits, drop_frame=bool(v & 0x40))  # (bit 6: drop frame)
+
+
+def format_timecode(hours: int, minutes: int, seconds: int, frame: int, drop_frame: bool) -> str:
+    """HH:MM:SS:FF, or HH:MM:SS;FF for drop-frame timecode."""
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{';' if drop_frame else ':'}{frame:02d}"
 
 
 def read_header(path: str | Path, frame: int | None = None) -> ImageHeader:
@@ -233,8 +237,10 @@ def _luma_chroma_header(path: Path, frame: int | None) -> ImageHeader:
     except (OSError, RuntimeError, ValueError) as e:
         raise _fail(path, frame, str(e)) from e
     x0, y0, x1, y1 = found["display"]
+    rate = found["rate"] if found["rate"] is not None and found["rate"] > 0 else None
+    timecode = None if found["timecode"] is None else format_timecode(*found["timecode"])
     return ImageHeader(path, "openexr", (x1 - x0 + 1, y1 - y0 + 1), 0, None, (0, 1, 2), None, "float", found["bits"],
-                       found["pixel_aspect"], UPRIGHT, None, luma_chroma=True)
+                       found["pixel_aspect"], UPRIGHT, None, rate, timecode, luma_chroma=True)
 
 
 def read_pixels(path: str | Path, header: ImageHeader, frame: int | None = None) -> np.ndarray:

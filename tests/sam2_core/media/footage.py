@@ -116,11 +116,13 @@ REC709_LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
 def write_luma_chroma_exr(path: Path, rgb: np.ndarray, *, sampling: int = 2, origin: tuple[int, int] = (0, 0),
                           display: tuple[int, int] | None = None, weights=REC709_LUMINANCE,
-                          chromaticities: tuple[float, ...] | None = None) -> Path:
+                          chromaticities: tuple[float, ...] | None = None, rate: tuple[int, int] | None = None,
+                          timecode: int | None = None) -> Path:
     """An uncompressed OpenEXR of Y, RY, BY (half), chroma taken at every `sampling`-th pixel, written
     byte by byte (OpenImageIO refuses subsampled channels, and the OpenEXR Python writer cannot
     write them). `origin` (divisible by `sampling`): the data window's corner; `display`: the
-    display window's (width, height) at 0, 0."""
+    display window's (width, height) at 0, 0; `rate`: framesPerSecond as (numerator, denominator);
+    `timecode`: the timeCode's SMPTE 12M time and flags."""
     h, w, _ = rgb.shape
     lum = rgb @ np.asarray(weights, np.float32)
     first = [(-o) % sampling for o in origin]  # (a chroma sample sits where the coordinate divides by sampling)
@@ -143,6 +145,10 @@ def write_luma_chroma_exr(path: Path, rgb: np.ndarray, *, sampling: int = 2, ori
     header += attribute("screenWindowWidth", "float", struct.pack("<f", 1))
     if chromaticities is not None:
         header += attribute("chromaticities", "chromaticities", struct.pack("<8f", *chromaticities))
+    if rate is not None:
+        header += attribute("framesPerSecond", "rational", struct.pack("<iI", *rate))
+    if timecode is not None:
+        header += attribute("timeCode", "timecode", struct.pack("<II", timecode, 0))
     header += b"\0"
     blocks = []
     for row in range(h):

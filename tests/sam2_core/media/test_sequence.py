@@ -301,10 +301,16 @@ def test_rate_and_timecode_from_headers(tmp_path):
     write_image(tmp_path / "df.1001.exr", np.zeros((4, 4, 3), np.float32), "half",
                 attrs={"smpte:TimeCode": (oiio.TypeTimeCode, (0x01000052, 0))})  # (flagged drop frame)
     assert open_source(tmp_path / "df.1001.exr").start_timecode == "01:00:00;12"
+    write_luma_chroma_exr(tmp_path / "yc.1001.exr", colour_field(8, 8), rate=(24000, 1001), timecode=0x01000052)
+    src = open_source(tmp_path / "yc.1001.exr")  # (read by the OpenEXR library, not OpenImageIO)
+    assert src.rate == Fraction(24000, 1001) and src.start_timecode == "01:00:00;12"
     for stored, rate in ((23.976, Fraction(24000, 1001)), (29.97, Fraction(30000, 1001)),
                          (59.94, Fraction(60000, 1001)), (23.98, Fraction(24000, 1001))):
         write_image(tmp_path / "d.1001.dpx", np.zeros((4, 4, 3), np.float32), "uint16",
                     attrs={"oiio:BitsPerSample": 10, "dpx:FrameRate": stored, "dpx:Transfer": "Linear"})
         assert open_source(tmp_path / "d.1001.dpx").rate == rate, stored
+    write_image(tmp_path / "z.1.exr", np.zeros((4, 4, 3), np.float32), "half",
+                attrs={"FramesPerSecond": (oiio.TypeRational, (24, 0))})  # (a writer's slip: no rate)
+    assert open_source(tmp_path / "z.1.exr").rate is None
     write_image(tmp_path / "c.1.png", np.zeros((4, 4, 3), np.uint8), "uint8")
     assert open_source(tmp_path / "c.1.png").rate is None and open_source(tmp_path / "c.1.png").start_timecode is None
