@@ -6,6 +6,7 @@ Paths inside the shot folder are stored relative to it, so a shot folder can mov
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,9 @@ class ObjectRecord:
 @dataclass
 class Manifest:
     source: str  # path, relative to the shot folder where it lies inside it
+    # the same path seen from the shot folder (../plates/...) where it lies outside it: found
+    # there when the project moved or was copied with its footage
+    source_from_shot: str = ""
     colour: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)
     objects: list[ObjectRecord] = field(default_factory=list)
@@ -65,7 +69,8 @@ class Manifest:
                                     prompts=[PromptRecord(**{"tracked": True, **p}) for p in o.get("prompts", [])],
                                     cleanup=dict(o.get("cleanup", {})))
                        for o in data.get("objects", [])]
-            return cls(source=str(data["source"]), colour=dict(data.get("colour", {})),
+            return cls(source=str(data["source"]), source_from_shot=str(data.get("source_from_shot", "")),
+                       colour=dict(data.get("colour", {})),
                        model=dict(data.get("model", {})), objects=objects, tracked=bool(data.get("tracked", False)),
                        exports=list(data.get("exports", [])))
         except (KeyError, TypeError, ValueError) as e:
@@ -79,6 +84,15 @@ def relative_to(path: Path, folder: Path) -> str:
         return str(path.relative_to(folder))
     except ValueError:
         return str(path)
+
+
+def seen_from(folder: Path, path: Path) -> str:
+    """`path` relative to `folder`, through ".." where needed, as the artist's paths go (links
+    not resolved); "" where there is no such path (another drive)."""
+    try:
+        return os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+    except ValueError:
+        return ""
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:

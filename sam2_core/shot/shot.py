@@ -11,13 +11,14 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from pathlib import Path
 
 from ..atomic import is_leftover_of
 from ..media import frame_source
 from .lock import LOCK_FILE, ShotLock
-from .manifest import MANIFEST_FILE, Manifest, ObjectRecord, read_manifest, relative_to, write_manifest
+from .manifest import MANIFEST_FILE, Manifest, ObjectRecord, read_manifest, relative_to, seen_from, write_manifest
 
 # distinct, readable colours for objects in hosts' viewers
 PALETTE = [[1.0, 0.3, 0.2], [0.2, 0.7, 1.0], [0.3, 0.9, 0.3], [1.0, 0.8, 0.1], [0.8, 0.4, 1.0], [1.0, 0.5, 0.8]]
@@ -73,11 +74,36 @@ def holds_other_files(folder: str | Path) -> bool:
     return any(p.name != LOCK_FILE and not is_leftover_of(p.name, MANIFEST_FILE) for p in folder.iterdir())
 
 
+def _find_footage(folder: Path, manifest: Manifest) -> Path:
+    """Where the shot's footage is: inside the shot folder; or where it was recorded, unless
+    the shot folder moved (or was copied) with it, which the path from the shot folder tells."""
+    recorded = Path(manifest.source)
+    if not recorded.is_absolute():
+        return folder / recorded
+    if manifest.source_from_shot:
+        beside = Path(os.path.abspath(folder / manifest.source_from_shot))
+        if _footage_at(beside) and not (_footage_at(recorded) and _same_place(beside, recorded)):
+            manifest.source = str(beside)  # (recorded so from the next save on)
+            return beside
+    return recorded
+
+
+def _footage_at(path: Path) -> bool:
+    """Whether `path` (a file, a folder of frames, or a sequence pattern: plate.%04d.exr) is there."""
+    pattern = "%" in path.name or "#" in path.name
+    return path.parent.is_dir() if pattern else path.exists()
+
+
+def _same_place(a: Path, b: Path) -> bool:
+    return os.path.realpath(a.parent) == os.path.realpath(b.parent) and a.name == b.name
+
+
 class Shot:
     def __init__(self, folder: Path, manifest: Manifest, lock: ShotLock):
         self.folder = folder
         self.manifest = manifest
         self._lock = lock
+        self.source_path = _find_footage(folder, manifest)
         self.source = open_footage(self.source_path, manifest.colour)
         colour = getattr(self.source, "colour", None)
         # record what was chosen (defaults included) with the shot; a shot opened again with
@@ -108,8 +134,10 @@ class Shot:
         try:
             if (folder / MANIFEST_FILE).exists():  # (looked at under the lock: two creates cannot both pass)
                 raise FileExistsError(f"There is already a shot in {folder}; open it, or choose another folder.")
-            manifest = Manifest(source=relative_to(Path(source), folder), colour=dict(colour or {}),
-                                model=dict(model or {}))
+            recorded = relative_to(Path(source), folder)
+            outside = Path(recorded).is_absolute()
+            manifest = Manifest(source=recorded, source_from_shot=seen_from(folder, Path(source)) if outside else "",
+                                colour=dict(colour or {}), model=dict(model or {}))
             shot = cls(folder, manifest, lock)
             shot.save()
             return shot
@@ -128,11 +156,6 @@ class Shot:
         except BaseException:
             lock.release()
             raise
-
-    @property
-    def source_path(self) -> Path:
-        p = Path(self.manifest.source)
-        return p if p.is_absolute() else self.folder / p
 
     @property
     def cache_dir(self) -> Path:

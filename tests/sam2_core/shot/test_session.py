@@ -2,6 +2,7 @@
 what changed, resuming, export, and bad requests that change nothing."""
 
 import json
+import shutil
 import threading
 from pathlib import Path
 
@@ -544,6 +545,38 @@ def test_a_colour_managed_sequence_keeps_its_tracking_when_the_shot_opens_again(
             again.undo()
         finally:
             again.close()
+
+
+def test_a_project_moved_or_copied_with_its_footage_opens_its_shot_there(official_checkpoint, tmp_path):
+    """A project folder holding the plates and the shot folder side by side: moved elsewhere, or
+    copied, the shot opens on the plates beside it, its tracking kept."""
+    project = tmp_path / "project"
+    (project / "plates").mkdir(parents=True)
+    write_png_clip(project / "plates", N, FIRST)
+    s = _plate_session(project / "shot", str(project / "plates" / "plate.%04d.png"), official_checkpoint)
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    tracked = dict(s.track())
+    s.close()
+    project.rename(tmp_path / "moved")
+    shutil.copytree(tmp_path / "moved", tmp_path / "copy")  # (the moved one stays)
+    for where in ("moved", "copy"):
+        again = ShotSession.open(tmp_path / where / "shot", device="cpu")
+        try:
+            assert again.shot.source_path == tmp_path / where / "plates" / "plate.%04d.png"
+            assert again.info()["source"] == str(tmp_path / where / "plates" / "plate.%04d.png")
+            assert again.shot.manifest.tracked and list(again.track()) == []
+            for frame, logits in tracked.items():
+                same(again.logits("ball", frame), logits["ball"])
+        finally:
+            again.close()
+    # a shot folder moved on its own finds the footage where it was
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "copy" / "shot").rename(tmp_path / "elsewhere" / "shot")
+    alone = ShotSession.open(tmp_path / "elsewhere" / "shot", device="cpu")
+    try:
+        assert alone.shot.source_path == tmp_path / "copy" / "plates" / "plate.%04d.png"
+    finally:
+        alone.close()
 
 
 def test_footage_cut_short_after_prompting_still_opens(official_checkpoint, plate, tmp_path, caplog):
