@@ -99,16 +99,22 @@ def _replace_alpha(node) -> None:
 
 
 def set_up(scene: bpy.types.Scene, clip: bpy.types.MovieClip, mattes: dict[str, bpy.types.Image],
-           frames: int, show: str | None = None):
+           frames: int, show: str | None = None) -> list[str]:
     """Nodes: Movie Clip -> Set Alpha (one per object, alpha from its matte) -> output, which shows
-    `show` (default: the first object). Returns the node tree."""
+    `show` (default: the first object). An output the artist feeds from nodes of their own keeps
+    its link: the matte goes to a Viewer instead. Returns what the artist should be told."""
     tree = _tree(scene)
     for node in [n for n in tree.nodes if n.name.startswith(NODE_PREFIX)]:
         tree.nodes.remove(node)
     plate = _node(tree, "CompositorNodeMovieClip", f"{NODE_PREFIX} plate", (-500, 0))
     plate.clip = clip
     output = _output(tree)
-    output.location = (400, 0)
+    notes = []
+    if _fed_by_the_artist(output):
+        output = _node(tree, "CompositorNodeViewer", f"{NODE_PREFIX} viewer", (400, 250))
+        notes.append("your compositor's output is left as it was: the matte is on the Viewer")
+    else:
+        output.location = (400, 0)
     for i, (name, image) in enumerate(mattes.items()):
         matte = _node(tree, "CompositorNodeImage", f"{NODE_PREFIX} {name} matte", (-500, -300 - 250 * i))
         matte.image = image
@@ -120,6 +126,18 @@ def set_up(scene: bpy.types.Scene, clip: bpy.types.MovieClip, mattes: dict[str, 
         if name == (show or next(iter(mattes))):
             tree.links.new(set_alpha.outputs["Image"], output.inputs[0])
     scene.render.use_compositing = True
-    scene.render.resolution_x, scene.render.resolution_y = clip.size
-    scene.render.resolution_percentage = 100
-    return tree
+    render = scene.render
+    if (render.resolution_x, render.resolution_y) != tuple(clip.size):
+        # (the mattes are the clip's size; the scale, resolution_percentage, stays the artist's)
+        notes.append(f"render resolution set to the clip's {clip.size[0]}x{clip.size[1]} "
+                     f"(was {render.resolution_x}x{render.resolution_y})")
+        render.resolution_x, render.resolution_y = clip.size
+    return notes
+
+
+def _fed_by_the_artist(output) -> bool:
+    """Whether the output's image comes from a node of the artist's (not ours, not the Render
+    Layers node a new compositor starts with)."""
+    links = output.inputs[0].links if output.inputs else ()
+    return any(not link.from_node.name.startswith(NODE_PREFIX) and link.from_node.bl_idname != "CompositorNodeRLayers"
+               for link in links)

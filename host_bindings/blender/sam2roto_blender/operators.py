@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 
@@ -687,32 +688,61 @@ class SAM2ROTO_OT_import_results(_Guarded, bpy.types.Operator):
         scene_name, with_compositor = context.scene.name, self.compositor
         params = {"out": folder, "format": "png16", "shapes": True, "shape_tolerance": tolerance, "force": True}
         SESSION.status = "Exporting mattes..."
-        SESSION.request("export", params, on_result=lambda r: _import_export(scene_name, r, with_compositor))
+        SESSION.request("export", params, on_result=lambda r: _import_export(scene_name, r, with_compositor),
+                        on_error=_import_failed)
         return {"FINISHED"}
+
+
+def _import_failed(error) -> None:
+    SESSION.status = "Import failed"
+    SESSION.report_error(error)
 
 
 def _import_export(scene_name: str, result: dict, with_compositor: bool) -> None:
     """The export's files into the scene: the Mask, the matte images and the compositor nodes."""
-    scene = bpy.data.scenes[scene_name]
-    shot = scene.sam2roto
+    scene = bpy.data.scenes.get(scene_name)
+    shot = None if scene is None else scene.sam2roto
+    if shot is None or shot.clip is None:
+        SESSION.status = "Import failed"
+        SESSION.report_error(f"The mattes are in {result.get('folder')}, but the scene '{scene_name}' or its clip "
+                             "is gone (renamed or deleted meanwhile): Import Results again.")
+        return
     try:
         shapes = result.get("shapes", {})
-        mask = shapes_import.import_shapes(shot.clip, shapes)
+        mask, kept = shapes_import.import_shapes(shot.clip, shapes, shot.mask.name if shot.mask else None,
+                                                 ours=json.loads(shot.imported_layers or "[]"))
         for name in set(json.loads(shot.imported_layers or "[]")) - set(shapes):
             shapes_import.remove_layer(mask, name)  # (an object removed from the shot, or renamed)
         shot.mask, shot.imported_layers = mask, json.dumps(sorted(shapes))
+        notes = [f"your layer '{old}' is now '{new}'" for old, new in kept.items()]
         if with_compositor:
             images = {name: compositor.load_matte_sequence(pattern, shot.clip, f"{shot.clip.name} {name} matte")
                       for name, pattern in result.get("mattes", {}).items()}
             active = shot.active()
-            compositor.set_up(scene, shot.clip, images, int(result.get("frames", 0)) or shot.clip.frame_duration,
-                              show=active.name if active else None)
-        SESSION.status = f"Imported {len(result.get('shapes', {}))} objects into mask '{mask.name}'"
+            frames = int(result.get("frames", 0)) or shot.clip.frame_duration
+            notes += compositor.set_up(scene, shot.clip, images, frames, show=active.name if active else None)
+        SESSION.status = "; ".join([f"Imported {len(shapes)} objects into mask '{mask.name}'", *notes])
+        _undo_step("Import Results")
         if not result.get("complete", True):
             SESSION.report_error("Imported, but tracking is not done: frames not tracked yet have empty mattes, "
                                  "or a correction waits to be tracked from. Track, then Import Results again.")
     except (shapes_import.ShapesError, OSError, KeyError) as e:
+        SESSION.status = "Import failed"
         SESSION.report_error(f"Importing the results from {result.get('folder')} failed: {e}")
+
+
+def _undo_step(name: str) -> None:
+    """An undo step for what an answer changed in the scene: it came after the operator had
+    ended, so Blender recorded none, and a later Ctrl-Z would take it away with the next edit."""
+    windows = bpy.context.window_manager.windows
+    try:
+        if bpy.context.window is None and windows:  # (a timer runs without a window)
+            with bpy.context.temp_override(window=windows[0]):
+                bpy.ops.ed.undo_push(message=name)
+        else:
+            bpy.ops.ed.undo_push(message=name)
+    except RuntimeError as e:  # (no undo where there is no window to hold it)
+        print(f"SAM 2 Roto: no undo step for {name}: {e}", file=sys.stderr)
 
 
 class SAM2ROTO_OT_import_shapes(_Guarded, bpy.types.Operator):
@@ -733,7 +763,7 @@ class SAM2ROTO_OT_import_shapes(_Guarded, bpy.types.Operator):
         clip = _clip(context, self.clip)
         path = bpy.path.abspath(self.filepath)
         name = self.object or shapes_import.read_shapes(path).get("object") or "object"
-        mask = shapes_import.import_shapes(clip, {name: path}, self.mask or None)
+        mask, _ = shapes_import.import_shapes(clip, {name: path}, self.mask or None)
         self.report({"INFO"}, f"Imported '{name}' into mask '{mask.name}'")
         return {"FINISHED"}
 

@@ -181,14 +181,30 @@ def _key_visibility(mask, layer_path: str, splines: list[dict], first: int, last
         animation.fill_fcurve(fcurves, f"{layer_path}.{prop}", 0, frames, hidden, [animation.CONSTANT] * len(frames))
 
 
-def import_shapes(clip: bpy.types.MovieClip, files: dict[str, str], mask_name: str | None = None) -> bpy.types.Mask:
-    """The Mask for a shot's objects ({object name: shapes file}), made or updated in place."""
+def import_shapes(clip: bpy.types.MovieClip, files: dict[str, str], mask_name: str | None = None,
+                  ours: list[str] | None = None) -> tuple[bpy.types.Mask, dict[str, str]]:
+    """The Mask for a shot's objects ({object name: shapes file}), made or updated in place.
+
+    `ours`: the layers an earlier import made, which this one replaces; a layer of an object's
+    name that the artist drew is kept under a new name instead. Returns the mask and
+    {old name: new name} of the layers so kept."""
     mask_name = mask_name or f"{clip.name} roto"
     mask = bpy.data.masks.get(mask_name) or bpy.data.masks.new(mask_name)
+    shapes = {}
     for name, path in files.items():
         if not os.path.isfile(path):
             raise ShapesError(f"The shapes of '{name}' are missing: {path}. Export the shot again.")
-        import_object(mask, clip, read_shapes(path), name)
-    mask.frame_start = clip.frame_start
-    mask.frame_end = clip.frame_start + clip.frame_duration - 1
-    return mask
+        shapes[name] = read_shapes(path)
+    kept = {}
+    for name in shapes:
+        drawn = mask.layers.get(name)
+        if drawn is not None and ours is not None and name not in ours:
+            drawn.name = f"{name} (drawn)"  # (Blender numbers it if that name is taken too)
+            kept[name] = drawn.name
+    for name, data in shapes.items():
+        import_object(mask, clip, data, name)
+    if shapes:  # the shot's frames, on the scene frames the clip shows them
+        first = min(int(d["frame_range"][0]) for d in shapes.values())
+        last = max(int(d["frame_range"][1]) for d in shapes.values())
+        mask.frame_start, mask.frame_end = footage.scene_frame(clip, first), footage.scene_frame(clip, last)
+    return mask, kept

@@ -1,0 +1,61 @@
+"""What the artist did to the scene survives the add-on (in_blender/artist_edits.py, real
+Blender and the real service, a random-weight tiny checkpoint)."""
+
+import pytest
+
+from tests.conftest import CPU_TEST_INPUT_SIZE
+from tests.sam2_core.tracking.conftest import write_png_clip
+
+NAME = "sam2.1_hiera_tiny"
+FIRST, FRAMES = 1001, 4
+
+
+@pytest.fixture(scope="module")
+def found(blender, official_checkpoint, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(f"edits-{blender.series}")
+    (folder / "project" / "plates").mkdir(parents=True)
+    write_png_clip(folder / "project" / "plates", FRAMES, FIRST)
+    return blender.run("artist_edits.py", folder, project=str(folder / "project"),
+                       checkpoint=str(official_checkpoint(NAME)), model=NAME, input_size=CPU_TEST_INPUT_SIZE)
+
+
+def test_the_mask_keeps_a_layer_the_artist_drew_and_follows_the_clips_frame_offset(found):
+    # footage frames 1001-1004 show on scene frames 999-1002 (the clip's frame offset is 2)
+    assert found["scene_range"] == [999, 1002]
+    mask = found["mask"]
+    assert mask["same"] and mask["layers"] == ["ball", "ball (drawn)"] and mask["drawn_points"] == [4], mask
+    assert mask["range"] == [999, 1002] and mask["keyed"][0] == 999 and mask["keyed"][-1] <= 1002, mask
+    assert "your layer 'ball' is now 'ball (drawn)'" in found["first_import"]["status"], found["first_import"]
+
+
+def test_the_artists_compositor_output_and_render_scale_stay(found):
+    comp = found["compositor"]
+    assert comp["output_fed_by"] == ["artist blur"] and comp["viewer_fed_by"] == ["sam2roto ball"], comp
+    assert comp["resolution"] == [320, 240, 50], comp  # (the mattes' size; the artist's scale)
+    status = found["first_import"]["status"]
+    assert "the matte is on the Viewer" in status and "render resolution set to the clip's 320x240" in status
+
+
+def test_a_renamed_mask_is_updated_in_place(found):
+    renamed = found["renamed_mask"]
+    assert renamed["masks"] == ["hero roto"] and renamed["layers"] == ["ball", "ball (drawn)"], renamed
+    assert renamed["error"] == "", renamed
+
+
+def test_undoing_a_later_edit_keeps_the_import(found):
+    undone = found["undone"]
+    assert undone["mask"] == "hero roto" and undone["masks"] == ["hero roto"], undone
+    assert undone["frame_end"] == 1002 and "sam2roto ball" in undone["matte_nodes"], undone
+
+
+def test_an_import_that_cannot_finish_says_why_and_does_not_hang(found):
+    renamed = found["scene_renamed"]
+    assert renamed["status"] == "Import failed" and "is gone" in renamed["error"], renamed
+    failed = found["export_failed"]
+    assert failed["status"] == "Import failed" and "a file" in failed["error"], failed
+
+
+def test_a_moved_project_opens_its_shot_on_the_plates_beside_it(found):
+    moved = found["moved"]
+    assert moved["error"] == "" and moved["answered"], moved
+    assert " moved/plates/plate.%04d.png" in moved["source"], moved
