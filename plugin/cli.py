@@ -11,8 +11,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sam2_core.mattes.export import FORMATS
-
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
@@ -131,6 +129,8 @@ DEFAULT_FORMAT = "png16"
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
+    from sam2_core.mattes.export import FORMATS
+
     p.add_argument("--format", default=DEFAULT_FORMAT, choices=list(FORMATS),
                    help="png16 (default), tiff16, exr (half), layered-exr (one EXR per frame, a layer per "
                         "object), prores / ffv1 (alpha video), premult-exr / premult-prores (plate with alpha)")
@@ -558,14 +558,18 @@ class UserError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sam2_core.cache.store import CacheError
-    from sam2_core.mattes.writers import ExportError
-    from sam2_core.model.checkpoint import CheckpointError
-    from sam2_core.model.weights import WeightsError
-    from sam2_core.shot import ManifestError, ShotInUseError
-    from sam2_core.shot.session import SessionError
+    try:  # (PyTorch takes a second or two to load: a Ctrl-C meanwhile is no error)
+        from sam2_core.cache.store import CacheError
+        from sam2_core.mattes.writers import ExportError
+        from sam2_core.model.checkpoint import CheckpointError
+        from sam2_core.model.weights import WeightsError
+        from sam2_core.shot import ManifestError, ShotInUseError
+        from sam2_core.shot.session import SessionError
 
-    args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("\nsam2roto: interrupted before it began; nothing was done", file=sys.stderr)
+        return 130
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         commands = {"segment": cmd_segment, "track": cmd_track, "shot": cmd_shot, "serve": cmd_serve,

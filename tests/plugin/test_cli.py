@@ -1,6 +1,8 @@
 """The command line: `sam2roto segment` on the project's sample image, and its errors."""
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -106,3 +108,18 @@ def test_the_quick_start_sample_clip_opens():
     frame = clip.read(0)
     assert frame.shape == (360, 640, 3)
     assert frame[190, 150, 0] > 150 and frame[190, 150, 2] < 100  # the red ball is there
+
+
+def test_ctrl_c_while_the_command_loads_is_no_traceback(monkeypatch, capsys):
+    # the command's own module loads no PyTorch (seconds): a Ctrl-C then would be a traceback
+    code = "import sys, sam2roto.cli; print(sorted(m for m in ('torch', 'sam2_core') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout
+    import sam2roto.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)  # (what loading the rest meets)
+    assert main(["weights", "list"]) == 130
+    assert "interrupted before it began; nothing was done" in capsys.readouterr().err
