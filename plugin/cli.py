@@ -370,7 +370,7 @@ def cmd_track(args) -> int:
 
     from sam2_core.mattes.writers import prepare_output_dir
     from sam2_core.shot import ShotLock
-    from sam2_core.shot.session import ShotSession
+    from sam2_core.shot.session import ShotSession, refuse_footage_folder
 
     out = args.out
     shot_dir = out / ".sam2roto"
@@ -394,6 +394,7 @@ def cmd_track(args) -> int:
         _check_source(args.source)
         if not any(kind in ("point", "box") for kind, _ in args.prompts):
             raise UserError("Give at least one --point or --box (a --neg-point only says what is not the object).")
+        refuse_footage_folder(out, args.source)  # (before "it holds files": --force would not help)
         if shot_dir.exists():
             if not args.force:
                 raise UserError(f"{out} already holds a sam2roto run: add --resume to continue it, "
@@ -433,7 +434,11 @@ def cmd_shot(args) -> int:
     from sam2_core.shot.session import ShotSession
 
     if args.action == "create":
+        from sam2_core.shot.shot import holds_other_files
+
         _check_source(args.source)
+        if not (args.shot / "shot.json").exists() and holds_other_files(args.shot):
+            raise UserError(f"{args.shot} holds other files: a shot needs a new or empty folder. Choose another.")
         with _create_session(args.shot, args) as session:
             _print_info(session.info())
         return EXIT_OK

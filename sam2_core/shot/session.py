@@ -38,6 +38,16 @@ class ExportRefused(SessionError):
     """An export folder that would put files in the footage's own folder."""
 
 
+def refuse_footage_folder(folder: str | Path, source: str | Path, out: str | Path | None = None) -> None:
+    """ExportRefused if `folder` (where an export to `out` writes) is the folder of the footage
+    `source` (a video, a frame, a sequence pattern or a folder of frames)."""
+    source = Path(source)
+    footage = Path(os.path.realpath(source if source.is_dir() else source.parent))
+    if Path(os.path.realpath(folder)) == footage:
+        raise ExportRefused(f"Exporting to {out or folder} would put files in the footage's folder {footage}: mattes "
+                            "never go beside the plates. Choose another folder (a new one inside it is fine).")
+
+
 @dataclass
 class Span:
     """One run of the tracker: from `start` in `direction` to `end` (indices), these objects."""
@@ -576,15 +586,11 @@ class ShotSession:
 
         check_export(fmt, self.source, [o.name for o in self.objects])
         out = Path(out)
-        source = self.shot.source_path
-        footage = Path(os.path.realpath(source if source.is_dir() else source.parent))
         shot = Path(os.path.realpath(self.shot.folder))
         working = [shot / part for part in WORKING_FOLDERS]
         for folder in [out, *(Path(matte_files(fmt, out, o.name)).parent for o in self.objects)]:
+            refuse_footage_folder(folder, self.shot.source_path, out)
             real = Path(os.path.realpath(folder))
-            if real == footage:
-                raise ExportRefused(f"Exporting to {out} would put files in the footage's folder {footage}: mattes "
-                                    "never go beside the plates. Choose another folder (a new one inside it is fine).")
             # (a new folder inside the shot's is fine, as Blender's shots keep their mattes)
             if real == shot or any(real == w or w in real.parents for w in working):
                 raise ExportRefused(f"Exporting to {out} would mix mattes with the shot's own files in {shot}: "

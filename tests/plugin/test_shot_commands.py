@@ -92,6 +92,11 @@ def test_shot_command_errors(clip, official_checkpoint, tmp_path, capsys):
     assert "No shot in" in capsys.readouterr().err
     assert main(["shot", "create", str(shot), str(tmp_path / "missing.mov")] + ckpt) == 1
     assert "Source not found" in capsys.readouterr().err
+    (tmp_path / "mattes").mkdir()
+    (tmp_path / "mattes" / "ball.1001.png").write_bytes(b"mine")
+    assert main(["shot", "create", str(tmp_path / "mattes"), str(clip)] + ckpt) == 1
+    assert "holds other files" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "mattes").iterdir()) == ["ball.1001.png"]
     assert main(["shot", "create", str(shot), str(clip)] + ckpt) == 0
     assert main(["shot", "create", str(shot), str(clip)] + ckpt) == 1
     assert "already a shot" in capsys.readouterr().err
