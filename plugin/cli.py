@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
@@ -196,6 +197,12 @@ def _shot_parsers(sub) -> None:
     ex.add_argument("--force", action="store_true", help="write into DIR even if it holds other files")
     ex.add_argument("--object", action=PromptAction, metavar="NAME", help="the object the clean-up options belong to")
     _export_args(ex)
+    rl = ssub.add_parser("relink", help="tell the shot where its footage is now (moved or renamed)",
+                         description="The footage moved: the shot uses it from its new place, its tracking kept "
+                                     "where the frames are the same. (A shot folder moved together with its "
+                                     "footage finds it by itself.)")
+    rl.add_argument("shot", type=Path, help="the shot folder")
+    rl.add_argument("source", help="the footage's new place: a video, a sequence or a folder of frames")
     i = ssub.add_parser("info", help="what the shot holds")
     i.add_argument("shot", type=Path, help="the shot folder")
     cc = ssub.add_parser("clear-cache", help="delete the shot's cached frames and features to free disk space "
@@ -353,9 +360,12 @@ PROMPTING = "prompting"  # in a run's shot folder while its first prompts are gi
 
 
 def _same_footage(given: str, footage: Path) -> bool:
-    """Whether SOURCE names footage in the run's footage folder (the clip, its folder, a frame);
-    a pattern, or a path that is not there, is not told apart."""
-    if not Path(given).exists():
+    """Whether SOURCE names footage in the run's footage folder (the clip, its folder, a frame,
+    a sequence pattern); a path that is not there is not told apart."""
+    given = Path(given)
+    if "%" in given.name or "#" in given.name:
+        given = given.parent
+    if not given.exists():
         return True
 
     def folder(path: Path) -> Path:
@@ -370,7 +380,7 @@ def cmd_track(args) -> int:
 
     from sam2_core.mattes.writers import prepare_output_dir
     from sam2_core.shot import ShotLock
-    from sam2_core.shot.session import ShotSession, refuse_footage_folder
+    from sam2_core.shot.session import refuse_footage_folder
 
     out = args.out
     shot_dir = out / ".sam2roto"
@@ -381,7 +391,7 @@ def cmd_track(args) -> int:
         if prompting.exists():
             raise UserError(f"The run in {out} stopped before it had given all its prompts: start it again, "
                             "with --force.")
-        session = ShotSession.open(shot_dir, device=args.device)
+        session = _open(shot_dir, args.device, moved_to=args.source, hint="give its new place as SOURCE, with --resume")
         if not _same_footage(args.source, session.shot.source_path):
             print(f"sam2roto: note: --resume goes on with the run's own footage, {session.shot.source_path}; "
                   f"{args.source} is not used.", file=sys.stderr)
@@ -431,8 +441,6 @@ def cmd_track(args) -> int:
 
 
 def cmd_shot(args) -> int:
-    from sam2_core.shot.session import ShotSession
-
     if args.action == "create":
         from sam2_core.shot.shot import holds_other_files
 
@@ -448,11 +456,21 @@ def cmd_shot(args) -> int:
         freed = clear_cache(args.shot)
         print(f"{args.shot}: {freed / (1 << 30):.2f} GiB of cached frames and features deleted")
         return EXIT_OK
+    if args.action == "relink":
+        from sam2_core.shot.shot import Shot
+
+        _check_source(args.source)
+        with _opened_or_hint(f"sam2roto shot relink {args.shot} NEW_PLACE"):
+            with Shot.open(args.shot, moved_to=args.source) as shot:
+                shot.save()
+        print(f"{args.shot}: footage {shot.source_path}")
+        return EXIT_OK
     if args.action == "info":
         from sam2_core.shot import read_manifest
 
         read_manifest(args.shot)  # a clear error before anything loads
-    with ShotSession.open(args.shot, device=getattr(args, "device", "auto")) as session:
+    with _open(args.shot, getattr(args, "device", "auto"), hint=f"sam2roto shot relink {args.shot} NEW_PLACE") \
+            as session:
         if args.action == "prompt":
             if not args.prompts:
                 raise UserError("Give prompts: --object NAME --point X,Y,FRAME (or --neg-point, --box, --mask).")
@@ -473,6 +491,24 @@ def cmd_shot(args) -> int:
         else:
             _print_info(session.info())
     return EXIT_OK
+
+
+def _open(folder: Path, device: str, moved_to: str | None = None, *, hint: str):
+    from sam2_core.shot.session import ShotSession
+
+    with _opened_or_hint(hint):
+        return ShotSession.open(folder, device=device, moved_to=moved_to)
+
+
+@contextlib.contextmanager
+def _opened_or_hint(hint: str):
+    """A shot whose footage is missing: the error says how to give its new place here."""
+    from sam2_core.shot.shot import FootageMissing
+
+    try:
+        yield
+    except FootageMissing as e:
+        raise UserError(f"{e} Here: {hint}.") from None
 
 
 def _create_session(folder: Path, args):

@@ -260,15 +260,16 @@ class Service:
             checkpoint=checkpoint, device=device or self.device, dtype=dtype, image_size=image_size,
             on_download=self._download_progress()))
 
-    def shot_open(self, shot, device=None, frame=None, download=True):
+    def shot_open(self, shot, device=None, frame=None, download=True, source=None):
         from sam2_core.shot.session import ShotSession
 
         folder = _path(shot, "shot")
         frame = None if frame is None else _frame(frame)
         device = _optional(_text, device, "device")
+        moved_to = None if source is None else _path(source, "source")
         told = self._download_progress() if _flag(download, "download") else _refuse_download
         return self._switch_to(folder, frame, lambda: ShotSession.open(folder, device=device or self.device,
-                                                                        on_download=told))
+                                                                        on_download=told, moved_to=moved_to))
 
     def _download_progress(self):
         """For a shot whose official weights are downloaded first: `$/progress` notifications

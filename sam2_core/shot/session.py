@@ -139,8 +139,10 @@ class ShotSession:
             raise
 
     @classmethod
-    def open(cls, folder: str | Path, *, device: str = "auto", on_download=None) -> ShotSession:
-        return cls._with_model(Shot.open(folder), device, on_download)
+    def open(cls, folder: str | Path, *, device: str = "auto", on_download=None,
+             moved_to: str | Path | None = None) -> ShotSession:
+        """`moved_to`: where the footage is now, if it is no longer where the shot recorded it."""
+        return cls._with_model(Shot.open(folder, moved_to), device, on_download)
 
     @classmethod
     def _with_model(cls, shot: Shot, device: str, on_download=None) -> ShotSession:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..atomic import is_leftover_of
 from ..media import frame_source
+from ..media.errors import FootageError
 from .lock import LOCK_FILE, ShotLock
 from .manifest import MANIFEST_FILE, Manifest, ObjectRecord, read_manifest, relative_to, seen_from, write_manifest
 
@@ -74,18 +75,31 @@ def holds_other_files(folder: str | Path) -> bool:
     return any(p.name != LOCK_FILE and not is_leftover_of(p.name, MANIFEST_FILE) for p in folder.iterdir())
 
 
-def _find_footage(folder: Path, manifest: Manifest) -> Path:
+class FootageMissing(FootageError):
+    """The shot's footage is not where the shot recorded it."""
+
+
+def _find_footage(folder: Path, manifest: Manifest, moved_to: str | Path | None = None) -> Path:
     """Where the shot's footage is: inside the shot folder; or where it was recorded, unless
-    the shot folder moved (or was copied) with it, which the path from the shot folder tells."""
+    the shot folder moved (or was copied) with it, which the path from the shot folder tells;
+    or, found at neither, `moved_to` (recorded from then on)."""
     recorded = Path(manifest.source)
-    if not recorded.is_absolute():
-        return folder / recorded
-    if manifest.source_from_shot:
+    found = folder / recorded if not recorded.is_absolute() else recorded
+    if recorded.is_absolute() and manifest.source_from_shot:
         beside = Path(os.path.abspath(folder / manifest.source_from_shot))
         if _footage_at(beside) and not (_footage_at(recorded) and _same_place(beside, recorded)):
             manifest.source = str(beside)  # (recorded so from the next save on)
             return beside
-    return recorded
+    if _footage_at(found):
+        return found
+    if moved_to is not None and _footage_at(Path(moved_to)):
+        moved_to = Path(os.path.abspath(moved_to))
+        manifest.source = relative_to(moved_to, folder)
+        manifest.source_from_shot = seen_from(folder, moved_to) if Path(manifest.source).is_absolute() else ""
+        return moved_to
+    raise FootageMissing(f"The footage of the shot in {folder} is missing: {found} (moved, renamed or deleted). "
+                         "If it moved, open the shot with its new place: the tracking is kept where the frames "
+                         "are the same.")
 
 
 def _footage_at(path: Path) -> bool:
@@ -99,11 +113,11 @@ def _same_place(a: Path, b: Path) -> bool:
 
 
 class Shot:
-    def __init__(self, folder: Path, manifest: Manifest, lock: ShotLock):
+    def __init__(self, folder: Path, manifest: Manifest, lock: ShotLock, moved_to: str | Path | None = None):
         self.folder = folder
         self.manifest = manifest
         self._lock = lock
-        self.source_path = _find_footage(folder, manifest)
+        self.source_path = _find_footage(folder, manifest, moved_to)
         self.source = open_footage(self.source_path, manifest.colour)
         colour = getattr(self.source, "colour", None)
         # record what was chosen (defaults included) with the shot; a shot opened again with
@@ -146,13 +160,14 @@ class Shot:
             raise
 
     @classmethod
-    def open(cls, folder: str | Path) -> Shot:
+    def open(cls, folder: str | Path, moved_to: str | Path | None = None) -> Shot:
+        """`moved_to`: where the footage is now, if it is no longer where the shot recorded it."""
         folder = Path(folder)
         read_manifest(folder)  # (a clear error for a folder that is not a shot, before locking it)
         lock = ShotLock(folder)
         lock.acquire()
         try:  # read under the lock: the last holder may have saved since
-            return cls(folder, read_manifest(folder), lock)
+            return cls(folder, read_manifest(folder), lock, moved_to)
         except BaseException:
             lock.release()
             raise

@@ -406,3 +406,18 @@ def test_a_first_use_downloads_the_weights_telling_the_host_and_a_cancel_stops_i
     finally:
         service.shutdown()
         server.close()
+
+
+def test_a_shot_whose_footage_moved_opens_where_the_host_says_it_is(client, official_checkpoint, tmp_path):
+    plates = tmp_path / "plates"
+    plates.mkdir()
+    write_png_clip(plates, 3, 1001)
+    new_shot(client, plates, tmp_path / "shot", official_checkpoint)
+    client.call("prompt/add", {"object": "ball", "frame": 1001, "points": [[60, 120]]})
+    client.call("shot/close", {})
+    plates.rename(tmp_path / "plates v2")
+    err = client.error("shot/open", {"shot": str(tmp_path / "shot")})
+    assert err["code"] == -32000 and f"missing: {plates}" in err["message"], err
+    info = client.call("shot/open", {"shot": str(tmp_path / "shot"), "source": str(tmp_path / "plates v2")})
+    assert info["source"] == str(tmp_path / "plates v2") and [o["object"] for o in info["objects"]] == ["ball"]
+    assert client.call("mask/get", {"object": "ball", "frame": 1001})["mask"] is not None  # its answer kept

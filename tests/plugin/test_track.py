@@ -367,3 +367,28 @@ def test_a_resume_refuses_an_export_that_would_fail_before_tracking_the_rest(off
     capsys.readouterr()
     assert main([*args, "--resume", "--format", "ffv1"]) == 1
     assert "FFV1 video cannot record the footage's pixel aspect 2" in capsys.readouterr().err
+
+
+def test_a_run_whose_plates_moved_goes_on_from_their_new_place(official_checkpoint, tmp_path, capsys):
+    plates = tmp_path / "plates"
+    plates.mkdir()
+    write_png_clip(plates, 3, FIRST)
+    out = tmp_path / "mattes"
+    assert main(track_args(plates, out, official_checkpoint(NAME))) == 0
+    first = (out / "ball" / f"ball.{FIRST}.png").read_bytes()
+    plates.rename(tmp_path / "plates v2")
+    capsys.readouterr()
+    shot = out / ".sam2roto"
+    assert main(["shot", "info", str(shot)]) == 1
+    err = capsys.readouterr().err
+    assert f"missing: {plates}" in err and f"sam2roto shot relink {shot} NEW_PLACE" in err, err
+    assert main(["track", str(plates), "--out", str(out), "--resume", "--device", "cpu"]) == 1
+    assert "give its new place as SOURCE, with --resume" in capsys.readouterr().err
+    # given the new place: nothing is tracked again, the mattes are the same
+    assert main(["track", str(tmp_path / "plates v2"), "--out", str(out), "--resume", "--device", "cpu"]) == 0
+    assert "tracking:" not in capsys.readouterr().err
+    assert (out / "ball" / f"ball.{FIRST}.png").read_bytes() == first
+    (tmp_path / "plates v2").rename(tmp_path / "plates v3")
+    assert main(["shot", "relink", str(shot), str(tmp_path / "plates v3")]) == 0
+    assert main(["shot", "info", str(shot)]) == 0
+    assert str(tmp_path / "plates v3") in capsys.readouterr().out

@@ -85,9 +85,9 @@ def _open_shot(context):
     SESSION.ensure_started(bpy.path.abspath(prefs.core_env))
     if not SESSION.is_open(shot):
         # (the core encodes the frames nearest the artist's first in the background)
-        params = {"shot": folder, "device": prefs.device,
+        params = {"shot": folder, "device": prefs.device, "source": footage.source_path(shot.clip),
                   "frame": footage.source_frame(shot.clip, context.scene.frame_current)}
-        try:
+        try:  # ("source": where the clip is now, for a shot whose footage moved)
             SESSION.shot = SESSION.call("shot/open", {**params, "download": False}, timeout=START_TIMEOUT)
         except rpc.ServiceError as e:
             if e.code != rpc.WEIGHTS_MISSING:
@@ -196,7 +196,7 @@ class ShotRequest:
         if self.made:
             method = "shot/create"
         else:  # the clip's shot, made from another scene or .blend: carry on with it
-            method, params = "shot/open", {k: params[k] for k in ("shot", "device", "frame")}
+            method, params = "shot/open", {k: params[k] for k in ("shot", "device", "frame", "source")}
         self.request_id = SESSION.request(method, params, on_result=self._answered, on_error=self._failed)
         SESSION.opening_id = self.request_id
         SESSION.status = f"Opening the shot of '{self.clip_name}'..."

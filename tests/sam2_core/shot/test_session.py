@@ -579,6 +579,30 @@ def test_a_project_moved_or_copied_with_its_footage_opens_its_shot_there(officia
         alone.close()
 
 
+def test_footage_moved_on_its_own_is_given_its_new_place_and_keeps_the_tracking(official_checkpoint, plate,
+                                                                                tmp_path):
+    from sam2_core.shot.shot import FootageMissing
+
+    s = _plate_session(tmp_path / "shot", plate, official_checkpoint)
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    tracked = dict(s.track())
+    s.close()
+    plate.rename(tmp_path / "plates v2")
+    with pytest.raises(FootageMissing, match=f"missing: {plate}"):
+        ShotSession.open(tmp_path / "shot", device="cpu")
+    with pytest.raises(FootageMissing):  # (a new place where nothing is)
+        ShotSession.open(tmp_path / "shot", device="cpu", moved_to=tmp_path / "nowhere")
+    for moved_to in (tmp_path / "plates v2", None):  # (recorded: the next open needs no new place)
+        again = ShotSession.open(tmp_path / "shot", device="cpu", moved_to=moved_to)
+        try:
+            assert again.shot.source_path == tmp_path / "plates v2"
+            assert again.shot.manifest.tracked and list(again.track()) == []
+            for frame, logits in tracked.items():
+                same(again.logits("ball", frame), logits["ball"])
+        finally:
+            again.close()
+
+
 def test_footage_cut_short_after_prompting_still_opens(official_checkpoint, plate, tmp_path, caplog):
     s = _plate_session(tmp_path / "shot", plate, official_checkpoint)
     s.add_prompt("ball", FIRST + 1, points=[(78, 120)])
