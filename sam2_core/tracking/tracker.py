@@ -64,7 +64,7 @@ class Prompt:
 
     coords: torch.Tensor | None = None  # (1, N, 2) model-input pixels, box corners first
     labels: torch.Tensor | None = None  # (1, N) int32
-    mask: torch.Tensor | None = None  # (1, 1, S, S) float {0, 1} at model-input size
+    mask: torch.Tensor | None = None  # (1, 1, S, S) bool at model-input size (a quarter of float's bytes)
 
     @property
     def num_points(self) -> int:
@@ -371,10 +371,10 @@ class VideoTracker:
             if m.shape != (h, w):
                 raise ValueError(f"The mask must be the plate's size, {w}x{h} (width x height); got "
                                  f"{m.shape[1] if m.ndim > 1 else '?'}x{m.shape[0]}")
-            t = torch.from_numpy(m != 0).to(dev)[None, None].float()
+            t = torch.from_numpy(m != 0).to(dev)[None, None]
             if (h, w) != (size, size):
-                t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-                t = (t >= 0.5).float()
+                t = F.interpolate(t.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+                t = t >= 0.5
             return Prompt(mask=t)
 
         coords, labs = [], []
@@ -857,7 +857,7 @@ class VideoTracker:
                 continue
             mask = entry.get("mask")
             obj.prompts[int(frame)] = Prompt(coords=_on(entry.get("coords"), dev), labels=_on(entry.get("labels"), dev),
-                                             mask=None if mask is None else mask.float().to(dev))
+                                             mask=None if mask is None else mask.bool().to(dev))
             self.frames.pin(int(frame))
         saved = self.prompt_store.get(OBJECT_ORDER_KEY)
         order = [] if saved is None else saved["ids"].tolist()
