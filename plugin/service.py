@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import sys
 import threading
 import time
@@ -295,9 +296,14 @@ class Service:
         let go first)."""
         if self.session is not None and self.session.shot.folder.resolve() == folder.resolve():
             self._close()
+        from sam2_core.shot.shot import DISPLAY_FOLDER
+
         new = open_session()
         self._close()
         self.session = new
+        # the masks handed to hosts before (read as they were answered): gone, so that the
+        # folder does not grow with every frame ever shown
+        shutil.rmtree(new.shot.folder / DISPLAY_FOLDER, ignore_errors=True)
         new.encode_ahead(frame)
         return new.info()
 
@@ -358,11 +364,13 @@ class Service:
         """A frame's mask as an 8-bit PNG in the shot folder, for the host to show."""
         import cv2
 
+        from sam2_core.shot.shot import DISPLAY_FOLDER
+
         s = self.shot
         if logits is None:
             return {"object": name, "frame": frame, "mask": None, "area": 0, "score": None}
         record = s.object(name)
-        folder = s.shot.folder / "display" / str(record.id)
+        folder = s.shot.folder / DISPLAY_FOLDER / str(record.id)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{frame}.png"
         mask = (logits > 0).astype(np.uint8) * 255

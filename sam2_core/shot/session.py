@@ -23,7 +23,7 @@ import numpy as np
 
 from ..mattes.cleanup import Cleanup
 from .manifest import ManifestError, ObjectRecord, PromptRecord
-from .shot import WORKING_FOLDERS, Shot
+from .shot import DISPLAY_FOLDER, WORKING_FOLDERS, Shot
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ class ShotSession:
         self._undo = [u for u in self._undo if u[0] != record.id]
         self.shot.save()
         # its files go too: a later object may get its id
-        shutil.rmtree(self.shot.folder / "display" / str(record.id), ignore_errors=True)
+        shutil.rmtree(self.shot.folder / DISPLAY_FOLDER / str(record.id), ignore_errors=True)
         for p in record.prompts:
             if p.mask is not None:
                 (self.shot.folder / p.mask).unlink(missing_ok=True)

@@ -63,7 +63,8 @@ def clear_cache(folder: str | Path) -> int:
         lock.release()
 
 
-WORKING_FOLDERS = ("cache", "tracking", "prompts", "display")  # what a shot keeps in its folder, besides shot.json
+DISPLAY_FOLDER = "display"  # the masks a host was answered with, as PNGs (plugin/service.py)
+WORKING_FOLDERS = ("cache", "tracking", "prompts", DISPLAY_FOLDER)  # what a shot keeps in its folder, besides shot.json
 
 
 def holds_other_files(folder: str | Path) -> bool:

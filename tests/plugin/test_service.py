@@ -421,3 +421,18 @@ def test_a_shot_whose_footage_moved_opens_where_the_host_says_it_is(client, offi
     info = client.call("shot/open", {"shot": str(tmp_path / "shot"), "source": str(tmp_path / "plates v2")})
     assert info["source"] == str(tmp_path / "plates v2") and [o["object"] for o in info["objects"]] == ["ball"]
     assert client.call("mask/get", {"object": "ball", "frame": 1001})["mask"] is not None  # its answer kept
+
+
+def test_the_masks_handed_to_the_host_are_cleared_when_the_shot_opens_again(client, official_checkpoint, tmp_path):
+    plates = tmp_path / "plates"
+    plates.mkdir()
+    write_png_clip(plates, 3, 1001)
+    new_shot(client, plates, tmp_path / "shot", official_checkpoint)
+    shown = [client.call("prompt/add", {"object": "ball", "frame": f, "points": [[60, 120]]})["mask"]
+             for f in (1001, 1003)]
+    assert all(Path(p).is_file() for p in shown)
+    client.call("shot/close", {})
+    client.call("shot/open", {"shot": str(tmp_path / "shot")})
+    assert not any(Path(p).exists() for p in shown)  # (one file a frame ever shown would pile up)
+    again = client.call("mask/get", {"object": "ball", "frame": 1003})["mask"]
+    assert Path(again).is_file()
