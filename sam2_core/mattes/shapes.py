@@ -344,13 +344,32 @@ def _oriented(poly: np.ndarray, clockwise: bool) -> np.ndarray:
 
 
 @dataclass
+class _Region:
+    """A filled outline: its bounding box's corner and the pixels inside the box. (Whole-plate
+    masks, one per track, grew the export by megabytes a frame for a small moving object.)"""
+
+    x0: int
+    y0: int
+    mask: np.ndarray  # bool, the box's height x width
+    area: int
+
+
+def _region(outline: np.ndarray, height: int, width: int) -> _Region:
+    (x0, y0), (x1, y1) = np.floor(outline.min(axis=0)), np.ceil(outline.max(axis=0)) + 1
+    x0, x1 = (int(np.clip(v, 0, width)) for v in (x0, x1))
+    y0, y1 = (int(np.clip(v, 0, height)) for v in (y0, y1))
+    mask = _fill_polygon(outline - (x0, y0), y1 - y0, x1 - x0)
+    return _Region(x0, y0, mask, int(np.count_nonzero(mask)))
+
+
+@dataclass
 class _Track:
     id: int
     hole: bool
     parent: int | None
     first_frame: int
     outlines: dict[int, np.ndarray] = field(default_factory=dict)  # visible frames only
-    last_region: np.ndarray | None = None  # filled outline where last seen, for matching
+    last_region: _Region | None = None  # where last seen, for matching
 
 
 class _Tracker:
@@ -372,7 +391,7 @@ class _Tracker:
         Greedy by IoU, best pairs first; tracks not seen on the previous frame take part
         too, so a part that comes back where it was last seen continues its track.
         """
-        regions = [_fill_polygon(o, self.height, self.width) for o in outlines]
+        regions = [_region(o, self.height, self.width) for o in outlines]
         pairs = [(_iou(region, t.last_region), i, k) for i, region in enumerate(regions) for k, t in enumerate(tracks)]
         chosen: dict[int, _Track] = {}
         for iou, i, k in sorted(pairs, key=lambda p: -p[0]):
@@ -390,9 +409,14 @@ class _Tracker:
         return result
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = np.count_nonzero(a & b)
-    return inter / max(1, np.count_nonzero(a | b))
+def _iou(a: _Region, b: _Region) -> float:
+    x0, x1 = max(a.x0, b.x0), min(a.x0 + a.mask.shape[1], b.x0 + b.mask.shape[1])
+    y0, y1 = max(a.y0, b.y0), min(a.y0 + a.mask.shape[0], b.y0 + b.mask.shape[0])
+    inter = 0
+    if x1 > x0 and y1 > y0:  # (boxes apart share no pixel)
+        inter = np.count_nonzero(a.mask[y0 - a.y0:y1 - a.y0, x0 - a.x0:x1 - a.x0]
+                                 & b.mask[y0 - b.y0:y1 - b.y0, x0 - b.x0:x1 - b.x0])
+    return inter / max(1, a.area + b.area - inter)
 
 
 # ---------------------------------------------------------------------------------------

@@ -203,6 +203,35 @@ def test_object_absent_in_the_middle_is_marked_absent():
     assert keys["9"] == {"absent": True} and "points" in keys["12"]
 
 
+def test_a_small_object_darting_across_a_big_plate_keeps_little_in_memory():
+    """A ball that moves more than its size each frame starts a new spline every frame; what
+    each keeps for matching is its own box, not a copy of the whole plate (2 MiB at 1920x1080):
+    the memory needed does not grow with the frames."""
+    import tracemalloc
+
+    h, w = 1080, 1920
+    yy, xx = np.mgrid[-15:16, -15:16]
+    ball = xx ** 2 + yy ** 2 < 15 ** 2
+
+    def mattes(n):
+        for i in range(n):
+            m = np.zeros((h, w), bool)
+            cx, cy = 60 + 45 * i, 100 + 20 * i
+            m[cy - 15:cy + 16, cx - 15:cx + 16] = ball
+            yield i, m
+
+    peaks = {}
+    for n in (20, 40):
+        tracemalloc.start()
+        try:
+            shapes = shapes_from_mattes(mattes(n))
+            peaks[n] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert len(shapes.splines) == n  # (every frame a part of its own)
+    assert peaks[40] - peaks[20] < 4 * 2**20, peaks  # (a plate per spline: 40 MiB more)
+
+
 def test_object_appearing_late_starts_its_spline_there():
     mattes = [(i, disc(80, 60, 20) if i >= 5 else np.zeros((H, W))) for i in range(10)]
     shapes = shapes_from_mattes(mattes)
