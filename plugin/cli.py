@@ -226,13 +226,14 @@ class PromptAction(argparse.Action):
                 value = (Path(path), int(frame) if frame else None)
             except ValueError:
                 parser.error(f"{option_string} {value!r}: expected FILE[,FRAME]")
-        elif kind != "object":
+        elif kind != "object":  # a clean-up setting: refused here, before any model runs
+            from sam2_core.mattes.cleanup import checked_setting, setting_rule
+
+            name = kind.replace("-", "_")
             try:
-                value = int(value) if kind in ("fill-holes", "remove-islands", "temporal") else float(value)
-                if not math.isfinite(value):
-                    raise ValueError
+                value = checked_setting(name, float(value))
             except ValueError:
-                parser.error(f"{option_string} {value!r}: expected a number")
+                parser.error(f"{option_string} {value!r}: expected {setting_rule(name)}")
         namespace.prompts = [*namespace.prompts, (kind, value)]
 
     @staticmethod

@@ -10,14 +10,21 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+WHOLE_SETTINGS = ("fill_holes", "remove_islands", "temporal")
 
-def _setting(name: str, value):
+
+def setting_rule(name: str) -> str:
+    """What a clean-up setting must be, in words."""
+    return "a whole number, 0 or more" if name in WHOLE_SETTINGS else "a number" if name == "grow" else \
+        "a number, 0 or more"
+
+
+def checked_setting(name: str, value):
     """A clean-up setting as given (JSON, the command line): a number of the right kind."""
-    whole = name in ("fill_holes", "remove_islands", "temporal")
+    whole = name in WHOLE_SETTINGS
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
     if not ok or (whole and value != int(value)) or (name != "grow" and value < 0):
-        kind = "a whole number, 0 or more" if whole else "a number" if name == "grow" else "a number, 0 or more"
-        raise ValueError(f"clean-up setting {name} must be {kind}; got {value!r}")
+        raise ValueError(f"clean-up setting {name} must be {setting_rule(name)}; got {value!r}")
     return int(value) if whole else float(value)
 
 
@@ -37,7 +44,7 @@ class Cleanup:
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"Unknown clean-up settings: {', '.join(sorted(unknown))}")
-        return cls(**{name: _setting(name, value) for name, value in data.items()})
+        return cls(**{name: checked_setting(name, value) for name, value in data.items()})
 
     def apply(self, alpha: np.ndarray) -> np.ndarray:
         """The per-frame steps, in order: holes, islands, grow/shrink, feather."""

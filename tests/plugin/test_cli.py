@@ -61,6 +61,11 @@ def test_unreadable_image(tmp_path, capsys):
     (["segment", str(SAMPLE), "--box", "nan,0,10,10"], "expected X0,Y0,X1,Y1"),
     (["track", str(SAMPLE), "--point", "10,inf"], "expected X,Y[,FRAME]"),
     (["track", str(SAMPLE), "--point", "10,10", "--grow", "nan"], "expected a number"),
+    # clean-up settings are refused as they are read, in the option's words, before a model runs
+    (["track", str(SAMPLE), "--point", "10,10", "--feather", "-2"], "--feather '-2': expected a number, 0 or more"),
+    (["track", str(SAMPLE), "--point", "10,10", "--temporal", "1.5"], "--temporal '1.5': expected a whole number"),
+    (["track", str(SAMPLE), "--point", "10,10", "--fill-holes", "-5"], "--fill-holes '-5': expected a whole number"),
+    (["shot", "export", "x", "--out", "y", "--feather", "-1"], "--feather '-1': expected a number, 0 or more"),
 ])
 def test_bad_coordinates_and_numbers_are_usage_errors(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as info:
