@@ -525,12 +525,26 @@ def _print_info(info: dict) -> None:
     w, h = info["size"]
     print(f"shot    {info['shot']}")
     print(f"source  {info['source']}  ({w}x{h}, frames {info['frames'][0]}-{info['frames'][1]})")
+    print(f"colour  {_colour_words(info.get('colour') or {})}")
     print(f"model   {info['model']} (input {info['image_size']}x{info['image_size']})")
     print(f"tracked {'yes' if info['tracked'] else 'no'}")
     for o in info["objects"]:
         frames = ", ".join(map(str, o["prompted_frames"])) or "none"
         cleanup = ", ".join(f"{k} {v:g}" for k, v in o["cleanup"].items())
         print(f"object  {o['object']}: prompts on frames {frames}" + (f"; clean-up: {cleanup}" if cleanup else ""))
+
+
+def _colour_words(colour: dict) -> str:
+    """A shot's colour settings as the artist chose them (or the file type's default)."""
+    mode = colour.get("mode", "passthrough")
+    how = {"user": "", "default": " (the file type's default)", "header": " (the file's header says so)"}
+    said = how.get(colour.get("chosen_by", "default"), "")
+    if mode == "passthrough":
+        return f"the file's code values, unchanged{said}"
+    if mode == "view":
+        display, view = colour.get("display"), colour.get("view")
+        return f"{colour.get('colorspace')} through the {display} display's {view} view{said}"
+    return f"{colour.get('colorspace')} converted to {colour.get('target')}{said}"
 
 
 def cmd_segment(args) -> int:

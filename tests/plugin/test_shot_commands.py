@@ -55,6 +55,7 @@ def test_create_prompt_propagate_correct_export_info(clip, official_checkpoint, 
     assert f"object  ball: prompts on frames {FIRST}, {FIRST + 2}; clean-up: feather 1.5" in info
     assert "object  square: prompts on frames 1001" in info and "tracked yes" in info
     assert f"model   {NAME} (input {CPU_TEST_INPUT_SIZE}x{CPU_TEST_INPUT_SIZE})" in info  # kept with the shot
+    assert "colour  the file's code values, unchanged (the file type's default)" in info
     manifest = json.loads((shot / "shot.json").read_text())
     assert manifest["exports"][-1]["format"] == "exr"
 
@@ -107,3 +108,15 @@ def test_shot_command_errors(clip, official_checkpoint, tmp_path, capsys):
     assert main(["shot", "prompt", str(shot), "--mask", f"{tmp_path / 'none.png'}", "--device", "cpu"]) == 1
     assert "Cannot read the mask" in capsys.readouterr().err
     assert json.loads((shot / "shot.json").read_text())["objects"] == []  # the bad prompts left nothing
+
+
+def test_info_says_how_the_footage_is_coloured():
+    from sam2roto.cli import _colour_words
+
+    view = {"mode": "view", "colorspace": "ACEScg", "display": "sRGB - Display", "view": "ACES 2.0 - SDR 100 nits",
+            "chosen_by": "default"}
+    assert _colour_words(view) == ("ACEScg through the sRGB - Display display's ACES 2.0 - SDR 100 nits view "
+                                   "(the file type's default)")
+    convert = {"mode": "convert", "colorspace": "ACES2065-1", "target": "sRGB Encoded Rec.709 (sRGB)",
+               "chosen_by": "header"}
+    assert _colour_words(convert) == "ACES2065-1 converted to sRGB Encoded Rec.709 (sRGB) (the file's header says so)"
