@@ -436,8 +436,8 @@ def cmd_track(args) -> int:
             _track_all(session)
         result = session.export(out, args.format, shapes=args.shapes, shape_tolerance=args.shape_tolerance,
                                 force=True, progress=Progress("writing mattes"))
-    names = ", ".join(o.name for o in session.objects)
-    print(f"{out}: {result['frames']} frames of mattes for {names}")
+    print(f"{out}: {result['frames']} frames of mattes for {', '.join(result['mattes'])}")
+    _say_left_out(result, out)
     return EXIT_OK
 
 
@@ -485,6 +485,7 @@ def cmd_shot(args) -> int:
             result = session.export(args.out, args.format, shapes=args.shapes, shape_tolerance=args.shape_tolerance,
                                     force=args.force, progress=Progress("writing mattes"))
             print(f"{result['folder']}: {result['frames']} frames of mattes for {', '.join(result['mattes'])}")
+            _say_left_out(result, args.out)
             if not result["complete"]:
                 print(f"{args.shot}: tracking is not done (frames not tracked yet have empty mattes, and "
                       f"a correction waits): run `sam2roto shot propagate {args.shot}`, then export again",
@@ -532,6 +533,12 @@ def _print_info(info: dict) -> None:
         frames = ", ".join(map(str, o["prompted_frames"])) or "none"
         cleanup = ", ".join(f"{k} {v:g}" for k, v in o["cleanup"].items())
         print(f"object  {o['object']}: prompts on frames {frames}" + (f"; clean-up: {cleanup}" if cleanup else ""))
+
+
+def _say_left_out(result: dict, out: Path) -> None:
+    for name in result.get("left_out", []):
+        print(f"sam2roto: note: no mattes for {name}: it has no prompt on the footage's frames (prompt it again); "
+              f"files of an earlier export in {out} are not its mattes for this footage", file=sys.stderr)
 
 
 def _colour_words(colour: dict) -> str:

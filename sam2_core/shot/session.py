@@ -572,7 +572,9 @@ class ShotSession:
         complete = self._tracking_done(list(objects))
         result = {"folder": str(out.resolve()), "format": fmt, "frames": frames,
                   "mattes": {n: matte_files(fmt, out.resolve(), n) for n in objects.values()},
-                  "shapes": {n: str(p.resolve()) for n, p in shape_files.items()}, "complete": complete}
+                  "shapes": {n: str(p.resolve()) for n, p in shape_files.items()}, "complete": complete,
+                  # objects with no prompt the tracker can use (e.g. only on frames the footage lost)
+                  "left_out": [o.name for o in self.objects if o.id not in objects]}
         self.shot.manifest.exports.append({k: result[k] for k in ("folder", "format", "frames")})
         self.shot.save()
         return result

@@ -634,6 +634,8 @@ def test_an_object_prompted_only_on_frames_cut_from_the_footage_leaves_the_other
         assert [p.frame for p in again.object("sky").prompts] == [FIRST + 5]  # kept in the shot
         with pytest.raises(SessionError, match=r"'sky'.*frames the footage no longer has"):
             list(again.track(objects=["sky"]))
+        result = again.export(tmp_path / "mattes")
+        assert list(result["mattes"]) == ["ball"] and result["left_out"] == ["sky"]  # (hosts tell the artist)
     finally:
         again.close()
 
