@@ -65,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         "segment", help="matte one object in a still image",
         description="Matte one object in a still image from clicks and/or a box. Writes an 8-bit "
                     "alpha PNG the size of the image (255 = object).")
-    seg.add_argument("image", type=Path, help="the image (PNG, JPEG, TIFF, ...; 8-bit RGB)")
+    seg.add_argument("image", type=Path, help="the image (PNG, JPEG, TIFF, EXR, DPX, ...; one frame of a sequence "
+                                              "is that frame alone)")
+    seg.add_argument("--colorspace", help="the image's colour space (default: as the file type implies; see "
+                                          "README, Footage)")
     seg.add_argument("--point", type=_xy, action="append", default=[], metavar="X,Y",
                      help="a click on the object, in image pixels from the top-left (repeatable)")
     seg.add_argument("--neg-point", type=_xy, action="append", default=[], metavar="X,Y",
@@ -559,6 +562,7 @@ def cmd_segment(args) -> int:
     import numpy as np
 
     from sam2_core import ImagePredictor, load_model
+    from sam2_core.media import open_still
 
     if not args.point and not args.neg_point and args.box is None:
         raise SystemExit("sam2roto segment: give at least one --point or a --box")
@@ -566,10 +570,7 @@ def cmd_segment(args) -> int:
         raise UserError(f"Cannot write the matte to {args.out}: give a file name ending .png, .tif or .jpg.")
     if args.out.exists() and args.image.exists() and os.path.samefile(args.out, args.image):
         raise UserError(f"--out {args.out} is the image itself: give another file name for the matte.")
-    bgr = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise UserError(f"Cannot read image {args.image}: missing, or not an image format OpenCV reads.")
-    rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+    rgb = open_still(args.image, args.colorspace).read(0)  # (colour-managed as footage is)
     h, w = rgb.shape[:2]
     for x, y in args.point + args.neg_point:
         if not (0 <= x < w and 0 <= y < h):

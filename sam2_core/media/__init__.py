@@ -9,7 +9,7 @@
 from .colour import BUILTIN_CONFIG, ColourPipeline, ColourSettings, colorspace_names
 from .errors import ColourError, FootageError
 from .frame_source import ArraySource, FolderSource, FrameSource, as_source, check_index
-from .open import open_source
+from .open import open_source, open_still
 from .sequence import SequencePattern, SequenceSource
 from .video import VideoSource
 from .video_index import VideoIndex, default_index_dir
@@ -32,4 +32,5 @@ __all__ = [
     "colorspace_names",
     "default_index_dir",
     "open_source",
+    "open_still",
 ]

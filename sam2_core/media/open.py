@@ -58,3 +58,16 @@ def open_source(path_or_pattern: str | os.PathLike, colorspace: str | None = Non
     if not path.exists():
         raise FootageError(f"Footage not found: {path}")
     return VideoSource(path, index_dir=index_dir, **colour)
+
+
+def open_still(path: str | os.PathLike, colorspace: str | None = None, **colour) -> SequenceSource:
+    """One image file as footage of one frame, even where it is a frame of a sequence (its
+    number kept). The colour arguments are open_source's."""
+    path = Path(os.fspath(path)).expanduser()
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise FootageError(f"{path} is not an image file this reads ({', '.join(IMAGE_SUFFIXES)})")
+    if not path.is_file():
+        raise FootageError(f"Image not found: {path}")
+    pattern, frames = find_sequence(path)
+    number = next(n for n, p in frames.items() if Path(p).name == path.name)
+    return SequenceSource(path, pattern=pattern, frames={number: frames[number]}, colorspace=colorspace, **colour)

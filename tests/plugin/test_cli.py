@@ -52,7 +52,22 @@ def test_unreadable_image(tmp_path, capsys):
     bad = tmp_path / "not-an-image.png"
     bad.write_bytes(b"hello")
     assert main(["segment", str(bad), "--point", "1,1", "--out", str(tmp_path / "m.png")]) == 1
-    assert "Cannot read image" in capsys.readouterr().err
+    assert f"({bad}): Not a PNG file. The file is damaged" in capsys.readouterr().err
+    assert main(["segment", str(tmp_path / "shape.png"), "--point", "1,1", "--out", str(tmp_path / "m.png")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"sam2roto: error: Image not found: {tmp_path / 'shape.png'}\n", err  # (no decoder's chatter)
+
+
+def test_segment_reads_an_exr_frame_of_a_sequence_colour_managed(official_checkpoint, tmp_path, capsys):
+    from tests.sam2_core.media.footage import write_image
+
+    for n in (1001, 1002):
+        write_image(tmp_path / f"plate.{n}.exr", np.full((48, 64, 3), 0.18 * (n - 1000), np.float32), "half")
+    out = tmp_path / "m.png"
+    assert main(["segment", str(tmp_path / "plate.1002.exr"), "--point", "10,10", "--out", str(out),
+                 "--checkpoint", str(official_checkpoint(NAME)), "--device", "cpu"]) == 0
+    assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED).shape == (48, 64)
+    assert "WARN" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -314,3 +314,16 @@ def test_rate_and_timecode_from_headers(tmp_path):
     assert open_source(tmp_path / "z.1.exr").rate is None
     write_image(tmp_path / "c.1.png", np.zeros((4, 4, 3), np.uint8), "uint8")
     assert open_source(tmp_path / "c.1.png").rate is None and open_source(tmp_path / "c.1.png").start_timecode is None
+
+
+def test_a_still_is_its_own_frame_even_within_a_sequence(tmp_path):
+    from sam2_core.media import open_still
+
+    for n in (1001, 1002):
+        write_image(tmp_path / f"plate.{n}.png", np.full((4, 6, 3), 100 * (n - 1000), np.uint8), "uint8")
+    still = open_still(tmp_path / "plate.1002.png")
+    assert len(still) == 1 and still.frame_numbers == [1002] and still.read(0)[0, 0, 0] == 200
+    with pytest.raises(FootageError, match="Image not found"):
+        open_still(tmp_path / "plate.1003.png")
+    with pytest.raises(FootageError, match="not an image file"):
+        open_still(tmp_path / "clip.mov")
