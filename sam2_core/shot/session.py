@@ -634,9 +634,11 @@ class ShotSession:
 def read_mask_file(path: str | Path, frame: int) -> np.ndarray:
     """A mask prompt from an image file: its alpha if it has one, else its brightest channel,
     cut at half its peak (white, or any one value, on black)."""
+    if not Path(path).is_file():  # (asked to read it, OpenCV warns on the terminal besides)
+        raise SessionError(f"Cannot read the mask {path} (frame {frame}): there is no such file.")
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise SessionError(f"Cannot read the mask {path} (frame {frame}): missing, or not an image.")
+        raise SessionError(f"Cannot read the mask {path} (frame {frame}): not an image.")
     if image.ndim == 3:
         image = image[:, :, -1] if image.shape[2] == 4 else image.max(axis=2)
     return image > (int(image.max()) // 2 if image.max() > 0 else 0)
