@@ -414,6 +414,10 @@ class Service:
                                            '{"car": {"grow": 2, "feather": 1.5}}')
         tolerance = None if shape_tolerance is None else _number(shape_tolerance, "shape_tolerance")
         format, shapes, force = _text(format, "format"), _flag(shapes, "shapes"), _flag(force, "force")
+        from sam2_core.mattes.export import FORMATS
+
+        if format not in FORMATS:
+            raise RpcError(INVALID_PARAMS, f"format must be one of {', '.join(FORMATS)}; got {format!r}")
         kept = {o.name: dict(o.cleanup) for o in s.objects}
         try:
             for name, settings in (cleanup or {}).items():

@@ -277,6 +277,7 @@ def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official
         ("prompt/add", {"object": "ball", "frame": FIRST, "points": [[huge, 1]]}, "points"),
         ("prompt/add", {"object": "ball", "frame": FIRST, "box": [huge, 1, 2, 3]}, "box"),
         ("export", {"out": str(tmp_path / "m"), "format": ["png16"]}, "format"),
+        ("export", {"out": str(tmp_path / "m"), "format": "gif"}, "format"),
         ("export", {"out": str(tmp_path / "m"), "force": "false"}, "force"),
         ("export", {"out": str(tmp_path / "m"), "shapes": "no"}, "shapes"),
     ]
