@@ -564,8 +564,6 @@ def cmd_segment(args) -> int:
     from sam2_core import ImagePredictor, load_model
     from sam2_core.media import open_still
 
-    if not args.point and not args.neg_point and args.box is None:
-        raise SystemExit("sam2roto segment: give at least one --point or a --box")
     if args.out.suffix.lower() not in (".png", ".tif", ".tiff", ".jpg", ".jpeg") or args.out.is_dir():
         raise UserError(f"Cannot write the matte to {args.out}: give a file name ending .png, .tif or .jpg.")
     if args.out.exists() and args.image.exists() and os.path.samefile(args.out, args.image):
@@ -621,6 +619,14 @@ class UserError(Exception):
     """Something the user can fix; printed without a traceback."""
 
 
+def _check_usage(parser: argparse.ArgumentParser, args) -> None:
+    """What options say together that argparse cannot check alone: a usage error (exit 2)."""
+    if args.command == "segment" and not args.point and not args.neg_point and args.box is None:
+        parser.error("segment: give at least one --point or a --box")
+    if getattr(args, "shape_tolerance", None) is not None and not getattr(args, "shapes", False):
+        parser.error("--shape-tolerance sets how sparse the --shapes keys are: add --shapes, or drop it")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:  # (PyTorch takes a second or two to load: a Ctrl-C meanwhile is no error)
         from sam2_core.cache.store import CacheError
@@ -630,7 +636,9 @@ def main(argv: list[str] | None = None) -> int:
         from sam2_core.shot import ManifestError, ShotInUseError
         from sam2_core.shot.session import SessionError
 
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        _check_usage(parser, args)
     except KeyboardInterrupt:
         print("\nsam2roto: interrupted before it began; nothing was done", file=sys.stderr)
         return 130
