@@ -33,6 +33,7 @@ class Session:
         self.progress: tuple[int, int, int] | None = None  # done, total, frame
         self.status = ""
         self.last_error = ""
+        self._stop_told: Exception | None = None  # the core's stop the artist has been told of
         self.on_mask: list[Callable[[str, int, str | None], None]] = []  # called for each frame answer
 
     # -- the process ------------------------------------------------------------------------
@@ -151,11 +152,14 @@ class Session:
 
     def report_error(self, error: Exception | str) -> None:
         """Tells the artist (status bar popup in the UI, stderr always) what went wrong."""
+        if isinstance(error, rpc.ServiceStopped):
+            if error is self._stop_told:  # (each request in flight ends with the same stop: told once)
+                return
+            self._stop_told = error
+            self.forget_core()
         message = error.message if isinstance(error, rpc.ServiceError) else str(error)
         self.last_error = message
         print(f"SAM 2 Roto: {message}", file=sys.stderr)
-        if isinstance(error, rpc.ServiceStopped):
-            self.forget_core()
         if not bpy.app.background:
             def draw(menu, _context):
                 for line in message.splitlines()[:12]:

@@ -59,3 +59,11 @@ def test_a_moved_project_opens_its_shot_on_the_plates_beside_it(found):
     moved = found["moved"]
     assert moved["error"] == "" and moved["answered"], moved
     assert " moved/plates/plate.%04d.png" in moved["source"], moved
+
+
+def test_a_core_that_stops_with_requests_waiting_is_reported_once(found):
+    assert found["stopped"] == {"told": 1, "tracking": False}, found["stopped"]
+
+
+def test_a_shot_whose_clip_was_deleted_says_so(found):
+    assert "lost its clip (deleted)" in found["clip_deleted"] and "Create Shot" in found["clip_deleted"]

@@ -4,6 +4,7 @@ object's name, a compositor of their own, a render scale, a clip with a frame of
 after the import; then a scene renamed while the export runs, an export that fails, and the
 project folder (the .blend, its plates and shot) moved. pytest checks the findings."""
 
+import io
 import os
 import shutil
 import sys
@@ -128,6 +129,21 @@ def main(args):
     harness.pump(ext)
     found["moved"] = {"source": session.shot["source"], "error": session.last_error,
                       "answered": session.masks.get(("ball", FIRST + 1)) is not None}
+
+    # the core stops while it tracks, a prompt waiting behind the track: the artist is told once
+    ops.track(direction="WHOLE")  # (from the correction just made)
+    ops.add_point(object="ball", frame=ext.footage.scene_frame(clip, FIRST + 2), x=90, y=120)
+    told, sys.stderr = sys.stderr, io.StringIO()
+    try:
+        session.client._proc.kill()
+        harness.pump(ext)
+    finally:
+        told, sys.stderr = sys.stderr.getvalue(), told
+    found["stopped"] = {"told": told.count("The SAM 2 core stopped"), "tracking": session.tracking}
+
+    # the clip deleted: the next action says what became of the shot
+    bpy.data.movieclips.remove(clip)
+    found["clip_deleted"] = harness.operator_error(lambda: ops.add_point(object="ball", frame=FIRST, x=70, y=120))
     return found
 
 
