@@ -334,12 +334,13 @@ def _give_prompts(session, requests: dict[str, ObjectRequest]) -> None:
         if not request.prompts and not request.cleanup:
             raise UserError(f"Object {name!r} has nothing after it: give it a --point, --box or --mask.")
         for frame, p in request.prompts.items():
-            mask = read_mask_file(p["mask"], frame) if p["mask"] is not None else None
-            if mask is not None:
-                session.add_prompt(name, frame, mask=mask)
+            logits = None
+            if p["mask"] is not None:
+                logits = session.add_prompt(name, frame, mask=read_mask_file(p["mask"], frame))
             if p["points"] or p["box"] is not None:
                 logits = session.add_prompt(name, frame, points=p["points"] or None, labels=p["labels"] or None,
                                             box=p["box"])
+            if logits is not None:
                 print(f"{name}, frame {frame}: {int((logits > 0).sum())} pixels in the mask", file=sys.stderr)
         if request.cleanup:
             session.set_cleanup(name, request.cleanup)

@@ -33,6 +33,8 @@ def test_create_prompt_propagate_correct_export_info(clip, official_checkpoint, 
     cv2.imwrite(str(tmp_path / "square.png"), rough)
     assert main(["shot", "prompt", str(shot), "--object", "ball", "--point", "60,120",
                  "--object", "square", "--mask", f"{tmp_path / 'square.png'},{FIRST}"] + dev) == 0
+    told = capsys.readouterr().err  # (each prompt's answer, the mask's too)
+    assert f"ball, frame {FIRST}: " in told and f"square, frame {FIRST}: " in told, told
     assert main(["shot", "propagate", str(shot)] + dev) == 0
     assert f"{N} frames tracked" in capsys.readouterr().out
 
