@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import math
 import os
@@ -464,10 +463,8 @@ def cmd_shot(args) -> int:
     if args.action == "relink":
         from sam2_core.shot.shot import Shot
 
-        _check_source(args.source)
-        with _opened_or_hint(f"sam2roto shot relink {args.shot} NEW_PLACE"):
-            with Shot.open(args.shot, moved_to=args.source) as shot:
-                shot.save()
+        with Shot.open(args.shot, moved_to=args.source, relink=True) as shot:
+            pass  # (saved as it opened)
         print(f"{args.shot}: footage {shot.source_path}")
         return EXIT_OK
     if args.action == "info":
@@ -500,19 +497,13 @@ def cmd_shot(args) -> int:
 
 
 def _open(folder: Path, device: str, moved_to: str | None = None, *, hint: str):
+    """The shot session; a shot whose footage is missing is an error that says how to give its
+    new place here (`hint`)."""
     from sam2_core.shot.session import ShotSession
-
-    with _opened_or_hint(hint):
-        return ShotSession.open(folder, device=device, moved_to=moved_to)
-
-
-@contextlib.contextmanager
-def _opened_or_hint(hint: str):
-    """A shot whose footage is missing: the error says how to give its new place here."""
     from sam2_core.shot.shot import FootageMissing
 
     try:
-        yield
+        return ShotSession.open(folder, device=device, moved_to=moved_to)
     except FootageMissing as e:
         raise UserError(f"{e} Here: {hint}.") from None
 

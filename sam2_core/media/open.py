@@ -69,5 +69,42 @@ def open_still(path: str | os.PathLike, colorspace: str | None = None, **colour)
     if not path.is_file():
         raise FootageError(f"Image not found: {path}")
     pattern, frames = find_sequence(path)
-    number = next(n for n, p in frames.items() if Path(p).name == path.name)
+    number = next((n for n, p in frames.items() if Path(p).name == path.name), None)
+    if number is None:  # (its neighbours are numbered another way, e.g. padded and not)
+        return SequenceSource(path, pattern=None, frames={0: path}, colorspace=colorspace, **colour)
     return SequenceSource(path, pattern=pattern, frames={number: frames[number]}, colorspace=colorspace, **colour)
+
+
+FINGERPRINT_BYTES = 1 << 20
+
+
+def first_file(path: str | os.PathLike) -> Path | None:
+    """The file holding the first frame of the footage at `path` (a video, a frame or a pattern
+    of a sequence, a folder of frames); None where there is none."""
+    path = Path(os.fspath(path)).expanduser()
+    try:
+        if path.is_dir():
+            found = sequences_in(path)
+            frames = found[0][1] if len(found) == 1 else {}
+        elif path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
+            return path
+        else:
+            frames = find_sequence(path)[1]
+    except (FootageError, OSError):
+        return None
+    return Path(frames[min(frames)]) if frames else None
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """What the footage at `path` is, wherever it lies: a hash of its first frame's file (its
+    size and first MiB). "" where there is no footage."""
+    first = first_file(path)
+    if first is None:
+        return ""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=8)
+    with open(first, "rb") as f:
+        h.update(str(os.fstat(f.fileno()).st_size).encode())
+        h.update(f.read(FINGERPRINT_BYTES))
+    return h.hexdigest()

@@ -89,8 +89,8 @@ def relative_to(path: Path, folder: Path) -> str:
 def seen_from(folder: Path, path: Path) -> str:
     """`path` relative to `folder`, through ".." where needed, as the artist's paths go (links
     not resolved); "" where there is no such path (another drive)."""
-    try:
-        return os.path.relpath(os.path.abspath(path), os.path.abspath(folder))
+    try:  # (with "/": the same on every system, should the project move to another)
+        return Path(os.path.relpath(os.path.abspath(path), os.path.abspath(folder))).as_posix()
     except ValueError:
         return ""
 

@@ -574,7 +574,7 @@ class ShotSession:
                   "mattes": {n: matte_files(fmt, out.resolve(), n) for n in objects.values()},
                   "shapes": {n: str(p.resolve()) for n, p in shape_files.items()}, "complete": complete,
                   # objects with no prompt the tracker can use (e.g. only on frames the footage lost)
-                  "left_out": [o.name for o in self.objects if o.id not in objects]}
+                  "left_out": [o.name for o in self.objects if o.id not in objects and o.prompts]}
         self.shot.manifest.exports.append({k: result[k] for k in ("folder", "format", "frames")})
         self.shot.save()
         return result

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..atomic import is_leftover_of
 from ..media import frame_source
 from ..media.errors import FootageError
+from ..media.open import fingerprint, first_file
 from .lock import LOCK_FILE, ShotLock
 from .manifest import MANIFEST_FILE, Manifest, ObjectRecord, read_manifest, relative_to, seen_from, write_manifest
 
@@ -80,33 +81,49 @@ class FootageMissing(FootageError):
     """The shot's footage is not where the shot recorded it."""
 
 
-def _find_footage(folder: Path, manifest: Manifest, moved_to: str | Path | None = None) -> Path:
-    """Where the shot's footage is: inside the shot folder; or where it was recorded, unless
-    the shot folder moved (or was copied) with it, which the path from the shot folder tells;
-    or, found at neither, `moved_to` (recorded from then on)."""
+def _find_footage(folder: Path, manifest: Manifest, moved_to: str | Path | None = None,
+                  relink: bool = False) -> Path:
+    """Where the shot's footage is. `moved_to`: where it is now, taken when asked to (`relink`)
+    or when the footage is found nowhere else. Otherwise: inside the shot folder, where it was
+    made so; where the shot recorded it; or the copy beside the shot folder (a project folder
+    moved or copied with its footage), where the recorded one is gone or is the same footage."""
+    if relink and moved_to is not None:
+        if not _footage_at(Path(moved_to)):
+            raise FootageMissing(f"There is no footage at {moved_to}: give the footage's new place (a video, "
+                                 "a sequence of frames or its folder).")
+        return _record(folder, manifest, Path(moved_to))
     recorded = Path(manifest.source)
-    found = folder / recorded if not recorded.is_absolute() else recorded
+    found = recorded if recorded.is_absolute() else folder / recorded
     if recorded.is_absolute() and manifest.source_from_shot:
         beside = Path(os.path.abspath(folder / manifest.source_from_shot))
-        if _footage_at(beside) and not (_footage_at(recorded) and _same_place(beside, recorded)):
-            manifest.source = str(beside)  # (recorded so from the next save on)
-            return beside
+        if _footage_at(beside) and not _same_place(beside, found) and (
+                not _footage_at(found) or fingerprint(beside) == fingerprint(found)):
+            return _record(folder, manifest, beside)
     if _footage_at(found):
+        if recorded.is_absolute() and not manifest.source_from_shot:  # (a shot from before this was kept)
+            manifest.source_from_shot = seen_from(folder, found)
         return found
     if moved_to is not None and _footage_at(Path(moved_to)):
-        moved_to = Path(os.path.abspath(moved_to))
-        manifest.source = relative_to(moved_to, folder)
-        manifest.source_from_shot = seen_from(folder, moved_to) if Path(manifest.source).is_absolute() else ""
-        return moved_to
+        return _record(folder, manifest, Path(moved_to))
     raise FootageMissing(f"The footage of the shot in {folder} is missing: {found} (moved, renamed or deleted). "
-                         "If it moved, open the shot with its new place: the tracking is kept where the frames "
-                         "are the same.")
+                         "If it moved, open the shot with its new place: the tracking is kept where the footage "
+                         "is the same.")
+
+
+def _record(folder: Path, manifest: Manifest, path: Path) -> Path:
+    """`path` becomes the shot's footage (saved with the shot's next save)."""
+    path = Path(os.path.abspath(path))
+    manifest.source = relative_to(path, folder)
+    manifest.source_from_shot = seen_from(folder, path) if Path(manifest.source).is_absolute() else ""
+    return path
 
 
 def _footage_at(path: Path) -> bool:
-    """Whether `path` (a file, a folder of frames, or a sequence pattern: plate.%04d.exr) is there."""
-    pattern = "%" in path.name or "#" in path.name
-    return path.parent.is_dir() if pattern else path.exists()
+    """Whether there is footage at `path`: a file, a folder, or a sequence pattern (plate.%04d.exr)
+    that at least one frame matches."""
+    if "%" in path.name or "#" in path.name:
+        return first_file(path) is not None
+    return path.exists()
 
 
 def _same_place(a: Path, b: Path) -> bool:
@@ -114,11 +131,14 @@ def _same_place(a: Path, b: Path) -> bool:
 
 
 class Shot:
-    def __init__(self, folder: Path, manifest: Manifest, lock: ShotLock, moved_to: str | Path | None = None):
+    def __init__(self, folder: Path, manifest: Manifest, lock: ShotLock, moved_to: str | Path | None = None,
+                 relink: bool = False):
         self.folder = folder
         self.manifest = manifest
         self._lock = lock
-        self.source_path = _find_footage(folder, manifest, moved_to)
+        recorded = (manifest.source, manifest.source_from_shot)
+        self.source_path = _find_footage(folder, manifest, moved_to, relink)
+        self.relinked = (manifest.source, manifest.source_from_shot) != recorded
         self.source = open_footage(self.source_path, manifest.colour)
         colour = getattr(self.source, "colour", None)
         # record what was chosen (defaults included) with the shot; a shot opened again with
@@ -161,14 +181,18 @@ class Shot:
             raise
 
     @classmethod
-    def open(cls, folder: str | Path, moved_to: str | Path | None = None) -> Shot:
-        """`moved_to`: where the footage is now, if it is no longer where the shot recorded it."""
+    def open(cls, folder: str | Path, moved_to: str | Path | None = None, *, relink: bool = False) -> Shot:
+        """`moved_to`: where the footage is now, if it is no longer where the shot recorded it;
+        with `relink`, the shot's footage from now on, wherever the old one is."""
         folder = Path(folder)
         read_manifest(folder)  # (a clear error for a folder that is not a shot, before locking it)
         lock = ShotLock(folder)
         lock.acquire()
         try:  # read under the lock: the last holder may have saved since
-            return cls(folder, read_manifest(folder), lock, moved_to)
+            shot = cls(folder, read_manifest(folder), lock, moved_to, relink)
+            if shot.relinked:
+                shot.save()
+            return shot
         except BaseException:
             lock.release()
             raise
@@ -195,7 +219,7 @@ class Shot:
         from ..tracking.tracker import VideoTracker
 
         return VideoTracker(model, self.source, cache_dir=self.cache_dir, session_dir=self.session_dir,
-                            colour_key=self.colour_key, **kwargs)
+                            colour_key=self.colour_key, footage_key=fingerprint(self.source_path), **kwargs)
 
     def save(self) -> None:
         write_manifest(self.folder, self.manifest)

@@ -156,7 +156,7 @@ class VideoTracker:
     the frame in progress at most."""
 
     def __init__(self, model: SAM2, source, cache_dir: str | Path | None = None, *,
-                 non_overlap: bool = False, fill_hole_area: int = 8, colour_key: str = "",
+                 non_overlap: bool = False, fill_hole_area: int = 8, colour_key: str = "", footage_key: str = "",
                  feature_disk_budget: int | None = None, encode_in_background: bool = False,
                  session_dir: str | Path | None = None):
         """source: a FrameSource, a folder of numbered JPEG/PNG frames, or frames in memory.
@@ -164,7 +164,9 @@ class VideoTracker:
         shot's cache folder so that features are reused by later runs).
         session_dir: where prompts, memories and results are kept so that a later tracker
         (after a crash, or in another process) resumes exactly where this one stopped;
-        without it they live in a temporary folder deleted on close()."""
+        without it they live in a temporary folder deleted on close().
+        colour_key, footage_key: what the pixels' colour settings and the footage's content
+        are (wherever it lies): a session made on other ones starts afresh."""
         self.model = model
         self.source = as_source(source)
         self.num_frames = len(self.source)
@@ -196,7 +198,7 @@ class VideoTracker:
         self._objects: dict[int, TrackedObject] = {}
         self._lock = threading.RLock()
         if self.persistent:
-            self._keep_session_only_for_this_footage(colour_key)
+            self._keep_session_only_for_this_footage(colour_key, footage_key)
             self._load_session()
         if encode_in_background:
             self.encode_ahead(0)
@@ -789,16 +791,16 @@ class VideoTracker:
         except OSError as e:
             log.warning("%s", e)
 
-    def _keep_session_only_for_this_footage(self, colour_key: str) -> None:
+    def _keep_session_only_for_this_footage(self, colour_key: str, footage_key: str) -> None:
         """A session holds prompts, memories and results by frame index, made on the
         footage as it was then. Footage whose frames changed since (handles added, frames
-        cut, another size or other colour settings) starts the session afresh: its old
-        results would show on the wrong frames. Footage moved elsewhere, or copied, keeps
-        the session."""
+        cut, another size or other colour settings, other pictures) starts the session
+        afresh: its old results would show on the wrong frames. Footage moved elsewhere,
+        or copied, keeps the session."""
         path = self.session_dir / FOOTAGE_FILE
         cfg = self.model.cfg
         now = {"frame_numbers": [int(n) for n in self.source.frame_numbers],
-               "size": [int(n) for n in self.source.size], "colour": colour_key,
+               "size": [int(n) for n in self.source.size], "colour": colour_key, "footage": footage_key,
                "model": f"{cfg.name} {cfg.image_size} {weights_key(self.model)}"}
         try:
             before = json.loads(path.read_text())
@@ -806,13 +808,14 @@ class VideoTracker:
             before = None  # a new session (or one from before this record was kept)
         except ValueError:
             before = {}  # damaged: what the session was made on is unknown
-        if before is not None and "model" not in before:
-            before["model"] = now["model"]  # (kept from before the model was recorded)
+        for kept_later in ("model", "footage"):  # (sessions from before these were recorded)
+            if before is not None and kept_later not in before:
+                before[kept_later] = now[kept_later]
         if before == now:
             return
         if before is not None:
             log.warning("The footage or the model of the session in %s changed since it was saved (frames, size, "
-                        "colour, model or its weights): its prompts, memories and results are dropped.",
+                        "colour, pictures, model or its weights): its prompts, memories and results are dropped.",
                         self.session_dir)
             for store in (self.results, self.bank.store, self.prompt_store, self.conditioned):
                 store.clear()

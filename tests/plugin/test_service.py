@@ -422,6 +422,9 @@ def test_a_shot_whose_footage_moved_opens_where_the_host_says_it_is(client, offi
     info = client.call("shot/open", {"shot": str(tmp_path / "shot"), "source": str(tmp_path / "plates v2")})
     assert info["source"] == str(tmp_path / "plates v2") and [o["object"] for o in info["objects"]] == ["ball"]
     assert client.call("mask/get", {"object": "ball", "frame": 1001})["mask"] is not None  # its answer kept
+    client.call("shot/close", {})
+    again = client.call("shot/open", {"shot": str(tmp_path / "shot")})  # (the new place was recorded)
+    assert again["source"] == str(tmp_path / "plates v2")
 
 
 def test_the_masks_handed_to_the_host_are_cleared_when_the_shot_opens_again(client, official_checkpoint, tmp_path):

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -392,3 +393,10 @@ def test_a_run_whose_plates_moved_goes_on_from_their_new_place(official_checkpoi
     assert main(["shot", "relink", str(shot), str(tmp_path / "plates v3")]) == 0
     assert main(["shot", "info", str(shot)]) == 0
     assert str(tmp_path / "plates v3") in capsys.readouterr().out
+    # relink is what it says, also where the old place still holds footage; a new place with none is refused
+    shutil.copytree(tmp_path / "plates v3", tmp_path / "plates v4")
+    assert main(["shot", "relink", str(shot), str(tmp_path / "plates v4")]) == 0
+    assert main(["shot", "relink", str(shot), str(tmp_path / "plates v5" / "plate.%04d.png")]) == 1
+    assert f"There is no footage at {tmp_path / 'plates v5' / 'plate.%04d.png'}" in capsys.readouterr().err
+    assert main(["shot", "info", str(shot)]) == 0
+    assert f"source  {tmp_path / 'plates v4'}" in capsys.readouterr().out

@@ -9,7 +9,10 @@ rasterises to the pixel edge x = 64, y = 184. With L = max(W, H):
     mask_x = 0.5 + (x - W / 2) / L          x = W / 2 + (mask_x - 0.5) * L
     mask_y = 0.5 - (y - H / 2) / L          y = H / 2 - (mask_y - 0.5) * L
 
-W is the displayed width: the pixel width times the clip's pixel aspect.
+W and H are the plate's size in pixels: where the compositor's Mask node rasterises the mask at
+W x H (measured in Blender 4.2 and 5.0 with the clip's display aspect 1:1, 2:1 and 1:2: the
+compositor ignores it). The Movie Clip Editor draws masks of a clip whose display aspect is not
+1:1 stretched by it, so there an anamorphic clip's masks look offset from the plate.
 """
 
 from __future__ import annotations

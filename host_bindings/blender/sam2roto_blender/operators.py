@@ -89,15 +89,19 @@ def _open_shot(context):
     SESSION.ensure_started(bpy.path.abspath(prefs.core_env))
     if not SESSION.is_open(shot):
         # (the core encodes the frames nearest the artist's first in the background)
-        params = {"shot": folder, "device": prefs.device, "source": footage.source_path(shot.clip),
+        params = {"shot": folder, "device": prefs.device,
                   "frame": footage.source_frame(shot.clip, context.scene.frame_current)}
-        try:  # ("source": where the clip is now, for a shot whose footage moved)
+        try:  # where the clip is now, for a shot whose footage moved (the clip's file may be gone too)
+            params["source"] = footage.source_path(shot.clip)
+        except footage.FootageError:
+            pass
+        try:
             SESSION.shot = SESSION.call("shot/open", {**params, "download": False}, timeout=START_TIMEOUT)
         except rpc.ServiceError as e:
             if e.code != rpc.WEIGHTS_MISSING:
                 raise
             # the weights come first (minutes): as Create Shot does, the shot opens behind
-            ShotRequest(context.scene, shot.clip, folder, footage.source_path(shot.clip), made=False).send(params)
+            ShotRequest(context.scene, shot.clip, folder, params.get("source", ""), made=False).send(params)
             raise UserError("This shot's model is not on this computer yet: its weights are downloading (the SAM 2 "
                             "panel shows how far, and can cancel). Try again once the shot is open.") from None
         SESSION.masks.clear()
@@ -200,7 +204,7 @@ class ShotRequest:
         if self.made:
             method = "shot/create"
         else:  # the clip's shot, made from another scene or .blend: carry on with it
-            method, params = "shot/open", {k: params[k] for k in ("shot", "device", "frame", "source")}
+            method, params = "shot/open", {k: params[k] for k in ("shot", "device", "frame", "source") if k in params}
         self.request_id = SESSION.request(method, params, on_result=self._answered, on_error=self._failed)
         SESSION.opening_id = self.request_id
         SESSION.status = f"Opening the shot of '{self.clip_name}'..."
@@ -267,7 +271,7 @@ def _take_shot(request: ShotRequest, info: dict) -> str:
     SESSION.shot = info
     SESSION.masks.clear()
     overlay.forget()
-    if not request.made and os.path.realpath(info["source"]) != os.path.realpath(request.source):
+    if not request.made and request.source and os.path.realpath(info["source"]) != os.path.realpath(request.source):
         raise UserError(f"{request.folder} holds the shot of other footage ({info['source']}): choose another "
                         "shot folder.")
     if FILES_OPENED[0] != request.file:

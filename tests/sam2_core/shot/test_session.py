@@ -569,19 +569,25 @@ def test_a_project_moved_or_copied_with_its_footage_opens_its_shot_there(officia
                 same(again.logits("ball", frame), logits["ball"])
         finally:
             again.close()
-    # a shot folder moved on its own finds the footage where it was
-    (tmp_path / "elsewhere").mkdir()
-    (tmp_path / "copy" / "shot").rename(tmp_path / "elsewhere" / "shot")
-    alone = ShotSession.open(tmp_path / "elsewhere" / "shot", device="cpu")
-    try:
-        assert alone.shot.source_path == tmp_path / "copy" / "plates" / "plate.%04d.png"
-    finally:
-        alone.close()
+    # a shot folder moved on its own finds the footage where it was, even where other plates lie
+    # beside it as they lay beside it before, and an empty folder of that name
+    (tmp_path / "elsewhere" / "plates").mkdir(parents=True)
+    (tmp_path / "empty" / "plates").mkdir(parents=True)
+    write_png_clip(tmp_path / "elsewhere" / "plates", N, FIRST, seed=1)
+    shot = tmp_path / "copy" / "shot"
+    for where in ("elsewhere", "empty"):
+        shot = shot.rename(tmp_path / where / "shot")
+        alone = ShotSession.open(shot, device="cpu")
+        try:
+            assert alone.shot.source_path == tmp_path / "copy" / "plates" / "plate.%04d.png"
+            same(alone.logits("ball", FIRST), tracked[FIRST]["ball"])
+        finally:
+            alone.close()
 
 
 def test_footage_moved_on_its_own_is_given_its_new_place_and_keeps_the_tracking(official_checkpoint, plate,
                                                                                 tmp_path):
-    from sam2_core.shot.shot import FootageMissing
+    from sam2_core.shot.shot import FootageMissing, Shot
 
     s = _plate_session(tmp_path / "shot", plate, official_checkpoint)
     s.add_prompt("ball", FIRST, points=[(60, 120)])
@@ -601,6 +607,16 @@ def test_footage_moved_on_its_own_is_given_its_new_place_and_keeps_the_tracking(
                 same(again.logits("ball", frame), logits["ball"])
         finally:
             again.close()
+    # relinked to other pictures of the same frames and size: the tracking made on the old ones goes
+    (tmp_path / "other").mkdir()
+    write_png_clip(tmp_path / "other", N, FIRST, seed=1)
+    Shot.open(tmp_path / "shot", tmp_path / "other", relink=True).close()
+    other = ShotSession.open(tmp_path / "shot", device="cpu")
+    try:
+        assert other.shot.source_path == tmp_path / "other" and other.logits("ball", FIRST + 1) is None
+        assert [p.frame for p in other.object("ball").prompts] == [FIRST]  # (its prompts are given again)
+    finally:
+        other.close()
 
 
 def test_footage_cut_short_after_prompting_still_opens(official_checkpoint, plate, tmp_path, caplog):
@@ -736,3 +752,18 @@ def test_a_shot_whose_checkpoint_now_holds_other_weights_gives_its_prompts_again
         assert len(list(again.track())) == N
     finally:
         again.close()
+
+
+def test_a_sequence_renamed_in_its_folder_is_missing_until_given_its_new_name(tmp_path):
+    from sam2_core.shot.shot import FootageMissing, Shot
+
+    plates = tmp_path / "plates"
+    plates.mkdir()
+    write_png_clip(plates, 2, FIRST)
+    Shot.create(tmp_path / "shot", plates / "plate.%04d.png").close()
+    for f in sorted(plates.iterdir()):
+        f.rename(plates / f.name.replace("plate.", "shot_v2."))
+    with pytest.raises(FootageMissing, match=r"missing: .*plate\.%04d\.png"):  # (not "no frames match")
+        Shot.open(tmp_path / "shot")
+    with Shot.open(tmp_path / "shot", plates / "shot_v2.%04d.png") as shot:
+        assert shot.source_path == plates / "shot_v2.%04d.png" and shot.source.frame_numbers == [FIRST, FIRST + 1]

@@ -34,9 +34,10 @@ def moving_disc_frames(n: int, seed: int = 0) -> np.ndarray:
     return np.stack(frames)
 
 
-def write_png_clip(folder: Path, n: int, first: int = 1001) -> Path:
-    """The moving-disc frames as footage arrives: a numbered PNG sequence, plate.<first>.png on."""
-    for i, frame in enumerate(moving_disc_frames(n)):
+def write_png_clip(folder: Path, n: int, first: int = 1001, seed: int = 0) -> Path:
+    """The moving-disc frames as footage arrives: a numbered PNG sequence, plate.<first>.png on
+    (another `seed`: another backdrop)."""
+    for i, frame in enumerate(moving_disc_frames(n, seed)):
         cv2.imwrite(str(folder / f"plate.{first + i:04d}.png"), frame[:, :, ::-1])
     return folder
 
