@@ -613,7 +613,7 @@ class UserError(Exception):
 
 def _check_usage(parser: argparse.ArgumentParser, args) -> None:
     """What options say together that argparse cannot check alone: a usage error (exit 2)."""
-    if args.command == "segment" and not args.point and not args.neg_point and args.box is None:
+    if args.command == "segment" and not args.point and args.box is None:
         parser.error("segment: give at least one --point or a --box")
     if getattr(args, "shape_tolerance", None) is not None and not getattr(args, "shapes", False):
         parser.error("--shape-tolerance sets how sparse the --shapes keys are: add --shapes, or drop it")

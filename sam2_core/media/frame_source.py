@@ -121,6 +121,10 @@ class FolderSource:
     def __len__(self) -> int:
         return len(self._paths)
 
+    def file(self, index: int) -> Path:
+        """The file of frame `index`."""
+        return self._paths[check_index(self, index)]
+
     def _decode(self, index: int) -> np.ndarray:
         import cv2
 

@@ -62,7 +62,8 @@ def open_source(path_or_pattern: str | os.PathLike, colorspace: str | None = Non
 
 def open_still(path: str | os.PathLike, colorspace: str | None = None, **colour) -> SequenceSource:
     """One image file as footage of one frame, even where it is a frame of a sequence (its
-    number kept). The colour arguments are open_source's."""
+    number kept; 0 where its neighbours are numbered another way). The colour arguments are
+    open_source's."""
     path = Path(os.fspath(path)).expanduser()
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise FootageError(f"{path} is not an image file this reads ({', '.join(IMAGE_SUFFIXES)})")
@@ -97,14 +98,27 @@ def first_file(path: str | os.PathLike) -> Path | None:
 
 def fingerprint(path: str | os.PathLike) -> str:
     """What the footage at `path` is, wherever it lies: a hash of its first frame's file (its
-    size and first MiB). "" where there is no footage."""
+    size and first MiB). "" where there is no footage, or it cannot be read."""
     first = first_file(path)
-    if first is None:
-        return ""
+    return "" if first is None else file_fingerprint(first)
+
+
+def source_fingerprint(source) -> str:
+    """`fingerprint` of an open FrameSource (no folder listed again); "" for frames in memory."""
+    if hasattr(source, "file"):  # (a sequence: the file of its first frame)
+        return file_fingerprint(source.file(0))
+    path = getattr(source, "path", None)
+    return file_fingerprint(Path(path)) if path is not None and Path(path).is_file() else ""
+
+
+def file_fingerprint(file: Path) -> str:
     import hashlib
 
     h = hashlib.blake2b(digest_size=8)
-    with open(first, "rb") as f:
-        h.update(str(os.fstat(f.fileno()).st_size).encode())
-        h.update(f.read(FINGERPRINT_BYTES))
+    try:
+        with open(file, "rb") as f:
+            h.update(str(os.fstat(f.fileno()).st_size).encode())
+            h.update(f.read(FINGERPRINT_BYTES))
+    except OSError:
+        return ""
     return h.hexdigest()

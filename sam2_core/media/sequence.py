@@ -113,7 +113,8 @@ def find_sequence(path: str | Path) -> tuple[SequencePattern | None, dict[int, P
         frames = pattern.scan()
         unpadded = SequencePattern(pattern.directory, pattern.prefix, pattern.suffix, 1)
         more = unpadded.scan() if pattern.padding > 1 else {}
-        return (unpadded, more) if len(more) > len(frames) else (pattern, frames)
+        holds_it = path.name in {p.name for p in more.values()}  # (a.0001.png is not of a.2.png, a.3.png)
+        return (unpadded, more) if holds_it and len(more) > len(frames) else (pattern, frames)
     frames = pattern.scan()
     if not frames:
         similar = []

@@ -47,6 +47,7 @@ class Manifest:
     # the same path seen from the shot folder (../plates/...) where it lies outside it: found
     # there when the project moved or was copied with its footage
     source_from_shot: str = ""
+    source_fingerprint: str = ""  # what the footage is (sam2_core.media.open.fingerprint), "" unknown
     colour: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)
     objects: list[ObjectRecord] = field(default_factory=list)
@@ -70,6 +71,7 @@ class Manifest:
                                     cleanup=dict(o.get("cleanup", {})))
                        for o in data.get("objects", [])]
             return cls(source=str(data["source"]), source_from_shot=str(data.get("source_from_shot", "")),
+                       source_fingerprint=str(data.get("source_fingerprint", "")),
                        colour=dict(data.get("colour", {})),
                        model=dict(data.get("model", {})), objects=objects, tracked=bool(data.get("tracked", False)),
                        exports=list(data.get("exports", [])))

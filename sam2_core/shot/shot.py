@@ -18,7 +18,7 @@ from pathlib import Path
 from ..atomic import is_leftover_of
 from ..media import frame_source
 from ..media.errors import FootageError
-from ..media.open import fingerprint, first_file
+from ..media.open import fingerprint, first_file, source_fingerprint
 from .lock import LOCK_FILE, ShotLock
 from .manifest import MANIFEST_FILE, Manifest, ObjectRecord, read_manifest, relative_to, seen_from, write_manifest
 
@@ -96,12 +96,17 @@ def _find_footage(folder: Path, manifest: Manifest, moved_to: str | Path | None 
     found = recorded if recorded.is_absolute() else folder / recorded
     if recorded.is_absolute() and manifest.source_from_shot:
         beside = Path(os.path.abspath(folder / manifest.source_from_shot))
-        if _footage_at(beside) and not _same_place(beside, found) and (
-                not _footage_at(found) or fingerprint(beside) == fingerprint(found)):
-            return _record(folder, manifest, beside)
+        if _footage_at(beside) and not _same_place(beside, found):
+            # the same footage as recorded, or (a shot from before fingerprints) the recorded one gone
+            known = manifest.source_fingerprint or (fingerprint(found) if _footage_at(found) else "")
+            same = known != "" and fingerprint(beside) == known
+            if same or (not known and not _footage_at(found)):
+                return _record(folder, manifest, beside)
     if _footage_at(found):
         if recorded.is_absolute() and not manifest.source_from_shot:  # (a shot from before this was kept)
-            manifest.source_from_shot = seen_from(folder, found)
+            manifest.source_from_shot = seen_from(Path(os.path.realpath(folder)), found)
+        if not manifest.source_fingerprint:
+            manifest.source_fingerprint = fingerprint(found)
         return found
     if moved_to is not None and _footage_at(Path(moved_to)):
         return _record(folder, manifest, Path(moved_to))
@@ -115,6 +120,7 @@ def _record(folder: Path, manifest: Manifest, path: Path) -> Path:
     path = Path(os.path.abspath(path))
     manifest.source = relative_to(path, folder)
     manifest.source_from_shot = seen_from(folder, path) if Path(manifest.source).is_absolute() else ""
+    manifest.source_fingerprint = fingerprint(path)
     return path
 
 
@@ -172,7 +178,8 @@ class Shot:
             recorded = relative_to(Path(source), folder)
             outside = Path(recorded).is_absolute()
             manifest = Manifest(source=recorded, source_from_shot=seen_from(folder, Path(source)) if outside else "",
-                                colour=dict(colour or {}), model=dict(model or {}))
+                                source_fingerprint=fingerprint(source), colour=dict(colour or {}),
+                                model=dict(model or {}))
             shot = cls(folder, manifest, lock)
             shot.save()
             return shot
@@ -219,7 +226,7 @@ class Shot:
         from ..tracking.tracker import VideoTracker
 
         return VideoTracker(model, self.source, cache_dir=self.cache_dir, session_dir=self.session_dir,
-                            colour_key=self.colour_key, footage_key=fingerprint(self.source_path), **kwargs)
+                            colour_key=self.colour_key, footage_key=source_fingerprint(self.source), **kwargs)
 
     def save(self) -> None:
         write_manifest(self.folder, self.manifest)

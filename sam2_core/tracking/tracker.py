@@ -811,6 +811,8 @@ class VideoTracker:
         for kept_later in ("model", "footage"):  # (sessions from before these were recorded)
             if before is not None and kept_later not in before:
                 before[kept_later] = now[kept_later]
+        if before and not footage_key:  # (footage that could not be read just now: not other footage)
+            now["footage"] = before.get("footage", "")
         if before == now:
             return
         if before is not None:

@@ -82,6 +82,7 @@ def test_segment_reads_an_exr_frame_of_a_sequence_colour_managed(official_checkp
     (["track", str(SAMPLE), "--point", "10,10", "--fill-holes", "-5"], "--fill-holes '-5': expected a whole number"),
     (["shot", "export", "x", "--out", "y", "--feather", "-1"], "--feather '-1': expected a number, 0 or more"),
     (["segment", str(SAMPLE)], "segment: give at least one --point or a --box"),
+    (["segment", str(SAMPLE), "--neg-point", "10,10"], "segment: give at least one --point or a --box"),
     (["track", str(SAMPLE), "--point", "10,10", "--shape-tolerance", "0.5"], "add --shapes, or drop it"),
 ])
 def test_bad_coordinates_and_numbers_are_usage_errors(tmp_path, capsys, argv, message):

@@ -77,9 +77,9 @@ def _open_shot(context):
     """The scene's shot, opened in the running core (starting the core if needed)."""
     shot = context.scene.sam2roto
     if shot.folder and shot.clip is None:
-        raise UserError("This scene's shot lost its clip (deleted): open the clip again in the Movie Clip Editor "
-                        "and press Create Shot (sidebar, SAM 2 tab); the shot, with its objects and tracking, "
-                        "carries on.")
+        raise UserError(f"This scene's shot lost its clip (deleted): open the clip again in the Movie Clip Editor "
+                        f"and press Create Shot (sidebar, SAM 2 tab) with the shot folder {shot.folder}; the shot, "
+                        "with its objects and tracking, carries on.")
     if not shot.folder or shot.clip is None:
         raise UserError("This scene has no shot yet: open a clip in the Movie Clip Editor and press Create Shot "
                         "(sidebar, SAM 2 tab).")

@@ -328,5 +328,7 @@ def test_a_still_is_its_own_frame_even_within_a_sequence(tmp_path):
     for name, value in (("a.0001.png", 7), ("a.2.png", 8), ("a.3.png", 9)):  # (two numberings side by side)
         write_image(tmp_path / name, np.full((4, 6, 3), value, np.uint8), "uint8")
     assert open_still(tmp_path / "a.0001.png").read(0)[0, 0, 0] == 7
+    named = open_source(tmp_path / "a.0001.png")  # (the sequence the named file is in)
+    assert named.frame_numbers == [1] and named.read(0)[0, 0, 0] == 7
     with pytest.raises(FootageError, match="not an image file"):
         open_still(tmp_path / "clip.mov")

@@ -767,3 +767,18 @@ def test_a_sequence_renamed_in_its_folder_is_missing_until_given_its_new_name(tm
         Shot.open(tmp_path / "shot")
     with Shot.open(tmp_path / "shot", plates / "shot_v2.%04d.png") as shot:
         assert shot.source_path == plates / "shot_v2.%04d.png" and shot.source.frame_numbers == [FIRST, FIRST + 1]
+
+
+def test_a_shot_folder_moved_alone_takes_no_other_footage_it_finds_beside_it(tmp_path):
+    from sam2_core.shot.shot import FootageMissing, Shot
+
+    for project, seed in (("p1", 0), ("p2", 5)):
+        (tmp_path / project / "plates").mkdir(parents=True)
+        write_png_clip(tmp_path / project / "plates", 2, FIRST, seed=seed)
+    Shot.create(tmp_path / "p1" / "shot", tmp_path / "p1" / "plates" / "plate.%04d.png").close()
+    (tmp_path / "p1" / "shot").rename(tmp_path / "p2" / "shot")
+    shutil.rmtree(tmp_path / "p1" / "plates")  # (its own footage gone; p2's plates are other pictures)
+    before = (tmp_path / "p2" / "shot" / "shot.json").read_text()
+    with pytest.raises(FootageMissing, match="p1/plates"):
+        Shot.open(tmp_path / "p2" / "shot")
+    assert (tmp_path / "p2" / "shot" / "shot.json").read_text() == before  # (nothing recorded)

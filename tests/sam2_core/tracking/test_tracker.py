@@ -269,6 +269,18 @@ def test_prompt_that_fails_leaves_no_object_and_no_prompt_behind(tiny, tmp_path)
     assert np.array_equal(reloaded.logits(0, 1), first)
 
 
+def test_a_session_is_kept_on_the_same_footage_and_dropped_on_other_pictures(tiny, tmp_path):
+    def tracker(footage_key):
+        return VideoTracker(tiny, moving_disc_frames(4), cache_dir=tmp_path, session_dir=tmp_path / "session",
+                            footage_key=footage_key)
+
+    first = tracker("abc").add_prompt(0, 1, **CLICK)
+    # footage that could not be read just now is not other footage; the same footage keeps it
+    for key in ("", "abc"):
+        assert np.array_equal(tracker(key).logits(0, 1), first), key
+    assert tracker("other pictures").object_ids == []
+
+
 def test_a_prompt_whose_answer_cannot_be_saved_leaves_the_frames_answer_as_it_was(tiny, tmp_path, monkeypatch):
     session = tmp_path / "session"
     tracker = VideoTracker(tiny, moving_disc_frames(4), cache_dir=tmp_path, session_dir=session)
