@@ -105,8 +105,8 @@ def _find_footage(folder: Path, manifest: Manifest, moved_to: str | Path | None 
     if _footage_at(found):
         if recorded.is_absolute() and not manifest.source_from_shot:  # (a shot from before this was kept)
             manifest.source_from_shot = seen_from(Path(os.path.realpath(folder)), found)
-        if not manifest.source_fingerprint:
-            manifest.source_fingerprint = fingerprint(found)
+        # (what the footage is now: plates rendered again in place are the shot's footage)
+        manifest.source_fingerprint = fingerprint(found) or manifest.source_fingerprint
         return found
     if moved_to is not None and _footage_at(Path(moved_to)):
         return _record(folder, manifest, Path(moved_to))
@@ -142,9 +142,9 @@ class Shot:
         self.folder = folder
         self.manifest = manifest
         self._lock = lock
-        recorded = (manifest.source, manifest.source_from_shot)
+        recorded = (manifest.source, manifest.source_from_shot, manifest.source_fingerprint)
         self.source_path = _find_footage(folder, manifest, moved_to, relink)
-        self.relinked = (manifest.source, manifest.source_from_shot) != recorded
+        self.relinked = (manifest.source, manifest.source_from_shot, manifest.source_fingerprint) != recorded
         self.source = open_footage(self.source_path, manifest.colour)
         colour = getattr(self.source, "colour", None)
         # record what was chosen (defaults included) with the shot; a shot opened again with

@@ -782,3 +782,17 @@ def test_a_shot_folder_moved_alone_takes_no_other_footage_it_finds_beside_it(tmp
     with pytest.raises(FootageMissing, match="p1/plates"):
         Shot.open(tmp_path / "p2" / "shot")
     assert (tmp_path / "p2" / "shot" / "shot.json").read_text() == before  # (nothing recorded)
+
+
+def test_plates_rendered_again_in_place_are_still_found_beside_a_moved_shot(tmp_path):
+    from sam2_core.shot.shot import Shot
+
+    (tmp_path / "p" / "plates").mkdir(parents=True)
+    write_png_clip(tmp_path / "p" / "plates", 2, FIRST)
+    Shot.create(tmp_path / "p" / "shot", tmp_path / "p" / "plates" / "plate.%04d.png").close()
+    write_png_clip(tmp_path / "p" / "plates", 2, FIRST, seed=3)  # (a new version over the old files)
+    Shot.open(tmp_path / "p" / "shot").close()  # (the shot notes what its footage now is)
+    shutil.copytree(tmp_path / "p", tmp_path / "copy")
+    shutil.rmtree(tmp_path / "p")
+    with Shot.open(tmp_path / "copy" / "shot") as shot:
+        assert shot.source_path == tmp_path / "copy" / "plates" / "plate.%04d.png"
