@@ -105,8 +105,6 @@ def _find_footage(folder: Path, manifest: Manifest, moved_to: str | Path | None 
     if _footage_at(found):
         if recorded.is_absolute() and not manifest.source_from_shot:  # (a shot from before this was kept)
             manifest.source_from_shot = seen_from(Path(os.path.realpath(folder)), found)
-        # (what the footage is now: plates rendered again in place are the shot's footage)
-        manifest.source_fingerprint = fingerprint(found) or manifest.source_fingerprint
         return found
     if moved_to is not None and _footage_at(Path(moved_to)):
         return _record(folder, manifest, Path(moved_to))
@@ -120,7 +118,6 @@ def _record(folder: Path, manifest: Manifest, path: Path) -> Path:
     path = Path(os.path.abspath(path))
     manifest.source = relative_to(path, folder)
     manifest.source_from_shot = seen_from(folder, path) if Path(manifest.source).is_absolute() else ""
-    manifest.source_fingerprint = fingerprint(path)
     return path
 
 
@@ -144,8 +141,10 @@ class Shot:
         self._lock = lock
         recorded = (manifest.source, manifest.source_from_shot, manifest.source_fingerprint)
         self.source_path = _find_footage(folder, manifest, moved_to, relink)
-        self.relinked = (manifest.source, manifest.source_from_shot, manifest.source_fingerprint) != recorded
         self.source = open_footage(self.source_path, manifest.colour)
+        # what the footage is now (plates rendered again in place are still the shot's footage)
+        manifest.source_fingerprint = source_fingerprint(self.source) or manifest.source_fingerprint
+        self.relinked = (manifest.source, manifest.source_from_shot, manifest.source_fingerprint) != recorded
         colour = getattr(self.source, "colour", None)
         # record what was chosen (defaults included) with the shot; a shot opened again with
         # its recorded settings keeps its record (who chose them)
@@ -178,8 +177,7 @@ class Shot:
             recorded = relative_to(Path(source), folder)
             outside = Path(recorded).is_absolute()
             manifest = Manifest(source=recorded, source_from_shot=seen_from(folder, Path(source)) if outside else "",
-                                source_fingerprint=fingerprint(source), colour=dict(colour or {}),
-                                model=dict(model or {}))
+                                colour=dict(colour or {}), model=dict(model or {}))
             shot = cls(folder, manifest, lock)
             shot.save()
             return shot
@@ -226,7 +224,7 @@ class Shot:
         from ..tracking.tracker import VideoTracker
 
         return VideoTracker(model, self.source, cache_dir=self.cache_dir, session_dir=self.session_dir,
-                            colour_key=self.colour_key, footage_key=source_fingerprint(self.source), **kwargs)
+                            colour_key=self.colour_key, footage_key=self.manifest.source_fingerprint, **kwargs)
 
     def save(self) -> None:
         write_manifest(self.folder, self.manifest)

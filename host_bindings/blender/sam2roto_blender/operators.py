@@ -701,7 +701,7 @@ class SAM2ROTO_OT_import_results(_Guarded, bpy.types.Operator):
         return {"FINISHED"}
 
 
-def _import_failed(error) -> None:
+def _import_failed(error: Exception | str) -> None:
     SESSION.status = "Import failed"
     SESSION.report_error(error)
 
@@ -711,9 +711,8 @@ def _import_export(scene_name: str, result: dict, with_compositor: bool) -> None
     scene = bpy.data.scenes.get(scene_name)
     shot = None if scene is None else scene.sam2roto
     if shot is None or shot.clip is None:
-        SESSION.status = "Import failed"
-        SESSION.report_error(f"The mattes are in {result.get('folder')}, but the scene '{scene_name}' or its clip "
-                             "is gone (renamed or deleted meanwhile): Import Results again.")
+        _import_failed(f"The mattes are in {result.get('folder')}, but the scene '{scene_name}' or its clip is gone "
+                       "(renamed or deleted meanwhile): Import Results again.")
         return
     try:
         shapes = result.get("shapes", {})
@@ -735,8 +734,7 @@ def _import_export(scene_name: str, result: dict, with_compositor: bool) -> None
             SESSION.report_error("Imported, but tracking is not done: frames not tracked yet have empty mattes, "
                                  "or a correction waits to be tracked from. Track, then Import Results again.")
     except (shapes_import.ShapesError, OSError, KeyError) as e:
-        SESSION.status = "Import failed"
-        SESSION.report_error(f"Importing the results from {result.get('folder')} failed: {e}")
+        _import_failed(f"Importing the results from {result.get('folder')} failed: {e}")
 
 
 def _undo_step(name: str) -> None:
