@@ -8,6 +8,9 @@ the start of the file: a frame is never off by one. The last few frames read are
 
 Pictures of more than 8 bits go through 16 bits per channel (rgb48) before they become the model's
 8-bit input, rounded, so 10/12-bit and 4:2:2/4:4:4 sources keep their precision (no banding).
+Y'CbCr becomes RGB by the matrix the stream is tagged with; an untagged stream gets the one players
+and hosts guess (mpv, Resolve): BT.709 from HD up, BT.601 below. FFmpeg alone would take BT.601 for
+every untagged stream, and greens of an untagged HD clip would come out visibly yellower.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from .errors import FootageError
 from .frame_source import check_index
 from .video_index import VideoIndex, open_container, video_index
 
+UNTAGGED_MATRICES = (2, 3)  # FFmpeg's AVCOL_SPC_UNSPECIFIED and AVCOL_SPC_RESERVED
 SEEK_COST_FRAMES = 3  # a seek costs about as much as decoding this many frames
 CACHE_BYTES = 96 * 2**20  # the recently read frames kept (at least 2)
 
@@ -62,7 +66,9 @@ class VideoSource:
         self.variable_rate = bool(idx.seekable and len(deltas) > 1 and max(deltas) - min(deltas) > 1)
         self._pts_index = {p: i for i, p in enumerate(idx.pts)}
         key = f"{idx.path}|{idx.file_size}|{idx.mtime_ns}|{idx.stream_index}"
-        self._identity = f"video:{hashlib.blake2b(key.encode(), digest_size=16).hexdigest()}:{self.colour.key()}"
+        # ("hd709": untagged HD decodes as BT.709; frames decoded before that are not taken from the cache)
+        self._identity = (f"video:{hashlib.blake2b(key.encode(), digest_size=16).hexdigest()}:hd709:"
+                          f"{self.colour.key()}")
         self._init_state()
 
     def _init_state(self):
@@ -231,6 +237,8 @@ class VideoSource:
                                "not supported; transcode it to one size.")
         flags = av.video.reformatter.Interpolation
         kwargs = {}
+        if frame.colorspace in UNTAGGED_MATRICES:
+            kwargs["src_colorspace"] = untagged_matrix(frame.width, frame.height)
         if frame.color_range == av.video.reformatter.ColorRange.JPEG:
             kwargs["src_color_range"] = frame.color_range
         # deep sources through 16 bits; 8-bit ones straight to rgb24 (swscale widens 8-bit data to 16 bits
@@ -252,3 +260,11 @@ class VideoSource:
     def __repr__(self) -> str:
         return (f"VideoSource({str(self.path)!r}, {len(self)} frames, {self.size[0]}x{self.size[1]}, "
                 f"{self.codec}, colour {self.colour.key()!r})")
+
+
+def untagged_matrix(width: int, height: int):
+    """The Y'CbCr matrix of a stream that names none, as mpv guesses it: HD and larger are BT.709,
+    standard definition BT.601."""
+    from av.video.reformatter import Colorspace
+
+    return Colorspace.ITU709 if width >= 1280 or height > 576 else Colorspace.ITU601

@@ -44,8 +44,10 @@ def encode_video(path: Path, codec: str = "libx264", pix_fmt: str = "yuv420p", n
                  container_options: dict | None = None, pts: list[int] | None = None,
                  rotation: tuple[int, bool, bool] | None = None, timecode: str | None = None,
                  sar: Fraction | None = None, frames: list[np.ndarray] | None = None,
-                 src_format: str = "rgb24") -> Path:
-    """Encodes `n` burnt-in frames (or `frames`) with PyAV. `pts` (milliseconds) makes a variable rate."""
+                 src_format: str = "rgb24", matrix=None, tag_matrix: bool = False) -> Path:
+    """Encodes `n` burnt-in frames (or `frames`) with PyAV. `pts` (milliseconds) makes a variable rate.
+    `matrix` (an av Colorspace) converts RGB to Y'CbCr by that matrix (else FFmpeg's BT.601);
+    `tag_matrix` also writes it into the stream (else it is untagged)."""
     path = Path(path)
     with av.open(str(path), "w", options=container_options or {}) as out:
         stream = out.add_stream(codec, rate=rate)
@@ -55,6 +57,8 @@ def encode_video(path: Path, codec: str = "libx264", pix_fmt: str = "yuv420p", n
             stream.options = options
         if sar is not None:
             stream.codec_context.sample_aspect_ratio = sar
+        if tag_matrix:
+            stream.codec_context.colorspace = matrix
         if rotation is not None:
             stream.set_display_rotation(rotation[0], hflip=rotation[1], vflip=rotation[2])
         if timecode:
@@ -65,6 +69,8 @@ def encode_video(path: Path, codec: str = "libx264", pix_fmt: str = "yuv420p", n
         pictures = frames if frames is not None else [burn(i, *size) for i in range(n)]
         for i, picture in enumerate(pictures):
             frame = av.VideoFrame.from_ndarray(picture, format=src_format)
+            if matrix is not None:
+                frame = frame.reformat(format=pix_fmt, dst_colorspace=matrix)
             if pts is not None:
                 frame.pts = pts[i]
                 frame.time_base = Fraction(1, 1000)

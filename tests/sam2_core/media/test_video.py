@@ -201,6 +201,40 @@ def test_rate_timecode_and_pixel_aspect(tmp_path):
     assert open_source(encode_video(tmp_path / "plain.mp4", n=4)).start_timecode is None
 
 
+COLOURS = [(0, 200, 0), (200, 30, 30), (40, 60, 220), (230, 220, 40)]
+
+
+def _patches(width, height):
+    """Four flat, saturated patches side by side (where BT.601 and BT.709 differ most)."""
+    img = np.zeros((height, width, 3), np.uint8)
+    for k, colour in enumerate(COLOURS):
+        img[:, k * width // 4:(k + 1) * width // 4] = colour
+    return img
+
+
+def _patch_error(decoded, width):
+    """The largest error in code values at the middle of each patch."""
+    return max(np.abs(decoded[8, (2 * k + 1) * width // 8].astype(int) - colour).max()
+               for k, colour in enumerate(COLOURS))
+
+
+@pytest.mark.parametrize("size,matrix,tagged", [((1280, 720), "ITU709", False),  # untagged HD: BT.709
+                                                ((720, 576), "ITU601", False),  # untagged SD: BT.601
+                                                ((1280, 720), "ITU601", True),  # a tag is obeyed
+                                                ((720, 480), "ITU709", True)])
+def test_yuv_matrix_as_tagged_or_guessed_from_the_size(tmp_path, size, matrix, tagged):
+    """Y'CbCr becomes RGB by the stream's matrix; an untagged stream gets BT.709 from HD up and BT.601
+    below, as players and hosts guess it (FFmpeg alone decodes every untagged stream as BT.601, and an
+    untagged HD green of (0, 200, 0) came out as (15, 234, 5))."""
+    colourspace = getattr(av.video.reformatter.Colorspace, matrix)
+    picture = _patches(*size)
+    path = encode_video(tmp_path / "patches.mkv", "libx264", "yuv444p",
+                        frames=[picture], size=size, options={"qp": "0"}, matrix=colourspace, tag_matrix=tagged)
+    src = open_source(path)
+    assert _patch_error(src.read(0), size[0]) <= 2
+    assert _patch_error(src.read_raw(0), size[0]) <= 2
+
+
 def _ramp(width=W, height=32):
     """8-bit code values with fractions (100.0 .. 108.0 across), and the same as 16-bit RGB."""
     x = np.linspace(100.0, 108.0, width)[None, :]
