@@ -176,6 +176,10 @@ class SAM2(nn.Module):
         user saw (used on frames the user clicked)."""
         prob = (mask_logits_high_res > 0).float() if binarize else torch.sigmoid(mask_logits_high_res)
         # the sigmoid is rescaled to a logit-like range: 0 -> -10, 1 -> +10
+        # (the embedding in one memory layout, channels last as the official model hands it
+        # over, whether it was just computed or read back from the cache: the convolutions
+        # round differently in each, and a memory computed again must equal the first)
+        embedding = embedding.contiguous(memory_format=torch.channels_last)
         memory, pos = self.memory_encoder(embedding, prob * 20.0 - 10.0)
         if self.cfg.sam2_1:
             absent = (object_score <= 0).float()[..., None, None]  # (B, 1, 1, 1)

@@ -7,14 +7,18 @@ memories it attends to (SAM 2's evaluation policy):
 - object pointers of the conditioning frames up to the current one (in tracking order)
   and of up to 15 frames before it, each tagged with its signed distance in frames.
 
-Spatial memories are large (64x64x64 a frame); they live in a TensorStore that keeps a
-bounded window in RAM and the rest on disk, rounded to bfloat16 as the official
-predictor stores them. Pointers and object scores are small and stay in RAM.
+Spatial memories are large (64x64x64 a frame, 0.5 MiB); they live in a TensorStore, rounded
+to bfloat16 as the official predictor stores them, with a bounded window in RAM and a disk
+budget. They are a cache: each can be computed again from its frame's features and result
+(`recompute`), so one evicted, damaged or left by an older result costs a memory encoding,
+and a long shot's session folder does not grow by half a MiB a frame and object. Pointers and
+object scores are small and stay in RAM.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -31,12 +35,13 @@ def new_version() -> int:
     return secrets.randbits(63)
 
 
-class LostMemory(RuntimeError):
-    """A spatial memory the bank lists is gone from its store (damaged on disk, or deleted)."""
+class LostResult(RuntimeError):
+    """A spatial memory the bank lists is gone from its store, and so is the result it
+    would be computed again from (damaged on disk, or deleted)."""
 
     def __init__(self, obj_id: int, frame: int, folder):
-        super().__init__(f"The memory of object {obj_id} on frame index {frame} was lost from {folder} (damaged "
-                         "or deleted): track again, and it is computed again.")
+        super().__init__(f"The result of object {obj_id} on frame index {frame} was lost from {folder} (damaged "
+                         "or deleted): track again, and it is computed again (a prompted frame: prompt it again).")
         self.obj_id, self.frame = obj_id, frame
 
 
@@ -79,10 +84,14 @@ class ObjectMemory:
 
 
 class MemoryBank:
-    def __init__(self, model: SAM2, store: TensorStore, num_frames: int):
+    def __init__(self, model: SAM2, store: TensorStore, num_frames: int,
+                 recompute: Callable[[ObjectMemory, int, FrameMemory], torch.Tensor]):
+        """recompute(obj, frame, record): the frame's spatial memory computed again from
+        its result, for one missing from the store (raises LostResult if it cannot be)."""
         self.model = model
         self.store = store
         self.num_frames = num_frames
+        self.recompute = recompute
         self._memory_pos: torch.Tensor | None = None  # the same for every frame
 
     def memory_pos(self) -> torch.Tensor:
@@ -99,13 +108,18 @@ class MemoryBank:
     def key(obj_id: int, frame: int) -> str:
         return f"mem-{obj_id}-{frame:07d}"
 
-    def put_spatial(self, obj: ObjectMemory, frame: int, memory: torch.Tensor) -> None:
-        self.store.put(self.key(obj.obj_id, frame), {"memory": memory.to(torch.bfloat16)})
+    def put_spatial(self, obj: ObjectMemory, frame: int, memory: torch.Tensor, record: FrameMemory) -> None:
+        """Keep `record`'s spatial memory (the version tells it from another result's)."""
+        self.store.put(self.key(obj.obj_id, frame), {
+            "memory": memory.to(torch.bfloat16), "version": torch.tensor([record.version], dtype=torch.int64)})
 
-    def spatial(self, obj: ObjectMemory, frame: int) -> torch.Tensor:
+    def spatial(self, obj: ObjectMemory, frame: int, record: FrameMemory) -> torch.Tensor:
         got = self.store.get(self.key(obj.obj_id, frame))
-        if got is None:
-            raise LostMemory(obj.obj_id, frame, self.store.folder)
+        # (a memory saved before versions were kept belongs to the result saved with it)
+        if got is None or int(got.get("version", record.version)) != record.version:
+            memory = self.recompute(obj, frame, record)
+            self.put_spatial(obj, frame, memory, record)
+            return memory.to(torch.bfloat16)
         return got["memory"].to(self.model.device)
 
     def forget(self, obj: ObjectMemory) -> None:
@@ -143,8 +157,8 @@ class MemoryBank:
         (1, N, mem_dim), the spatial memories first."""
         cfg, dev = self.model.cfg, self.model.device
         memories, positions = [], []
-        for t_pos, f, _ in selection.spatial:
-            memories.append(self.spatial(obj, f).float().flatten(2).transpose(1, 2))  # (1, HW, m)
+        for t_pos, f, record in selection.spatial:
+            memories.append(self.spatial(obj, f, record).float().flatten(2).transpose(1, 2))  # (1, HW, m)
             tpos = self.model.maskmem_tpos_enc[cfg.num_maskmem - t_pos - 1].reshape(1, 1, -1)
             positions.append(self.memory_pos().flatten(2).transpose(1, 2) + tpos)
 

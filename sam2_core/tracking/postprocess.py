@@ -24,6 +24,24 @@ def fill_small_holes(logits: torch.Tensor, max_area: int) -> torch.Tensor:
     return torch.where(hole, HOLE_FILL_LOGIT, logits)
 
 
+def filled_pixels(before: torch.Tensor, after: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What hole filling changed, small enough to keep with each result: the flat indices of
+    the pixels whose logits it changed, and their logits before. A frame's memory is made
+    from its logits before filling, as officially, so it can be made again from these."""
+    before, after = before.detach().float().flatten(), after.detach().float().flatten()
+    changed = (before != after).nonzero().squeeze(1)
+    return {"unfilled_at": changed.to(torch.int32), "unfilled": before[changed]}
+
+
+def unfilled(after: torch.Tensor, pixels: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The logits before hole filling, from those after and `filled_pixels`'s record."""
+    if "unfilled_at" not in pixels:  # (a result saved before these were kept: as good as it gets)
+        return after
+    before = after.clone()
+    before.view(-1)[pixels["unfilled_at"].to(after.device).long()] = pixels["unfilled"].to(after.device, after.dtype)
+    return before
+
+
 def small_regions(mask: torch.Tensor, max_area: int) -> torch.Tensor:
     """The pixels of `mask` (B, 1, h, w) bool whose 8-connected region has at most
     `max_area` pixels.

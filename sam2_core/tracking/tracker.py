@@ -43,8 +43,8 @@ from ..media.frame_source import as_source, check_index
 from ..model import SAM2
 from ..model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
 from ..model.transforms import points_to_input
-from .memory_bank import FrameMemory, LostMemory, MemoryBank, ObjectMemory
-from .postprocess import fill_small_holes, keep_top_object
+from .memory_bank import FrameMemory, LostResult, MemoryBank, ObjectMemory
+from .postprocess import fill_small_holes, filled_pixels, keep_top_object, unfilled
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,10 @@ FOOTAGE_FILE = "footage.json"  # in the session folder: what footage its frame i
 # the memory-conditioned embeddings kept for corrections are 4 MiB a frame and object at
 # 1024 in float32 and can always be computed again: the least recently used go past this
 CONDITIONED_DISK_BUDGET = 2 << 30
+# spatial memories are 0.5 MiB a frame and object and are computed again from their results
+# when gone: past this, the least recently used are dropped from the session folder (a
+# re-track needs those of the few frames before it, and of the prompted frames)
+MEMORY_DISK_BUDGET = 256 << 20
 # what a stored result is to the memory bank
 PENDING, CONDITIONING, TRACKED = 0, 1, 2
 
@@ -185,10 +189,12 @@ class VideoTracker:
         self.frames = FrameFeatureCache(model, self.source, self.cache_dir, colour_key=colour_key, **kwargs)
         # memories and results are written before a frame is handed out, so a killed
         # process loses at most the frame in flight; they are not flushed to the disk one
-        # by one (after a power cut, reloading computes again whatever lost its memory).
+        # by one (after a power cut, reloading tracks again the frames whose result was lost,
+        # and encodes again a memory lost from a result kept).
         # The user's clicks are flushed.
-        self.bank = MemoryBank(model, TensorStore(self.session_dir / "memory", ram_budget=64 << 20, durable=False),
-                               self.num_frames)
+        self.bank = MemoryBank(model, TensorStore(self.session_dir / "memory", ram_budget=64 << 20, durable=False,
+                                                  disk_budget=MEMORY_DISK_BUDGET),
+                               self.num_frames, recompute=self._recompute_memory)
         self.results = TensorStore(self.session_dir / "results", ram_budget=16 << 20, durable=False)
         self.prompt_store = TensorStore(self.session_dir / "prompts", ram_budget=16 << 20, durable=self.persistent)
         # each tracked frame's memory-conditioned embedding, so that a correction on it
@@ -292,15 +298,10 @@ class VideoTracker:
         if not any(frame in o.prompts for o in self._objects.values()):
             self.frames.unpin(frame)
 
-    def _memory_lost(self, obj: TrackedObject, frame: int) -> None:
-        """As when a session loads without a frame's memory: a prompted frame's memory is
-        encoded again from its result by the next run, a tracked frame is tracked again."""
-        record = obj.memory.cond.pop(frame, None)
-        if record is None:
-            self._forget_result(obj, frame)
-            return
-        record.has_spatial = False
-        obj.pending[frame] = record
+    def _result_lost(self, obj: TrackedObject, frame: int) -> None:
+        """A frame whose result is gone has no memory either: a tracked frame is tracked
+        again by the next run; a prompted frame keeps its prompt, to be given again."""
+        self._forget_result(obj, frame)
 
     def _forget_result(self, obj: TrackedObject, frame: int) -> None:
         """The frame no longer has a result (nor a memory) for the object."""
@@ -346,8 +347,8 @@ class VideoTracker:
                 if prev is not None:
                     prev_logits = prev["logits"].to(self.model.device).clamp(-LOGIT_CLAMP, LOGIT_CLAMP)
             with self.frames.foreground():
-                out, logits, _ = self._track_frame(obj, frame, prompt, is_init=not tracked_before,
-                                                   reverse=reverse, prev_logits=prev_logits, encode_memory=False)
+                out, logits, _, _ = self._track_frame(obj, frame, prompt, is_init=not tracked_before,
+                                                      reverse=reverse, prev_logits=prev_logits, encode_memory=False)
             answer_before = self.results.get(self._pending_key(obj_id, frame))
             try:
                 self._save_prompt(obj_id, frame, prompt)
@@ -617,13 +618,8 @@ class VideoTracker:
                 self._drop_tracked_beyond(obj, frame, reverse)
             for frame, out in sorted(obj.pending.items()):
                 logits = self._latest_result(obj.memory.obj_id, frame)["logits"]
-                high_res = self.model.upscale_to_input(logits.to(self.model.device))
-                with self.frames.foreground():
-                    feats = self.frames.features(frame)
-                    with self.model.precision():
-                        memory, _ = self.model.encode_memory(feats.embedding, high_res, out.object_score,
-                                                             binarize=True)
-                self.bank.put_spatial(obj.memory, frame, memory)
+                memory = self._prompted_memory(frame, logits, out)
+                self.bank.put_spatial(obj.memory, frame, memory, out)
                 out.has_spatial = True
                 obj.memory.cond[frame] = out
                 obj.memory.tracked.pop(frame, None)
@@ -662,21 +658,21 @@ class VideoTracker:
                     continue
                 else:
                     with self.frames.foreground():
-                        out, logits, memory = self._track_frame(obj, frame, None, is_init=False, reverse=reverse,
-                                                                prev_logits=None, encode_memory=True)
-                    tracked.append((obj, out, logits, memory))
+                        out, logits, memory, before_fill = self._track_frame(
+                            obj, frame, None, is_init=False, reverse=reverse, prev_logits=None, encode_memory=True)
+                    tracked.append((obj, out, logits, memory, before_fill))
                 per_object[obj_id] = logits
             if not per_object:
                 return {}
             # every object's work is queued before anything waits for it: on a GPU the
             # first write below waits once for the whole frame, not once per object
             order, plate = self._plate_logits_on_device(frame, per_object)
-            for obj, out, logits, memory in tracked:
-                self.bank.put_spatial(obj.memory, frame, memory)  # (if this fails, the frame is as it was)
+            for obj, out, logits, memory, before_fill in tracked:
+                self.bank.put_spatial(obj.memory, frame, memory, out)  # (if this fails, the frame is as it was)
                 obj.memory.tracked[frame] = out
                 obj.memory.reverse[frame] = reverse
                 try:
-                    self._save_result(obj, frame, logits, out, TRACKED)
+                    self._save_result(obj, frame, logits, out, TRACKED, before_fill)
                 except BaseException:
                     # the memory is new, the result is not: the frame keeps neither, and is
                     # tracked again rather than shown from an older run
@@ -690,8 +686,9 @@ class VideoTracker:
     def _track_frame(self, obj: TrackedObject, frame: int, prompt: Prompt | None, *, is_init: bool,
                      reverse: bool, prev_logits, encode_memory: bool):
         """Run the network for one object on one frame; returns its memory record, its
-        low-res logits (1, 1, 256, 256) after hole filling and, with `encode_memory`, its
-        spatial memory, for the caller to store (else None)."""
+        low-res logits (1, 1, 256, 256) after hole filling, with `encode_memory` its
+        spatial memory, for the caller to store (else None), and the logits before hole
+        filling (the memory is made from those)."""
         m = self.model
         feats = self.frames.features(frame)
         with m.precision():
@@ -710,7 +707,36 @@ class VideoTracker:
                 memory, _ = m.encode_memory(feats.embedding, heads.logits_high_res, heads.object_score,
                                             binarize=prompt is not None and prompt.mask is None)
                 record.has_spatial = True
-        return record, fill_small_holes(heads.logits.float(), self.fill_hole_area), memory
+        before_fill = heads.logits.float()
+        return record, fill_small_holes(before_fill, self.fill_hole_area), memory, before_fill
+
+    def _prompted_memory(self, frame: int, logits: torch.Tensor, record: FrameMemory) -> torch.Tensor:
+        """A prompted frame's spatial memory: from exactly the mask the user saw (its result's
+        logits, binarized)."""
+        m = self.model
+        high_res = m.upscale_to_input(logits.to(m.device))
+        with self.frames.foreground():
+            feats = self.frames.features(frame)
+            with m.precision():
+                memory, _ = m.encode_memory(feats.embedding, high_res, record.object_score, binarize=True)
+        return memory
+
+    def _recompute_memory(self, memory: ObjectMemory, frame: int, record: FrameMemory) -> torch.Tensor:
+        """A spatial memory gone from the bank's store (evicted, damaged, or left by an older
+        result), encoded again from its saved result as it was made: a prompted frame's from
+        its answer, a tracked frame's from its logits before hole filling."""
+        entry = self.results.get(self._result_key(memory.obj_id, frame))
+        if entry is None or "meta" not in entry or int(entry["meta"][1]) != record.version:
+            raise LostResult(memory.obj_id, frame, self.results.folder)
+        if frame in memory.cond:
+            return self._prompted_memory(frame, entry["logits"], record)
+        m = self.model
+        with self.frames.foreground():
+            feats = self.frames.features(frame)
+            with m.precision():
+                high_res = m.upscale_to_input(unfilled(entry["logits"], entry).to(m.device))
+                spatial, _ = m.encode_memory(feats.embedding, high_res, record.object_score, binarize=False)
+        return spatial
 
     def _condition(self, obj: TrackedObject, frame: int, feats, is_init: bool, reverse: bool) -> torch.Tensor:
         """The frame's embedding conditioned on the object's memory bank."""
@@ -728,8 +754,8 @@ class VideoTracker:
             return stored["embedding"].to(m.device)
         try:
             memory, memory_pos, num_ptr = self.bank.assemble(obj.memory, selection)
-        except LostMemory as e:
-            self._memory_lost(obj, e.frame)
+        except LostResult as e:
+            self._result_lost(obj, e.frame)
             raise
         # kept (and used) in the working precision, so a reused one is the same as a new one
         pix = m.memory_attention(feats.embedding, feats.pos[-1], memory, memory_pos, num_ptr).to(m.dtype)
@@ -753,14 +779,17 @@ class VideoTracker:
         return pending if pending is not None else self.results.get(self._result_key(obj_id, frame))
 
     def _save_result(self, obj: TrackedObject, frame: int, logits: torch.Tensor, record: FrameMemory,
-                     kind: int) -> None:
-        """A frame's result with what the memory bank needs of it, so a session reloads."""
+                     kind: int, before_fill: torch.Tensor | None = None) -> None:
+        """A frame's result with what the memory bank needs of it, so a session reloads
+        and its spatial memory can be made again (`before_fill`: a tracked frame's logits
+        before hole filling)."""
         reverse = obj.memory.reverse.get(frame)
         meta = [kind, record.version, int(record.has_spatial), -1 if reverse is None else int(reverse)]
         key = (self._pending_key if kind == PENDING else self._result_key)(obj.memory.obj_id, frame)
         self.results.put(key, {
             "logits": logits.float(), "score": record.object_score.float(), "obj_ptr": record.obj_ptr.float(),
-            "meta": torch.tensor(meta, dtype=torch.int64)})
+            "meta": torch.tensor(meta, dtype=torch.int64),
+            **({} if before_fill is None else filled_pixels(before_fill, logits))})
 
     def _save_prompt(self, obj_id: int, frame: int, prompt: Prompt) -> None:
         if not self.persistent:
@@ -837,15 +866,8 @@ class VideoTracker:
             entry = self.results.get(key)
             if entry is None or "meta" not in entry:
                 continue  # damaged: that frame is simply not tracked
+            # (a spatial memory missing from the store is encoded again from this result when needed)
             kind, version, has_spatial, reverse = entry["meta"].tolist()
-            if has_spatial and self.bank.key(obj_id, frame) not in self.bank.store:
-                # after a power cut, a result may be on disk without its memory: a prompted
-                # frame's memory is encoded again from the result, a tracked frame is tracked again
-                log.info("Frame index %d of object %d lost its memory; it is computed again.", frame, obj_id)
-                if kind != CONDITIONING:
-                    self.results.delete(key)
-                    continue
-                kind, has_spatial = PENDING, 0
             record = FrameMemory(obj_ptr=entry["obj_ptr"].to(dev), object_score=entry["score"].to(dev),
                                  has_spatial=bool(has_spatial), version=version)
             obj = self._objects.setdefault(obj_id, TrackedObject(ObjectMemory(obj_id)))

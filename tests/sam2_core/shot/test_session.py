@@ -341,14 +341,14 @@ def test_an_interrupted_run_resumes_where_it_stopped_after_reopening(new_session
 
 def test_a_tracked_shot_that_lost_results_in_a_power_cut_is_tracked_again(new_session, tmp_path):
     """Session results are not flushed to the disk frame by frame: after a power cut the
-    shot may say "tracked" with a frame's memory missing. Reopened, it is not tracked, and
+    shot may say "tracked" with a frame's result missing. Reopened, it is not tracked, and
     tracking runs again from the lost frame."""
     s = new_session()
     s.add_prompt("ball", FIRST + 2, points=[(96, 120)])
     before = {f: out["ball"] for f, out in s.track()}
     assert s.shot.manifest.tracked
     s.close()
-    lost = next((tmp_path / "shot").rglob(f"memory/mem-1-{4:07d}.entry"))
+    lost = next((tmp_path / "shot").rglob(f"results/res-1-{4:07d}.entry"))
     lost.unlink()
     again = ShotSession.open(tmp_path / "shot", device="cpu")
     try:

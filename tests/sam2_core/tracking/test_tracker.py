@@ -185,25 +185,85 @@ def test_a_query_from_another_thread_waits_for_the_frame_in_progress(tiny, share
     assert asked.is_set() and answers == [True]  # it saw frame 2 done, not half done
 
 
-def test_session_that_lost_memories_in_a_power_cut_computes_them_again(tiny, shared_cache, tmp_path):
-    """Session entries are not flushed to the disk one by one, so a power cut can keep a
-    result and lose its memory. Reloading then encodes a prompted frame's memory again from
-    its result and tracks the other frames again: the same masks as before."""
+def test_memories_gone_from_the_session_are_computed_again_as_they_were(tiny, shared_cache, tmp_path):
+    """Spatial memories are a cache: one deleted (a power cut, the disk budget) or damaged is
+    encoded again from its frame's result, equal to the one first made (a tracked frame's from
+    its logits before hole filling), and tracking from there gives the same masks."""
     session = tmp_path / "session"
     frames = moving_disc_frames(10)
-    tracker = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=session)
+    tracker = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=session, fill_hole_area=64)
     tracker.add_prompt(0, 1, **CLICK)
-    before = dict(tracker.propagate(end=4))
+    before = dict(tracker.propagate())
+    first = {f: tracker.bank.store.get(tracker.bank.key(1, f))["memory"].clone() for f in range(10)}
+    filled = [f for f in range(1, 10) if tracker.results.get(f"res-1-{f:07d}")["unfilled_at"].numel()]
     tracker.close()
-    for f in (0, 3):
+    assert filled, "hole filling changed no logits: the test proves nothing"
+    lost = [0, filled[0], 5] if filled[0] != 5 else [0, 5]
+    for f in lost:
         (session / "memory" / f"mem-1-{f:07d}.entry").unlink()
+    damaged = session / "memory" / f"mem-1-{4:07d}.entry"
+    damaged.write_bytes(damaged.read_bytes()[:-100] + bytes(100))
 
-    reloaded = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=session)
-    assert reloaded.pending_frames(1) == [0] and reloaded.logits(3, 1) is None
-    assert reloaded.logits(2, 1) is not None and reloaded.logits(4, 1) is not None
-    again = dict(reloaded.propagate(start=0, end=4))
-    for f in range(5):
+    reloaded = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=session, fill_hole_area=64)
+    assert reloaded.pending_frames(1) == [] and all(reloaded.has_result(f, 1) for f in range(10))
+    memory = reloaded._objects[1].memory
+    for f in [*lost, 4]:
+        assert torch.equal(reloaded.bank.spatial(memory, f, memory.get(f)).cpu(), first[f]), f
+    reloaded.conditioned.clear()  # (or the frames' conditioned embeddings would be reused as they are)
+    for f in (2, 3):  # older memories than the run needs are computed again too
+        (session / "memory" / f"mem-1-{f:07d}.entry").unlink()
+        reloaded.bank.store.delete(reloaded.bank.key(1, f))
+    again = dict(reloaded.propagate(start=6))
+    assert sorted(again) == [6, 7, 8, 9]
+    for f in again:
         assert_same_masks(before[f][1], again[f][1])
+    reloaded.close()
+
+
+def test_a_result_lost_under_its_memory_stops_the_run_once_and_is_tracked_again(tiny, shared_cache, tmp_path):
+    """A frame whose memory and result are both gone (deleted while the session was open)
+    cannot be remembered: the run that needs it stops with a clear error, and the next run
+    tracks the frame again: the masks tracked before."""
+    frames = moving_disc_frames(6)
+    tracker = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=tmp_path / "session")
+    tracker.add_prompt(0, 1, **CLICK)
+    before = dict(tracker.propagate())
+    tracker.conditioned.clear()
+    tracker.results.delete("res-1-0000002")
+    tracker.bank.store.delete(tracker.bank.key(1, 2))
+    with pytest.raises(RuntimeError, match="result of object 1 on frame index 2 was lost.*track again"):
+        list(tracker.propagate(start=3))
+    assert not tracker.has_result(2, 1) and tracker.has_result(1, 1) and tracker.has_result(3, 1)
+    again = dict(tracker.propagate(start=1))
+    assert sorted(again) == [1, 2, 3, 4, 5]
+    for f in again:
+        assert_same_masks(before[f][1], again[f][1])
+    tracker.close()
+
+
+def test_a_long_shot_keeps_its_memories_within_the_disk_budget(tiny, shared_cache, tmp_path, monkeypatch):
+    """The session folder does not grow by a spatial memory a frame: past the budget the least
+    recently used go, and the shot's masks are those tracked with every memory kept."""
+    from sam2_core.tracking import tracker as tracker_module
+
+    frames = moving_disc_frames(12)
+    kept = VideoTracker(tiny, frames, cache_dir=shared_cache)
+    reference = track(kept)
+    memory_bytes = kept.bank.store.mean_entry_bytes()
+    kept.close()
+    monkeypatch.setattr(tracker_module, "MEMORY_DISK_BUDGET", 4 * memory_bytes)
+    budgeted = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=tmp_path / "session")
+    budgeted.bank.store.ram_budget = 2 * memory_bytes  # (else the RAM window would hold them all)
+    got = track(budgeted)
+    on_disk = list((tmp_path / "session" / "memory").glob("*.entry"))
+    assert 0 < len(on_disk) <= 4
+    budgeted.conditioned.clear()
+    again = {f: out[1] for f, out in budgeted.propagate(start=8)}
+    for f in reference:
+        assert_same_masks(reference[f], got[f])
+    for f in again:
+        assert_same_masks(reference[f], again[f])
+    budgeted.close()
 
 
 def test_bad_input_is_a_clear_error_and_loses_nothing(tiny, shared_cache):
@@ -891,30 +951,6 @@ def test_a_session_made_with_other_weights_starts_afresh(tiny, tmp_path, officia
     # another model's memories and results mean nothing to this one
     assert again.object_ids == [] and again.prompted_frames() == []
     again.close()
-
-
-@pytest.mark.parametrize("damaged", [0, 2])  # the prompted frame, a tracked one
-def test_a_memory_damaged_on_disk_stops_the_run_once_and_is_computed_again(tiny, shared_cache, tmp_path, damaged):
-    """After a power cut a memory entry can be on disk but damaged: the run that needs it stops
-    with a clear error, and the next run computes it again: the masks tracked before."""
-    session = tmp_path / "session"
-    frames = moving_disc_frames(6)
-    tracker = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=session)
-    tracker.add_prompt(0, 1, **CLICK)
-    before = dict(tracker.propagate())
-    tracker.close()
-    entry = session / "memory" / f"mem-1-{damaged:07d}.entry"
-    data = bytearray(entry.read_bytes())
-    data[-100:] = bytes(100)
-    entry.write_bytes(bytes(data))
-
-    reloaded = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=session)
-    with pytest.raises(RuntimeError, match=f"memory of object 1 on frame index {damaged} was lost.*track again"):
-        list(reloaded.propagate(start=3))
-    again = dict(reloaded.propagate(start=0 if damaged == 0 else 1))
-    assert sorted(again) == list(range(0 if damaged == 0 else 1, 6))
-    for f in again:
-        assert_same_masks(before[f][1], again[f][1])
 
 
 def test_results_made_by_two_processes_never_share_a_version():
