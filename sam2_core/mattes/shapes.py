@@ -368,8 +368,20 @@ class _Track:
     hole: bool
     parent: int | None
     first_frame: int
-    outlines: dict[int, np.ndarray] = field(default_factory=dict)  # visible frames only
+    # visible frames only, in half pixels (outlines run on pixel edges and their midpoints):
+    # a quarter of float64's memory for a shot's worth of outlines
+    half_pixels: dict[int, np.ndarray] = field(default_factory=dict)
+    longest: float = 0.0  # the longest outline's perimeter
     last_region: _Region | None = None  # where last seen, for matching
+
+    def keep(self, frame: int, outline: np.ndarray) -> None:
+        dtype = np.int16 if np.abs(outline).max(initial=0) < 16000 else np.int32
+        self.half_pixels[frame] = np.rint(outline * 2).astype(dtype)
+        self.longest = max(self.longest, _perimeter(outline))
+
+    def outline(self, frame: int) -> np.ndarray | None:
+        got = self.half_pixels.get(frame)
+        return None if got is None else got / 2.0
 
 
 class _Tracker:
@@ -403,7 +415,7 @@ class _Tracker:
             if track is None:
                 track = _Track(len(self.tracks), parent is not None, parent, frame)
                 self.tracks.append(track)
-            track.outlines[frame] = outline
+            track.keep(frame, outline)
             track.last_region = regions[i]
             result.append(track)
         return result
@@ -424,14 +436,13 @@ def _iou(a: _Region, b: _Region) -> float:
 
 
 def _build_spline(track: _Track, frames: list[int], spacing: float) -> Spline:
-    longest = max(_perimeter(o) for o in track.outlines.values())
-    count = int(np.clip(round(longest / spacing), MIN_POINTS, MAX_POINTS))
+    count = int(np.clip(round(track.longest / spacing), MIN_POINTS, MAX_POINTS))
     keys: dict[int, np.ndarray | None] = {}
     previous = None  # the last visible frame's points, which the next frame's start point follows
     for frame in frames:
         if frame < track.first_frame:
             continue
-        outline = track.outlines.get(frame)
+        outline = track.outline(frame)
         if outline is None:
             keys[frame] = None
             continue
