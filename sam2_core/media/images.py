@@ -22,7 +22,7 @@ from .colour import DISPLAY_REFERRED, SCENE_LINEAR, FileColour
 from .errors import FootageError
 from .orientation import UPRIGHT, Orientation, from_exif
 
-IMAGE_SUFFIXES = (".exr", ".dpx", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".tga", ".bmp", ".sgi")
+IMAGE_SUFFIXES = (".exr", ".dpx", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".tga", ".bmp", ".sgi", ".webp", ".ppm")
 _PREFERRED_LAYERS = ("rgba", "rgb", "beauty", "combined", "color", "colour")
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from sam2_core.media import FolderSource, FootageError, SequenceSource, as_source, open_source
 from sam2_core.media.exr_luma_chroma import luminance_weights
+from sam2_core.media.open import open_still
 from tests.sam2_core.media.footage import (
     REC709_LUMINANCE,
     H,
@@ -249,7 +250,7 @@ def test_folders_and_as_source(tmp_path):
         open_source(exr)
 
 
-@pytest.mark.parametrize("ext", ["tga", "bmp", "sgi"])
+@pytest.mark.parametrize("ext", ["tga", "bmp", "sgi", "webp", "ppm"])
 def test_other_still_formats_are_sequences_too(tmp_path, ext):
     """One frame's file opens its sequence (it used to open as a one-frame video)."""
     for n in range(FIRST, FIRST + 3):
@@ -257,6 +258,8 @@ def test_other_still_formats_are_sequences_too(tmp_path, ext):
     src = open_source(tmp_path / f"plate.{FIRST + 1}.{ext}")
     assert src.frame_numbers == [FIRST, FIRST + 1, FIRST + 2]
     assert [read_code(src.read(i)) for i in range(3)] == [0, 1, 2] and src.colour.mode == "passthrough"
+    still = open_still(tmp_path / f"plate.{FIRST + 2}.{ext}")  # (as `segment` reads a still)
+    assert still.frame_numbers == [FIRST + 2] and read_code(still.read(0)) == 2
 
 
 def test_a_png_with_alpha_gives_its_colour_as_stored(tmp_path):
