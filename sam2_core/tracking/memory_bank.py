@@ -108,23 +108,32 @@ class MemoryBank:
     def key(obj_id: int, frame: int) -> str:
         return f"mem-{obj_id}-{frame:07d}"
 
-    def put_spatial(self, obj: ObjectMemory, frame: int, memory: torch.Tensor, record: FrameMemory) -> None:
-        """Keep `record`'s spatial memory (the version tells it from another result's)."""
-        self.store.put(self.key(obj.obj_id, frame), {
+    def put_spatial(self, obj: ObjectMemory, frame: int, memory: torch.Tensor, record: FrameMemory,
+                    prompted: bool) -> None:
+        """Keep `record`'s spatial memory (the version tells it from another result's). A
+        prompted frame's is read by every frame tracked: it is never evicted for newer ones."""
+        key = self.key(obj.obj_id, frame)
+        (self.store.pin if prompted else self.store.unpin)(key)
+        self.store.put(key, {
             "memory": memory.to(torch.bfloat16), "version": torch.tensor([record.version], dtype=torch.int64)})
+
+    def drop_spatial(self, obj: ObjectMemory, frame: int) -> None:
+        key = self.key(obj.obj_id, frame)
+        self.store.unpin(key)
+        self.store.delete(key)
 
     def spatial(self, obj: ObjectMemory, frame: int, record: FrameMemory) -> torch.Tensor:
         got = self.store.get(self.key(obj.obj_id, frame))
         # (a memory saved before versions were kept belongs to the result saved with it)
         if got is None or int(got.get("version", record.version)) != record.version:
             memory = self.recompute(obj, frame, record)
-            self.put_spatial(obj, frame, memory, record)
+            self.put_spatial(obj, frame, memory, record, prompted=frame in obj.cond)
             return memory.to(torch.bfloat16)
         return got["memory"].to(self.model.device)
 
     def forget(self, obj: ObjectMemory) -> None:
         for frame in set(obj.cond) | set(obj.tracked):
-            self.store.delete(self.key(obj.obj_id, frame))
+            self.drop_spatial(obj, frame)
 
     def select(self, obj: ObjectMemory, frame: int, reverse: bool) -> Selection:
         """The memories `obj` attends to at `frame` (no tensors are read)."""

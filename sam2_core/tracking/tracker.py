@@ -298,16 +298,32 @@ class VideoTracker:
         if not any(frame in o.prompts for o in self._objects.values()):
             self.frames.unpin(frame)
 
-    def _result_lost(self, obj: TrackedObject, frame: int) -> None:
+    def _result_lost(self, obj: TrackedObject, frame: int) -> LostResult:
         """A frame whose result is gone has no memory either: a tracked frame is tracked
-        again by the next run; a prompted frame keeps its prompt, to be given again."""
+        again by the next run; a prompted frame loses its prompt too (there is no answer to
+        track from), to be prompted again. Returns the error to raise."""
+        obj_id = obj.memory.obj_id
+        if obj.prompts.pop(frame, None) is not None or frame in obj.memory.cond or frame in obj.pending:
+            obj.pending.pop(frame, None)
+            self.results.delete(self._pending_key(obj_id, frame))
+            self.prompt_store.delete(f"prompt-{obj_id}-{frame:07d}")
+            self._unpin_if_unprompted(frame)
         self._forget_result(obj, frame)
+        return LostResult(obj_id, frame, self.results.folder)
+
+    def _stored_logits(self, obj: TrackedObject, frame: int) -> torch.Tensor:
+        """The latest result's logits for a prompted frame (its answer, or what it was
+        tracked from), on the model's device."""
+        got = self._latest_result(obj.memory.obj_id, frame)
+        if got is None:
+            raise self._result_lost(obj, frame)
+        return got["logits"].to(self.model.device)
 
     def _forget_result(self, obj: TrackedObject, frame: int) -> None:
         """The frame no longer has a result (nor a memory) for the object."""
         obj_id = obj.memory.obj_id
         if obj.memory.cond.pop(frame, None) is not None or obj.memory.tracked.pop(frame, None) is not None:
-            self.bank.store.delete(self.bank.key(obj_id, frame))
+            self.bank.drop_spatial(obj.memory, frame)
         obj.memory.reverse.pop(frame, None)
         self.results.delete(self._result_key(obj_id, frame))
         self.conditioned.delete(f"cond-{obj_id}-{frame:07d}")
@@ -617,9 +633,9 @@ class VideoTracker:
             for frame, reverse in ((f, r) for f, directions in stale.items() for r in directions):
                 self._drop_tracked_beyond(obj, frame, reverse)
             for frame, out in sorted(obj.pending.items()):
-                logits = self._latest_result(obj.memory.obj_id, frame)["logits"]
+                logits = self._stored_logits(obj, frame)
                 memory = self._prompted_memory(frame, logits, out)
-                self.bank.put_spatial(obj.memory, frame, memory, out)
+                self.bank.put_spatial(obj.memory, frame, memory, out, prompted=True)
                 out.has_spatial = True
                 obj.memory.cond[frame] = out
                 obj.memory.tracked.pop(frame, None)
@@ -645,9 +661,9 @@ class VideoTracker:
                 if obj is None:
                     continue  # removed while this run was under way
                 if frame in obj.pending:  # prompted while this run was under way: the answer stands
-                    logits = self._latest_result(obj_id, frame)["logits"].to(self.model.device)
+                    logits = self._stored_logits(obj, frame)
                 elif frame in obj.memory.cond:
-                    logits = self.results.get(self._result_key(obj_id, frame))["logits"].to(self.model.device)
+                    logits = self._stored_logits(obj, frame)
                     if obj.memory.reverse.get(frame) != reverse:
                         obj.memory.reverse[frame] = reverse
                         self._save_result(obj, frame, logits, obj.memory.cond[frame], CONDITIONING)
@@ -668,7 +684,8 @@ class VideoTracker:
             # first write below waits once for the whole frame, not once per object
             order, plate = self._plate_logits_on_device(frame, per_object)
             for obj, out, logits, memory, before_fill in tracked:
-                self.bank.put_spatial(obj.memory, frame, memory, out)  # (if this fails, the frame is as it was)
+                # (if this fails, the frame is as it was)
+                self.bank.put_spatial(obj.memory, frame, memory, out, prompted=False)
                 obj.memory.tracked[frame] = out
                 obj.memory.reverse[frame] = reverse
                 try:
@@ -755,8 +772,7 @@ class VideoTracker:
         try:
             memory, memory_pos, num_ptr = self.bank.assemble(obj.memory, selection)
         except LostResult as e:
-            self._result_lost(obj, e.frame)
-            raise
+            raise self._result_lost(obj, e.frame) from None
         # kept (and used) in the working precision, so a reused one is the same as a new one
         pix = m.memory_attention(feats.embedding, feats.pos[-1], memory, memory_pos, num_ptr).to(m.dtype)
         self.conditioned.put(key, {"signature": signature, "embedding": pix})
@@ -872,6 +888,8 @@ class VideoTracker:
                                  has_spatial=bool(has_spatial), version=version)
             obj = self._objects.setdefault(obj_id, TrackedObject(ObjectMemory(obj_id)))
             {PENDING: obj.pending, CONDITIONING: obj.memory.cond, TRACKED: obj.memory.tracked}[kind][frame] = record
+            if kind == CONDITIONING:
+                self.bank.store.pin(self.bank.key(obj_id, frame))
             if reverse >= 0:
                 obj.memory.reverse[frame] = bool(reverse)
         for key in self.prompt_store.keys():

@@ -241,9 +241,63 @@ def test_a_result_lost_under_its_memory_stops_the_run_once_and_is_tracked_again(
     tracker.close()
 
 
+@pytest.mark.parametrize("memory_too", [False, True])
+def test_a_prompted_frame_whose_result_is_lost_is_prompted_again(tiny, shared_cache, tmp_path, memory_too):
+    """A prompted frame's answer lost (with its memory, or alone) leaves nothing to track
+    from: the run that meets it stops with a clear error, the frame is no longer shown as
+    prompted, and prompting it again tracks as before (it was a TypeError on every run)."""
+    frames = moving_disc_frames(5)
+    tracker = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=tmp_path / "session")
+    tracker.add_prompt(0, 1, **CLICK)
+    before = dict(tracker.propagate())
+    tracker.results.delete("res-1-0000000")
+    if memory_too:
+        tracker.bank.store.delete(tracker.bank.key(1, 0))
+        tracker.conditioned.clear()
+    with pytest.raises(RuntimeError, match="result of object 1 on frame index 0 was lost.*prompt it again"):
+        list(tracker.propagate(start=3 if memory_too else 0))
+    assert tracker.prompted_frames(1) == [] and not tracker.has_result(0, 1)
+    with pytest.raises(ValueError, match="No object has a prompt"):
+        list(tracker.propagate())
+    tracker.add_prompt(0, 1, **CLICK)
+    again = dict(tracker.propagate())
+    assert sorted(again) == list(range(5))
+    for f in again:
+        assert_same_masks(before[f][1], again[f][1])
+    tracker.close()
+
+
+def test_a_memory_newer_than_its_result_is_not_taken_for_it(tiny, shared_cache, tmp_path):
+    """A process killed between writing a frame's new memory and its new result leaves the
+    older result beside the newer memory: the memory is made again from the result kept."""
+    session = tmp_path / "session"
+    frames = moving_disc_frames(6)
+    tracker = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=session)
+    tracker.add_prompt(0, 1, **CLICK)
+    list(tracker.propagate())
+    older_memory = tracker.bank.store.get(tracker.bank.key(1, 3))["memory"].clone()
+    tracker.close()
+    older_result = (session / "results" / "res-1-0000003.entry").read_bytes()
+
+    tracker = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=session)
+    tracker.add_prompt(2, 1, points=[(90, 120)], labels=[1])  # a correction, re-tracked over frame 3
+    list(tracker.retrack(2))
+    newer_memory = tracker.bank.store.get(tracker.bank.key(1, 3))["memory"].clone()
+    tracker.close()
+    assert not torch.equal(newer_memory, older_memory)
+    (session / "results" / "res-1-0000003.entry").write_bytes(older_result)  # the kill: the older result
+
+    reloaded = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=session)
+    memory = reloaded._objects[1].memory
+    assert torch.equal(reloaded.bank.spatial(memory, 3, memory.get(3)).cpu(), older_memory)
+    reloaded.close()
+
+
 def test_a_long_shot_keeps_its_memories_within_the_disk_budget(tiny, shared_cache, tmp_path, monkeypatch):
     """The session folder does not grow by a spatial memory a frame: past the budget the least
-    recently used go, and the shot's masks are those tracked with every memory kept."""
+    recently used go, never a prompted frame's (every frame reads it), and the shot's masks are
+    those tracked with every memory kept. A budget that holds what a frame reads encodes none
+    again."""
     from sam2_core.tracking import tracker as tracker_module
 
     frames = moving_disc_frames(12)
@@ -251,19 +305,28 @@ def test_a_long_shot_keeps_its_memories_within_the_disk_budget(tiny, shared_cach
     reference = track(kept)
     memory_bytes = kept.bank.store.mean_entry_bytes()
     kept.close()
-    monkeypatch.setattr(tracker_module, "MEMORY_DISK_BUDGET", 4 * memory_bytes)
-    budgeted = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=tmp_path / "session")
-    budgeted.bank.store.ram_budget = 2 * memory_bytes  # (else the RAM window would hold them all)
-    got = track(budgeted)
-    on_disk = list((tmp_path / "session" / "memory").glob("*.entry"))
-    assert 0 < len(on_disk) <= 4
-    budgeted.conditioned.clear()
-    again = {f: out[1] for f, out in budgeted.propagate(start=8)}
-    for f in reference:
-        assert_same_masks(reference[f], got[f])
-    for f in again:
-        assert_same_masks(reference[f], again[f])
-    budgeted.close()
+    for entries in (4, 8):  # 8: the prompted frame, the 6 before the frame and the frame's own
+        monkeypatch.setattr(tracker_module, "MEMORY_DISK_BUDGET", entries * memory_bytes)
+        budgeted = VideoTracker(tiny, frames, cache_dir=shared_cache, session_dir=tmp_path / f"session{entries}")
+        budgeted.bank.store.ram_budget = 2 * memory_bytes  # (else the RAM window would hold them all)
+        encoded_again = []
+
+        def counted(obj, f, record, recompute=budgeted.bank.recompute, encoded_again=encoded_again):
+            encoded_again.append(f)
+            return recompute(obj, f, record)
+
+        budgeted.bank.recompute = counted
+        got = track(budgeted)
+        on_disk = list((tmp_path / f"session{entries}" / "memory").glob("*.entry"))
+        assert 0 < len(on_disk) <= entries
+        assert 0 not in encoded_again and (encoded_again == [] if entries == 8 else encoded_again)
+        budgeted.conditioned.clear()
+        again = {f: out[1] for f, out in budgeted.propagate(start=8)}
+        for f in reference:
+            assert_same_masks(reference[f], got[f])
+        for f in again:
+            assert_same_masks(reference[f], again[f])
+        budgeted.close()
 
 
 def test_bad_input_is_a_clear_error_and_loses_nothing(tiny, shared_cache):
