@@ -301,7 +301,9 @@ class TensorStore:
             self._remember(key, tensors)
             return tensors
 
-    def put(self, key: str, tensors: dict[str, torch.Tensor], *, ram: bool = True) -> None:
+    def put(self, key: str, tensors: dict[str, torch.Tensor], *, ram: bool = True, durable: bool | None = None) -> None:
+        """durable: this entry flushed to the disk or not (default: the store's setting; a store
+        that writes behind always follows its setting)."""
         if self._write_error is not None:  # the disk is full or gone: no use queuing more
             raise self._write_error
         if self.write_behind:
@@ -311,7 +313,7 @@ class TensorStore:
                 self._pending[key] = pending
             self._writer.submit(self, key)  # blocks while the writer is a few entries behind
             return
-        self._write(key, tensors, ram)
+        self._write(key, tensors, ram, durable=durable)
 
     def flush(self) -> None:
         """Wait until every entry handed to the writer is on disk; raise its error if one
@@ -330,7 +332,8 @@ class TensorStore:
             if self._writer is not None:
                 self._writer.close()
 
-    def _write(self, key: str, tensors: dict[str, torch.Tensor], ram: bool, host_copy: tuple | None = None) -> None:
+    def _write(self, key: str, tensors: dict[str, torch.Tensor], ram: bool, host_copy: tuple | None = None,
+               durable: bool | None = None) -> None:
         """Write an entry (`host_copy`: its host copies and their event, if already started)."""
         kept = {k: v.detach().contiguous() for k, v in tensors.items()}  # memory keeps them where they are
         host, copied = host_copy or start_host_copy(kept)
@@ -340,7 +343,8 @@ class TensorStore:
         size = sum(memoryview(p).nbytes for p in parts)
         with self._lock:
             self._make_room(size, keep=key)
-        self._write_atomically(self.path(key), parts)  # outside the lock: reads go on meanwhile
+        # (outside the lock: reads go on meanwhile)
+        self._write_atomically(self.path(key), parts, self.durable if durable is None else durable)
         with self._lock:
             self._forget_disk(key)
             self._disk[key] = size
@@ -414,7 +418,7 @@ class TensorStore:
         self._disk_bytes += size
         return True
 
-    def _write_atomically(self, path: Path, parts: list) -> None:
+    def _write_atomically(self, path: Path, parts: list, durable: bool) -> None:
         tmp = path.with_name(f".tmp-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}")
         try:
             try:
@@ -425,7 +429,7 @@ class TensorStore:
             with f:
                 for part in parts:
                     f.write(part)
-                if self.durable:
+                if durable:
                     f.flush()
                     os.fsync(f.fileno())
             os.replace(tmp, path)

@@ -86,10 +86,10 @@ class ShotSession:
         self._undo: list[tuple[int, int, list[PromptRecord]]] = []  # (object id, frame number, prompts before)
 
     def _give_lost_prompts_again(self) -> None:
-        """A prompt's answer is not flushed to the disk (its clicks are): after a power cut
-        the tracker can lack it. Those frames get their prompts again, one by one as they
-        were given, so the answers are as before: after the prompts the tracker tracked
-        from, if it still has that, or all of them."""
+        """The tracker can lack a prompt's answer that the shot lists: one damaged on disk, or
+        from before answers were flushed. Those frames get their prompts again, one by one as
+        they were given, so the answers are as before: after the prompts the tracker tracked
+        from, if it still has that, or all of them. The shot then waits to be tracked."""
         for record in self.shot.manifest.objects:
             known = record.id in self.tracker.object_ids
             answered = set(self.tracker.answered_frames(record.id)) if known else set()
@@ -105,7 +105,8 @@ class ShotSession:
                 given = sum(p.tracked for p in prompts) if index in answered else 0
                 if index in waiting or given == len(prompts):
                     continue
-                log.info("Object %r on frame %d lost its answer; the prompts are given again.", record.name, frame)
+                log.warning("Object %r on frame %d lost its answer (damaged or deleted in %s); its prompts are "
+                            "given again: track the shot again.", record.name, frame, self.shot.session_dir)
                 try:
                     self._replay(record, index, prompts, given=given)
                 except (OSError, ValueError) as e:  # (the shot still opens; tracking will say what is wrong)
@@ -115,6 +116,7 @@ class ShotSession:
                 if not given:  # (all of them wait again to be tracked from)
                     for p in prompts:
                         p.tracked = False
+                self.shot.manifest.tracked = False
                 self.shot.save()
 
     @classmethod
@@ -493,24 +495,48 @@ class ShotSession:
         total = sum(len(s) for s in spans)
         done = 0
         records = {o.id: o for o in self.objects}
-        for span in spans:
-            if cancel is not None and cancel.is_set():
-                break  # (before the tracker takes the span's corrections in: a run that never started changes nothing)
-            run = self.tracker.propagate(span.start, span.direction, span.end, span.objects, cancel)
-            fresh = [p for i in span.objects for p in records[i].prompts if not p.tracked]
-            for p in fresh:  # (the tracker has taken them into its memory bank now)
-                p.tracked = True
-            if fresh:
-                self.shot.save()
-            for index, logits in run:
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-                yield self.numbers[index], {names[i]: v for i, v in logits.items()}
+        with self._lost_results_given_again():
+            for span in spans:
+                if cancel is not None and cancel.is_set():
+                    # (before the tracker takes the span's corrections in: a run that never started changes nothing)
+                    break
+                run = self.tracker.propagate(span.start, span.direction, span.end, span.objects, cancel)
+                fresh = [p for i in span.objects for p in records[i].prompts if not p.tracked]
+                for p in fresh:  # (the tracker has taken them into its memory bank now)
+                    p.tracked = True
+                if fresh:
+                    self.shot.save()
+                for index, logits in run:
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+                    yield self.numbers[index], {names[i]: v for i, v in logits.items()}
         cancelled = cancel is not None and cancel.is_set() and done < total  # (a cancel after the last frame is late)
         if whole_shot and not cancelled:
             self.shot.manifest.tracked = self._tracking_done()
             self.shot.save()
+
+    @contextlib.contextmanager
+    def _lost_results_given_again(self):
+        """A result the tracker lost while the shot was open (damaged or deleted on disk) stops
+        the run. A prompted frame's prompts are given again from the shot at once (the tracker
+        dropped them with their answer), and the artist is told, in the shot's names and frame
+        numbers, to track again."""
+        from ..tracking.memory_bank import LostResult
+
+        try:
+            yield
+        except LostResult as e:
+            record = next((o for o in self.objects if o.id == e.obj_id), None)
+            number = self.numbers[e.frame]
+            prompted = record is not None and any(p.frame == number for p in record.prompts)
+            self._give_lost_prompts_again()
+            self.shot.manifest.tracked = False
+            self.shot.save()
+            raise SessionError(
+                f"The tracking result of {record.name if record else e.obj_id!r} on frame {number} was lost (damaged "
+                f"or deleted in {self.shot.session_dir}){'; its prompts were given again' if prompted else ''}. "
+                "Track again to fill it in.") from None
 
     def _tracking_done(self, ids: list[int] | None = None) -> bool:
         """Some object, every frame has a result and no correction waits to be tracked from."""

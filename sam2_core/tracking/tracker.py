@@ -188,10 +188,10 @@ class VideoTracker:
         kwargs = {} if feature_disk_budget is None else {"disk_budget": feature_disk_budget}
         self.frames = FrameFeatureCache(model, self.source, self.cache_dir, colour_key=colour_key, **kwargs)
         # memories and results are written before a frame is handed out, so a killed
-        # process loses at most the frame in flight; they are not flushed to the disk one
-        # by one (after a power cut, reloading tracks again the frames whose result was lost,
-        # and encodes again a memory lost from a result kept).
-        # The user's clicks are flushed.
+        # process loses at most the frame in flight; tracked results are not flushed to the
+        # disk one by one (after a power cut, reloading tracks again the frames whose result
+        # was lost, and encodes again a memory lost from a result kept). The user's clicks
+        # and their answers are flushed.
         self.bank = MemoryBank(model, TensorStore(self.session_dir / "memory", ram_budget=64 << 20, durable=False,
                                                   disk_budget=MEMORY_DISK_BUDGET),
                                self.num_frames, recompute=self._recompute_memory)
@@ -798,14 +798,16 @@ class VideoTracker:
                      kind: int, before_fill: torch.Tensor | None = None) -> None:
         """A frame's result with what the memory bank needs of it, so a session reloads
         and its spatial memory can be made again (`before_fill`: a tracked frame's logits
-        before hole filling)."""
+        before hole filling). A prompt's answer is flushed to the disk, as its clicks are: it
+        cannot be computed again as it was (tracked results can, by tracking again)."""
         reverse = obj.memory.reverse.get(frame)
         meta = [kind, record.version, int(record.has_spatial), -1 if reverse is None else int(reverse)]
         key = (self._pending_key if kind == PENDING else self._result_key)(obj.memory.obj_id, frame)
         self.results.put(key, {
             "logits": logits.float(), "score": record.object_score.float(), "obj_ptr": record.obj_ptr.float(),
             "meta": torch.tensor(meta, dtype=torch.int64),
-            **({} if before_fill is None else filled_pixels(before_fill, logits))})
+            **({} if before_fill is None else filled_pixels(before_fill, logits))},
+            durable=self.persistent and kind != TRACKED)
 
     def _save_prompt(self, obj_id: int, frame: int, prompt: Prompt) -> None:
         if not self.persistent:

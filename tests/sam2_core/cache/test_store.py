@@ -184,9 +184,9 @@ def test_write_behind_keeps_the_order_of_puts_and_close_ends_the_writer(tmp_path
     written = []
     real = st.TensorStore._write_atomically
 
-    def slow_and_recorded(self, path, parts):
+    def slow_and_recorded(self, path, parts, durable):
         time.sleep(0.002 * (len(written) % 3))  # uneven write times must not reorder anything
-        real(self, path, parts)
+        real(self, path, parts, durable)
         written.append(path.name)
 
     monkeypatch.setattr(st.TensorStore, "_write_atomically", slow_and_recorded)

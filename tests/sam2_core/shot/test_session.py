@@ -364,6 +364,29 @@ def test_a_tracked_shot_that_lost_results_in_a_power_cut_is_tracked_again(new_se
         again.close()
 
 
+def test_a_prompt_whose_answer_is_lost_while_the_shot_is_open_is_given_again(new_session):
+    """A prompted frame's answer damaged or deleted on disk while the shot is open stops the run
+    with the object's name and frame number; its prompts are given again at once (the shot
+    waits to be tracked), and tracking again gives the masks of before. Nothing says the shot
+    is tracked meanwhile (it was tracked over, the click ignored, and reported as tracked)."""
+    s = new_session()
+    s.add_prompt("ball", FIRST + 2, points=[(96, 120)])
+    before = {f: out["ball"] for f, out in s.track()}
+    ball = s.object("ball").id
+    s.tracker.results.delete(f"res-{ball}-{2:07d}")
+    with pytest.raises(SessionError, match=rf"result of 'ball' on frame {FIRST + 2} was lost.*prompts were given "
+                                           "again. Track again"):
+        list(s.track("forward", start=FIRST + 2))  # (a run over that frame)
+    assert not s.shot.manifest.tracked and not manifest(s)["tracked"]
+    assert s.tracker.pending_frames(ball) == [2]
+    again = {f: out["ball"] for f, out in s.track()}
+    assert sorted(again) == sorted(before) and s.shot.manifest.tracked
+    same(before[FIRST + 2], again[FIRST + 2])  # the answer to the prompt, as before
+    # (the others not bit-equal: frames tracked backward since then are memories now, as officially)
+    for f in before:
+        assert ((again[f] > 0) == (before[f] > 0)).mean() > 0.95, f
+
+
 def test_a_mask_prompt_is_kept_with_the_shot_and_clicks_refine_it(new_session):
     s = new_session()
     h, w = 240, 320

@@ -267,6 +267,29 @@ def test_a_prompted_frame_whose_result_is_lost_is_prompted_again(tiny, shared_ca
     tracker.close()
 
 
+def test_answers_to_prompts_are_flushed_to_the_disk_and_tracked_results_are_not(tiny, shared_cache, tmp_path,
+                                                                                 monkeypatch):
+    """A prompt's answer cannot be computed again as it was (a correction's depends on the mask
+    before it), so it is flushed as its clicks are; a tracked frame's can be tracked again, and
+    flushing each would slow tracking."""
+    flushed = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        flushed.append(Path(os.readlink(f"/proc/self/fd/{fd}")).parent.name)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    tracker = VideoTracker(tiny, moving_disc_frames(8), cache_dir=shared_cache, session_dir=tmp_path / "session")
+    tracker.add_prompt(0, 1, **CLICK)
+    assert flushed.count("results") == 1  # the answer
+    assert len(list(tracker.propagate())) == 8
+    # the answer again as the frame tracked from, and with the direction it was tracked in;
+    # none of the 7 tracked frames
+    assert flushed.count("results") == 3
+    tracker.close()
+
+
 def test_a_memory_newer_than_its_result_is_not_taken_for_it(tiny, shared_cache, tmp_path):
     """A process killed between writing a frame's new memory and its new result leaves the
     older result beside the newer memory: the memory is made again from the result kept."""
