@@ -203,12 +203,22 @@ def test_object_absent_in_the_middle_is_marked_absent():
     assert keys["9"] == {"absent": True} and "points" in keys["12"]
 
 
+def shapes_and_peak_memory(mattes):
+    """The peak of Python's memory while shapes are made from `mattes`, and the shapes."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        shapes = shapes_from_mattes(mattes)
+        return tracemalloc.get_traced_memory()[1], shapes
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_small_object_darting_across_a_big_plate_keeps_little_in_memory():
     """A ball that moves more than its size each frame starts a new spline every frame; what
     each keeps for matching is its own box, not a copy of the whole plate (2 MiB at 1920x1080):
     the memory needed does not grow with the frames."""
-    import tracemalloc
-
     h, w = 1080, 1920
     yy, xx = np.mgrid[-15:16, -15:16]
     ball = xx ** 2 + yy ** 2 < 15 ** 2
@@ -222,12 +232,7 @@ def test_a_small_object_darting_across_a_big_plate_keeps_little_in_memory():
 
     peaks = {}
     for n in (20, 40):
-        tracemalloc.start()
-        try:
-            shapes = shapes_from_mattes(mattes(n))
-            peaks[n] = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        peaks[n], shapes = shapes_and_peak_memory(mattes(n))
         assert len(shapes.splines) == n  # (every frame a part of its own)
     assert peaks[40] - peaks[20] < 4 * 2**20, peaks  # (a plate per spline: 40 MiB more)
 
@@ -236,8 +241,6 @@ def test_a_detailed_edge_keeps_little_in_memory_per_frame():
     """Every frame's outline is kept until the splines are built (their point count comes from
     the longest): in half pixels as 16-bit integers, not float64, so a 10,000-frame shot of a
     detailed edge holds about 0.1 GB of them, not 0.9 GB. The splines come out the same."""
-    import tracemalloc
-
     h, w = 1080, 1920
     yy, xx = np.mgrid[0:h, 0:w]
 
@@ -249,12 +252,7 @@ def test_a_detailed_edge_keeps_little_in_memory_per_frame():
 
     peaks = {}
     for n in (10, 30):
-        tracemalloc.start()
-        try:
-            shapes = shapes_from_mattes(mattes(n))
-            peaks[n] = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        peaks[n], shapes = shapes_and_peak_memory(mattes(n))
     per_frame = (peaks[30] - peaks[10]) / 20
     # (the spline's own keys: 400 points with handles, 19 KB a frame; float64 outlines added 90 KB)
     assert per_frame < 40 * 1024, per_frame
