@@ -354,10 +354,8 @@ def _set_cleanup(session, prompts, no_prompts_here: str) -> None:
 
 
 def _track_all(session, what: str = "tracking", **kwargs) -> int:
-    count = 0
-    for _ in session.track(progress=Progress(what), **kwargs):
-        count += 1
-    return count
+    """How many frames were tracked (a frame that two objects' runs passed counts once)."""
+    return len({frame for frame, _ in session.track(progress=Progress(what), **kwargs)})
 
 
 PROMPTING = "prompting"  # in a run's shot folder while its first prompts are given

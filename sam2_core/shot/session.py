@@ -492,7 +492,9 @@ class ShotSession:
 
     def _run(self, spans: list[Span], ids: list[int], cancel, progress, *, whole_shot: bool):
         names = {o.id: o.name for o in self.objects}
-        total = sum(len(s) for s in spans)
+        # progress in frames of the shot: a frame that two objects' runs pass counts once
+        total = len({i for s in spans for i in _frames(s)})
+        seen: set[int] = set()
         done = 0
         records = {o.id: o for o in self.objects}
         with self._lost_results_given_again():
@@ -507,9 +509,11 @@ class ShotSession:
                 if fresh:
                     self.shot.save()
                 for index, logits in run:
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
+                    if index not in seen:
+                        seen.add(index)
+                        done += 1
+                        if progress is not None:
+                            progress(done, total)
                     yield self.numbers[index], {names[i]: v for i, v in logits.items()}
         cancelled = cancel is not None and cancel.is_set() and done < total  # (a cancel after the last frame is late)
         if whole_shot and not cancelled:

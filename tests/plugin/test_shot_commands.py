@@ -88,6 +88,22 @@ def test_create_prompt_propagate_correct_export_info(clip, official_checkpoint, 
     assert f"run `sam2roto shot propagate {shot}`" in capsys.readouterr().err
 
 
+
+def test_objects_prompted_on_different_frames_count_each_frame_once(clip, official_checkpoint, tmp_path, capsys):
+    """Each object is tracked from its own first prompt, in runs of its own: a frame both
+    runs pass is still one frame tracked (a shot of 4 frames said 8, and showed 8/8)."""
+    shot = tmp_path / "two.shot"
+    dev = ["--device", "cpu"]
+    assert main(["shot", "create", str(shot), str(clip), "--model", NAME, "--image-size", str(CPU_TEST_INPUT_SIZE),
+                 "--checkpoint", str(official_checkpoint(NAME))] + dev) == 0
+    assert main(["shot", "prompt", str(shot), "--object", "ball", "--point", f"60,120,{FIRST}",
+                 "--object", "corner", "--point", f"240,50,{FIRST + 2}"] + dev) == 0
+    capsys.readouterr()
+    assert main(["shot", "propagate", str(shot)] + dev) == 0
+    told = capsys.readouterr()
+    assert f"{N} frames tracked" in told.out and f"tracking: {N}/{N} frames" in told.err
+
+
 def test_shot_command_errors(clip, official_checkpoint, tmp_path, capsys):
     shot = tmp_path / "s"
     ckpt = ["--checkpoint", str(official_checkpoint(NAME)), "--device", "cpu"]
