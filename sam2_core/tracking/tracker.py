@@ -855,17 +855,24 @@ class VideoTracker:
             before = None  # a new session (or one from before this record was kept)
         except ValueError:
             before = {}  # damaged: what the session was made on is unknown
+        if before is not None and not isinstance(before, dict):
+            before = {}  # (valid JSON, but not this record)
+        damaged = before == {}
         for kept_later in ("model", "footage"):  # (sessions from before these were recorded)
-            if before is not None and kept_later not in before:
+            if before is not None and not damaged and kept_later not in before:
                 before[kept_later] = now[kept_later]
         if before and not footage_key:  # (footage that could not be read just now: not other footage)
             now["footage"] = before.get("footage", "")
         if before == now:
             return
         if before is not None:
-            log.warning("The footage or the model of the session in %s changed since it was saved (frames, size, "
-                        "colour, pictures, model or its weights): its prompts, memories and results are dropped.",
-                        self.session_dir)
+            if damaged:
+                log.warning("The session in %s cannot tell what footage it was made on (%s is damaged): its "
+                            "prompts, memories and results are dropped, to be made again.", self.session_dir, path)
+            else:
+                log.warning("The footage or the model of the session in %s changed since it was saved (frames, "
+                            "size, colour, pictures, model or its weights): its prompts, memories and results are "
+                            "dropped.", self.session_dir)
             for store in (self.results, self.bank.store, self.prompt_store, self.conditioned):
                 store.clear()
         try:

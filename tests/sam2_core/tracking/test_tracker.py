@@ -457,6 +457,21 @@ def test_a_prompt_whose_answer_cannot_be_saved_leaves_the_frames_answer_as_it_wa
     assert_same_masks(dict(reloaded.propagate(end=0))[0][1], first)  # the answer the artist saw is tracked from
 
 
+@pytest.mark.parametrize("damage", ['{"frame_num', "[]"])
+def test_a_damaged_record_of_the_footage_says_so_as_the_session_starts_afresh(tiny, tmp_path, caplog, damage):
+    """What the session was made on cannot be told: it starts afresh, and the warning says why
+    (it said the footage or the model had changed, when neither had)."""
+    session, frames = tmp_path / "session", moving_disc_frames(3)
+    tracker = VideoTracker(tiny, frames, cache_dir=tmp_path / "cache", session_dir=session)
+    tracker.add_prompt(0, 1, **CLICK)
+    tracker.close()
+    (session / "footage.json").write_text(damage)
+    again = VideoTracker(tiny, frames, cache_dir=tmp_path / "cache", session_dir=session)
+    assert again.object_ids == []
+    assert "cannot tell what footage it was made on" in caplog.text and "changed since" not in caplog.text
+    again.close()
+
+
 def test_a_session_follows_its_footage_when_moved_and_starts_afresh_when_its_frames_change(tiny, tmp_path):
     import shutil
 
