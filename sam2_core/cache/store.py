@@ -44,6 +44,9 @@ DTYPES = {str(d).removeprefix("torch."): d for d in (
 class CacheError(OSError):
     """The cache folder cannot be used; the message says which and what to do."""
 
+    def __str__(self) -> str:  # (the message alone, without OSError's "[Errno 28] " before it)
+        return self.strerror or super().__str__()
+
 
 # An entry on disk: MAGIC | crc32 of the rest (4 bytes) | header length (8 bytes) | header |
 # each tensor's raw bytes, aligned. The header (JSON) names each tensor's dtype, shape and

@@ -332,6 +332,7 @@ def test_a_full_disk_says_how_to_go_on(clip, official_checkpoint, tmp_path, caps
     assert main(track_args(clip, out, official_checkpoint(NAME))) == 1
     err = capsys.readouterr().err
     assert re.search(r"(the disk is full|No space left on device)\. Free some space", err), err
+    assert "sam2roto: error: Cannot write to the " in err, err  # (not "[Errno 28] Cannot ...")
     assert "--resume" not in err
     assert not (out / ".sam2roto").exists()  # (nothing half made is left to resume)
     full_while.update(prompting=False, tracking=True)
