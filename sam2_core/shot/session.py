@@ -495,7 +495,6 @@ class ShotSession:
         # progress in frames of the shot: a frame that two objects' runs pass counts once
         total = len({i for s in spans for i in _frames(s)})
         seen: set[int] = set()
-        done = 0
         records = {o.id: o for o in self.objects}
         with self._lost_results_given_again():
             for span in spans:
@@ -511,11 +510,11 @@ class ShotSession:
                 for index, logits in run:
                     if index not in seen:
                         seen.add(index)
-                        done += 1
                         if progress is not None:
-                            progress(done, total)
+                            progress(len(seen), total)
                     yield self.numbers[index], {names[i]: v for i, v in logits.items()}
-        cancelled = cancel is not None and cancel.is_set() and done < total  # (a cancel after the last frame is late)
+        # (a cancel after the last frame is late)
+        cancelled = cancel is not None and cancel.is_set() and len(seen) < total
         if whole_shot and not cancelled:
             self.shot.manifest.tracked = self._tracking_done()
             self.shot.save()

@@ -264,7 +264,7 @@ class VideoTracker:
                 self.results.delete(self._result_key(obj_id, frame))
                 self.results.delete(self._pending_key(obj_id, frame))
                 self.conditioned.delete(f"cond-{obj_id}-{frame:07d}")
-                self.prompt_store.delete(f"prompt-{obj_id}-{frame:07d}")
+                self.prompt_store.delete(self._prompt_key(obj_id, frame))
             del self._objects[obj_id]
             self._save_object_order(list(self._objects))
             for frame in obj.prompts:
@@ -287,11 +287,15 @@ class VideoTracker:
             if was_pending and frame in obj.memory.cond:
                 return  # back to the prompt it was tracked from
             uncommitted_correction = was_pending and frame in obj.memory.tracked
-            obj.prompts.pop(frame, None)
-            self.prompt_store.delete(f"prompt-{obj_id}-{frame:07d}")
-            self._unpin_if_unprompted(frame)
+            self._take_back_prompt(obj, frame)
             if not uncommitted_correction:
                 self._forget_result(obj, frame)
+
+    def _take_back_prompt(self, obj: TrackedObject, frame: int) -> None:
+        """The frame's prompt for the object goes, from memory and from the session."""
+        obj.prompts.pop(frame, None)
+        self.prompt_store.delete(self._prompt_key(obj.memory.obj_id, frame))
+        self._unpin_if_unprompted(frame)
 
     def _unpin_if_unprompted(self, frame: int) -> None:
         """A frame no object has a prompt on any more may leave the cache when it is full."""
@@ -303,11 +307,10 @@ class VideoTracker:
         again by the next run; a prompted frame loses its prompt too (there is no answer to
         track from), to be prompted again. Returns the error to raise."""
         obj_id = obj.memory.obj_id
-        if obj.prompts.pop(frame, None) is not None or frame in obj.memory.cond or frame in obj.pending:
+        if frame in obj.prompts or frame in obj.memory.cond or frame in obj.pending:
             obj.pending.pop(frame, None)
             self.results.delete(self._pending_key(obj_id, frame))
-            self.prompt_store.delete(f"prompt-{obj_id}-{frame:07d}")
-            self._unpin_if_unprompted(frame)
+            self._take_back_prompt(obj, frame)
         self._forget_result(obj, frame)
         return LostResult(obj_id, frame, self.results.folder)
 
@@ -634,7 +637,7 @@ class VideoTracker:
                 self._drop_tracked_beyond(obj, frame, reverse)
             for frame, out in sorted(obj.pending.items()):
                 logits = self._stored_logits(obj, frame)
-                memory = self._prompted_memory(frame, logits, out)
+                memory = self._memory_from(frame, logits, out, binarize=True)
                 self.bank.put_spatial(obj.memory, frame, memory, out, prompted=True)
                 out.has_spatial = True
                 obj.memory.cond[frame] = out
@@ -727,15 +730,15 @@ class VideoTracker:
         before_fill = heads.logits.float()
         return record, fill_small_holes(before_fill, self.fill_hole_area), memory, before_fill
 
-    def _prompted_memory(self, frame: int, logits: torch.Tensor, record: FrameMemory) -> torch.Tensor:
-        """A prompted frame's spatial memory: from exactly the mask the user saw (its result's
-        logits, binarized)."""
+    def _memory_from(self, frame: int, logits: torch.Tensor, record: FrameMemory, binarize: bool) -> torch.Tensor:
+        """A frame's spatial memory from its low-res logits: binarized for a prompted frame
+        (exactly the mask the user saw), as they are for a tracked one."""
         m = self.model
         high_res = m.upscale_to_input(logits.to(m.device))
         with self.frames.foreground():
             feats = self.frames.features(frame)
             with m.precision():
-                memory, _ = m.encode_memory(feats.embedding, high_res, record.object_score, binarize=True)
+                memory, _ = m.encode_memory(feats.embedding, high_res, record.object_score, binarize=binarize)
         return memory
 
     def _recompute_memory(self, memory: ObjectMemory, frame: int, record: FrameMemory) -> torch.Tensor:
@@ -745,15 +748,9 @@ class VideoTracker:
         entry = self.results.get(self._result_key(memory.obj_id, frame))
         if entry is None or "meta" not in entry or int(entry["meta"][1]) != record.version:
             raise LostResult(memory.obj_id, frame, self.results.folder)
-        if frame in memory.cond:
-            return self._prompted_memory(frame, entry["logits"], record)
-        m = self.model
-        with self.frames.foreground():
-            feats = self.frames.features(frame)
-            with m.precision():
-                high_res = m.upscale_to_input(unfilled(entry["logits"], entry).to(m.device))
-                spatial, _ = m.encode_memory(feats.embedding, high_res, record.object_score, binarize=False)
-        return spatial
+        prompted = frame in memory.cond
+        logits = entry["logits"] if prompted else unfilled(entry["logits"], entry)
+        return self._memory_from(frame, logits, record, binarize=prompted)
 
     def _condition(self, obj: TrackedObject, frame: int, feats, is_init: bool, reverse: bool) -> torch.Tensor:
         """The frame's embedding conditioned on the object's memory bank."""
@@ -790,6 +787,10 @@ class VideoTracker:
         frame's tracked result stays in the memory bank (and must reload with it)."""
         return f"pend-{obj_id}-{frame:07d}"
 
+    @staticmethod
+    def _prompt_key(obj_id: int, frame: int) -> str:
+        return f"prompt-{obj_id}-{frame:07d}"
+
     def _latest_result(self, obj_id: int, frame: int) -> dict | None:
         pending = self.results.get(self._pending_key(obj_id, frame))
         return pending if pending is not None else self.results.get(self._result_key(obj_id, frame))
@@ -814,7 +815,7 @@ class VideoTracker:
             return
         entry = {k: v for k, v in (("coords", prompt.coords), ("labels", prompt.labels),
                                    ("mask", None if prompt.mask is None else prompt.mask.bool())) if v is not None}
-        self.prompt_store.put(f"prompt-{obj_id}-{frame:07d}", entry)
+        self.prompt_store.put(self._prompt_key(obj_id, frame), entry)
 
     def _save_object_order(self, ids: list[int]) -> None:
         """The objects in the order they were added (a tie in non-overlap goes to the
@@ -828,7 +829,7 @@ class VideoTracker:
         old, pending = obj.prompts.get(frame), self._pending_key(obj.memory.obj_id, frame)
         try:
             if old is None:
-                self.prompt_store.delete(f"prompt-{obj.memory.obj_id}-{frame:07d}")
+                self.prompt_store.delete(self._prompt_key(obj.memory.obj_id, frame))
             else:
                 self._save_prompt(obj.memory.obj_id, frame, old)
             if answer_before is None:
