@@ -301,7 +301,9 @@ CLEANUP_KEYS = {flag.lstrip("-").replace("-", "_") for flag, _, _ in CLEANUP_OPT
 
 
 class Progress:
-    """A one-line progress bar on stderr: frames done, frames per second, time left."""
+    """A one-line progress bar on stderr: how far, frames per second, time left. In percent:
+    a frame that two objects' runs pass (objects prompted on different frames) is run twice,
+    so a count of runs would say more frames than the shot has."""
 
     def __init__(self, what: str):
         self.what = what
@@ -311,7 +313,7 @@ class Progress:
         elapsed = time.monotonic() - self.start
         rate = done / elapsed if elapsed > 0 else 0.0
         left = (total - done) / rate if rate > 0 else 0.0
-        print(f"\r{self.what}: {done}/{total} frames, {rate:.2f} fps, {left:.0f} s left   ", end="",
+        print(f"\r{self.what}: {100 * done // max(total, 1)}%, {rate:.2f} fps, {left:.0f} s left   ", end="",
               file=sys.stderr, flush=True)
         if done == total:
             print(file=sys.stderr)
@@ -548,11 +550,11 @@ def _colour_words(colour: dict) -> str:
 
 
 def cmd_segment(args) -> int:
-    import cv2
     import numpy as np
 
     from sam2_core import ImagePredictor, load_model
     from sam2_core.media import open_still
+    from sam2_core.media.cv_files import write_image
 
     if args.out.suffix.lower() not in (".png", ".tif", ".tiff", ".jpg", ".jpeg") or args.out.is_dir():
         raise UserError(f"Cannot write the matte to {args.out}: give a file name ending .png, .tif or .jpg.")
@@ -576,8 +578,10 @@ def cmd_segment(args) -> int:
                                          multimask=multimask)
     best = int(np.argmax(scores))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(args.out), masks[best].astype(np.uint8) * 255):
-        raise UserError(f"Could not write {args.out}: use a .png, .tif or .jpg name in a writable folder.")
+    try:
+        write_image(args.out, masks[best].astype(np.uint8) * 255)
+    except OSError as e:
+        raise UserError(f"Cannot write {args.out}: {e.strerror}. Choose a writable folder.") from None
     area = int(masks[best].sum())
     print(f"{args.out}: {area} of {w * h} pixels in the matte (predicted IoU {scores[best]:.2f})")
     return EXIT_OK

@@ -11,13 +11,14 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import math
 import os
 import queue
 import shutil
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter
 from pathlib import Path
 from typing import BinaryIO
 
@@ -119,6 +120,10 @@ class FdReader:
             pass
         return self._take(n)
 
+    def unread(self, data: bytes) -> None:
+        """Give bytes back, to be read again first."""
+        self.buffer[:0] = data
+
 
 def write_message(stream: BinaryIO, message: dict) -> None:
     body = json.dumps(message, separators=(",", ":")).encode()
@@ -171,6 +176,8 @@ def _shown(value) -> str:
 
 
 def _frame(value, name: str = "frame") -> int:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2 ** 53:
+        value = int(value)  # (1001.0: hosts such as OpenFX keep times as doubles)
     return _integer(value, name, "a frame number (an integer)")
 
 
@@ -183,7 +190,9 @@ def _name(value, name: str = "object") -> str:
 def _path(value, name: str) -> Path:
     if not isinstance(value, str) or not value:
         raise RpcError(INVALID_PARAMS, f"{name} must be a path (a string), got {value!r}")
-    if "\0" in value or not os.path.isabs(value):
+    if "\0" in value:
+        raise RpcError(INVALID_PARAMS, f"{name} {value!r} is not a path: it holds a NUL character")
+    if not os.path.isabs(value):
         raise RpcError(REFUSED_PATH, f"{name} {value!r} is refused: paths must be absolute")
     return Path(os.path.normpath(value))
 
@@ -362,8 +371,7 @@ class Service:
 
     def _answer(self, name: str, frame: int, logits: np.ndarray | None) -> dict:
         """A frame's mask as an 8-bit PNG in the shot folder, for the host to show."""
-        import cv2
-
+        from sam2_core.media.cv_files import write_image
         from sam2_core.shot.shot import DISPLAY_FOLDER
 
         s = self.shot
@@ -373,11 +381,14 @@ class Service:
         folder = s.shot.folder / DISPLAY_FOLDER / str(record.id)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{frame}.png"
-        mask = (logits > 0).astype(np.uint8) * 255
         tmp = folder / f".{frame}.{os.getpid()}.png"
-        if not cv2.imwrite(str(tmp), mask):
-            raise RpcError(USER_ERROR, f"Could not write the mask of {name!r}, frame {frame}, into {folder}.")
-        os.replace(tmp, path)
+        try:
+            write_image(tmp, (logits > 0).astype(np.uint8) * 255)
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise RpcError(USER_ERROR, f"Could not write the mask of {name!r}, frame {frame}, into {folder}: "
+                                       f"{e.strerror}.") from None
         return {"object": name, "frame": frame, "mask": str(path.resolve()), "area": int((logits > 0).sum()),
                 "score": s.object_score(name, frame)}
 
@@ -393,17 +404,19 @@ class Service:
             raise RpcError(INVALID_PARAMS, f"direction must be forward, backward or both, got {direction!r}")
         if self.cancel.is_set():  # cancelled while it waited: it does not run, nor plan
             return {"frames": 0, "cancelled": True}
-        counts = [0, 0]
+        counts = [0, 0]  # frames run, of all to run (a frame two objects' runs pass counts in each)
 
         def progress(done, total):
             counts[:] = [done, total]
 
-        request_id = self.request_id
+        request_id, tracked = self.request_id, set()
         for frame_number, _ in s.track(direction, start, end, objects, cancel=self.cancel, progress=progress):
-            self.notify("$/progress", {"id": request_id, "done": counts[0], "total": counts[1],
+            tracked.add(frame_number)
+            self.notify("$/progress", {"id": request_id, "what": "track", "done": counts[0], "total": counts[1],
                                        "frame": frame_number})
         # (a cancel that came after the last frame came too late to stop anything)
-        return {"frames": counts[0], "cancelled": self.cancel.is_set() and (counts[1] == 0 or counts[0] < counts[1])}
+        return {"frames": len(tracked),
+                "cancelled": self.cancel.is_set() and (counts[1] == 0 or counts[0] < counts[1])}
 
     def export(self, out, format="png16", shapes=False, shape_tolerance=None, force=False, cleanup=None):
         s = self.shot
@@ -494,10 +507,12 @@ class Server:
         self._send_lock = threading.Lock()
         self.service = Service(self.notify, device)
         self.inbox: queue.Queue = queue.Queue()
+        self._cancel_lock = threading.Lock()  # (guards the four below, shared with the reader)
         self.running_id = None  # the id of the request being answered
+        self.queued: Counter = Counter()  # the ids of the requests waiting in the inbox
         # cancels of requests still queued: they start cancelled (a track then does nothing)
-        self.cancelled_early: OrderedDict = OrderedDict()
-        self._cancel_lock = threading.Lock()
+        self.cancelled_early: set = set()
+        self.input_closed = False  # the host went away: what runs stops, what waits is dropped
 
     def send(self, message: dict) -> None:
         with self._send_lock:
@@ -511,6 +526,9 @@ class Server:
         try:
             self._read_messages()
         finally:  # (the end of input, or a reader that failed: the service must not wait for ever)
+            with self._cancel_lock:
+                self.input_closed = True
+                self.service.cancel.set()  # (a track stops at its next frame, keeping what it did)
             self.inbox.put(("eof", None))
 
     def _read_messages(self) -> None:
@@ -525,6 +543,7 @@ class Server:
             try:
                 message = json.loads(body)
             except (ValueError, RecursionError) as e:  # (RecursionError: JSON nested thousands deep)
+                self._read_on_from_next_header(body)
                 self.inbox.put(("error", f"not JSON: {e}"))
                 continue
             if isinstance(message, dict) and message.get("method") == "$/cancelRequest":
@@ -532,36 +551,64 @@ class Server:
                 if target is not None and _is_id(target):
                     self._cancel(target)
                 continue
-            self.inbox.put(("message", message))
+            with self._cancel_lock:
+                if (request_id := _cancellable_id(message)) is not None:
+                    self.queued[request_id] += 1
+                self.inbox.put(("message", message))
+
+    def _read_on_from_next_header(self, body: bytes) -> None:
+        """A body that is not JSON may be a message whose Content-Length said more than it
+        has, followed by the start of the next message: that start is read again."""
+        text = body.decode("utf-8", "replace")
+        try:
+            _, end = json.JSONDecoder().raw_decode(text, len(text) - len(text.lstrip()))
+        except (ValueError, RecursionError):
+            return
+        rest = text[end:].encode()
+        if rest.strip() and hasattr(self.inp, "unread"):
+            self.inp.unread(rest)
 
     def _cancel(self, request_id) -> None:
         with self._cancel_lock:
             if request_id == self.running_id:
                 self.service.cancel.set()
-                return
-            self.cancelled_early[request_id] = True
-            while len(self.cancelled_early) > 1000:  # (cancels of requests long answered)
-                self.cancelled_early.popitem(last=False)
+            elif self.queued[request_id] > 0:
+                self.cancelled_early.add(request_id)
+            # (else a cancel of a request answered already, or never sent: nothing to stop)
 
-    def _start(self, request_id) -> None:
+    def _start(self, message) -> None:
+        """The message leaves the inbox and is answered now."""
         with self._cancel_lock:
-            self.running_id = request_id
+            self.running_id = request_id = _cancellable_id(message)
+            if request_id is not None:
+                self.queued[request_id] -= 1
+                if self.queued[request_id] <= 0:
+                    del self.queued[request_id]
             self.service.cancel.clear()
-            if request_id is not None and self.cancelled_early.pop(request_id, None):
+            if request_id in self.cancelled_early or self.input_closed:
+                self.cancelled_early.discard(request_id)
                 self.service.cancel.set()
+
+    def _finish(self) -> None:
+        with self._cancel_lock:
+            self.running_id = None
 
     def run(self) -> None:
         threading.Thread(target=self._reader, name="sam2roto-stdin", daemon=True).start()
         try:
             while True:
                 kind, item = self.inbox.get()
-                if kind == "eof":
+                if kind == "eof" or self.input_closed:  # (requests left waiting have no one to answer)
                     return
                 if kind == "error":
                     self.send(_error(None, PARSE_ERROR, f"Unreadable message: {item}"))
                     continue
-                if self.handle(item) == "shutdown":
-                    return
+                self._start(item)
+                try:
+                    if self.handle(item) == "shutdown":
+                        return
+                finally:
+                    self._finish()
         finally:
             self.service.shutdown()
 
@@ -575,13 +622,12 @@ class Server:
             self.send(_error(None, INVALID_REQUEST, "A request's id must be a string, a number or null"))
             return None
         method, request_id, is_request = message["method"], message.get("id"), "id" in message
-        if method.startswith("$/"):
-            return None  # notifications the service does not use
+        if method.startswith("$/"):  # (notifications the service does not use; a request among them gets told)
+            if is_request:
+                self.send(_error(request_id, METHOD_NOT_FOUND, f"Unknown method {method!r}"))
+            return None
         params = message.get("params")
-        self._start(request_id)
         if self.service.cancel.is_set() and method != "track":  # (a track answers that it did not run)
-            with self._cancel_lock:
-                self.running_id = None
             if is_request:
                 self.send(_error(request_id, REQUEST_CANCELLED, f"{method} was cancelled before it started: "
                                                                 "nothing was done."))
@@ -599,17 +645,23 @@ class Server:
             if is_request:
                 self.send(_error(request_id, code, text))
             return None
-        finally:
-            with self._cancel_lock:
-                self.running_id = None
         if is_request:
             self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
         return "shutdown" if method == "shutdown" else None
 
 
 def _is_id(value) -> bool:
-    """A JSON-RPC id: a string, a number or null (and nothing the service cannot key by)."""
-    return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
+    """A JSON-RPC id: a string, a number or null (and nothing the service cannot key by or
+    write back as JSON: NaN and infinity are not JSON)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or (isinstance(value, (str, int)) and not isinstance(value, bool))
+
+
+def _cancellable_id(message) -> object:
+    """The id a `$/cancelRequest` can name: a request's, not null's."""
+    request_id = message.get("id") if isinstance(message, dict) else None
+    return request_id if request_id is not None and _is_id(request_id) else None
 
 
 def _error(request_id, code: int, message: str) -> dict:

@@ -128,8 +128,13 @@ class FolderSource:
     def _decode(self, index: int) -> np.ndarray:
         import cv2
 
+        from .cv_files import read_image
+
         path = self._paths[index]
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)  # (16-bit PNGs as they are)
+        try:
+            bgr = read_image(path, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)  # (16-bit PNGs as they are)
+        except OSError as e:
+            raise ValueError(f"Cannot read frame {self.frame_numbers[index]} ({path}): {e.strerror}") from None
         if bgr is None:
             raise ValueError(f"Cannot read frame {self.frame_numbers[index]} ({path}): "
                              "the file is damaged or not an image")

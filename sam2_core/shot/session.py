@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..mattes.cleanup import Cleanup
+from ..media.cv_files import read_image, write_image
 from .manifest import ManifestError, ObjectRecord, PromptRecord
 from .shot import DISPLAY_FOLDER, WORKING_FOLDERS, Shot
 
@@ -346,8 +346,10 @@ class ShotSession:
         folder.mkdir(exist_ok=True)
         n = sum(1 for p in record.prompts if p.frame == frame)
         name = f"mask-{record.id}-{frame}-{n}.png"
-        if not cv2.imwrite(str(folder / name), mask.astype(np.uint8) * 255):
-            raise SessionError(f"Could not write the mask prompt into {folder}.")
+        try:
+            write_image(folder / name, mask.astype(np.uint8) * 255)
+        except OSError as e:
+            raise SessionError(f"Could not write the mask prompt into {folder}: {e.strerror}.") from None
         return f"prompts/{name}"
 
     def _give(self, record: ObjectRecord, index: int, prompts: list[PromptRecord]) -> np.ndarray:
@@ -383,7 +385,11 @@ class ShotSession:
         (forward from their first prompted frame, then backward), corrections from their
         frame up to the next prompted frame, and frames an interrupted run did not reach.
         With `start` (a frame number), the tracker runs from there in `direction` to `end`
-        ("both" with an `end`: from `start` forward to `end`, as the range says)."""
+        ("both" with an `end`: from `start` forward to `end`, as the range says).
+
+        `progress(done, total)` after each frame run: objects prompted on different frames
+        run apart, so a frame two runs pass counts in each; `done` < `total` at the end says
+        the run was cancelled."""
         ids = self._tracked_ids(objects)
         if start is None and end is None and direction == "both":
             spans = self._whole_shot_plan(ids)
@@ -492,9 +498,9 @@ class ShotSession:
 
     def _run(self, spans: list[Span], ids: list[int], cancel, progress, *, whole_shot: bool):
         names = {o.id: o.name for o in self.objects}
-        # progress in frames of the shot: a frame that two objects' runs pass counts once
-        total = len({i for s in spans for i in _frames(s)})
-        seen: set[int] = set()
+        # progress in frames run: a frame that two objects' runs pass (objects prompted on
+        # different frames) counts in each, so that it reaches its total only at the end
+        total, done = sum(len(_frames(s)) for s in spans), 0
         records = {o.id: o for o in self.objects}
         with self._lost_results_given_again():
             for span in spans:
@@ -508,13 +514,12 @@ class ShotSession:
                 if fresh:
                     self.shot.save()
                 for index, logits in run:
-                    if index not in seen:
-                        seen.add(index)
-                        if progress is not None:
-                            progress(len(seen), total)
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
                     yield self.numbers[index], {names[i]: v for i, v in logits.items()}
         # (a cancel after the last frame is late)
-        cancelled = cancel is not None and cancel.is_set() and len(seen) < total
+        cancelled = cancel is not None and cancel.is_set() and done < total
         if whole_shot and not cancelled:
             self.shot.manifest.tracked = self._tracking_done()
             self.shot.save()
@@ -665,7 +670,10 @@ def read_mask_file(path: str | Path, frame: int) -> np.ndarray:
     cut at half its peak (white, or any one value, on black)."""
     if not Path(path).is_file():  # (asked to read it, OpenCV warns on the terminal besides)
         raise SessionError(f"Cannot read the mask {path} (frame {frame}): there is no such file.")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    try:
+        image = read_image(path)
+    except OSError as e:
+        raise SessionError(f"Cannot read the mask {path} (frame {frame}): {e.strerror}.") from None
     if image is None:
         raise SessionError(f"Cannot read the mask {path} (frame {frame}): not an image.")
     if image.ndim == 3:

@@ -176,6 +176,38 @@ def test_cancel_keeps_the_finished_frames_and_tracking_goes_on_later(client, cli
     assert rest["frames"] == N - reply["result"]["frames"] and not rest["cancelled"]
 
 
+def test_a_cancelled_track_of_objects_prompted_on_different_frames_says_so(client, clip, official_checkpoint,
+                                                                          tmp_path):
+    """Two objects tracked from different frames: their runs pass the same frames, and the
+    progress counts each frame run, so it reaches its total only at the end. A cancel after
+    every frame was passed once still cancels (it answered "cancelled": false, half done)."""
+    new_shot(client, clip, tmp_path / "shot", official_checkpoint)
+    client.call("prompt/add", {"object": "ball", "frame": FIRST, "points": [[60, 120]]})
+    client.call("prompt/add", {"object": "corner", "frame": FIRST + 3, "points": [[240, 50]]})
+    request = client.request("track", {}, wait=False)
+    told = []
+    while len(told) < N:  # the ball's run has passed every frame: cancel as the corner's starts
+        message = client.read()
+        assert message.get("id") != request, message
+        told.append(message["params"])
+    client.send({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": request}})
+    reply = client.answer(request)["result"]
+    told += [m["params"] for m in client.notifications if m.get("method") == "$/progress"]
+    runs = N + 2 + 3  # the ball forward from the first frame; the corner forward, then backward
+    assert reply == {"frames": N, "cancelled": True}
+    assert [t["done"] for t in told] == list(range(1, len(told) + 1)) and len(told) < runs
+    assert {t["total"] for t in told} == {runs}
+    assert client.call("shot/info", {})["tracked"] is False
+    client.notifications.clear()
+    rest = client.call("track", {})  # the corner's frames left, each once
+    left = [m["params"] for m in client.notifications if m.get("method") == "$/progress"]
+    assert rest == {"frames": runs - len(told), "cancelled": False}
+    assert left[-1]["done"] == left[-1]["total"] == runs - len(told)
+    assert client.call("shot/info", {})["tracked"] is True
+    for frame in range(FIRST, FIRST + N):
+        assert client.call("mask/get", {"object": "corner", "frame": frame})["mask"] is not None
+
+
 def test_a_track_cancelled_while_queued_does_not_run(client, clip, official_checkpoint, tmp_path):
     new_shot(client, clip, tmp_path / "shot", official_checkpoint)
     client.call("prompt/add", {"object": "ball", "frame": FIRST, "points": [[60, 120]]})
@@ -197,6 +229,36 @@ def test_a_track_cancelled_while_queued_does_not_run(client, clip, official_chec
     assert client.answer(rename)["error"] == {"code": -32800, "message": "object/rename was cancelled before it "
                                                                         "started: nothing was done."}
     assert [o["object"] for o in client.call("shot/info", {})["objects"]] == ["ball"]
+    # a cancel that comes after its request was answered (the artist clicked Cancel as it
+    # ended) stops nothing later, also a request that uses the same id again
+    track = {"jsonrpc": "2.0", "id": "track", "method": "track", "params": {"direction": "forward", "from": FIRST}}
+    client.send(track)
+    assert client.answer("track")["result"] == {"frames": N, "cancelled": False}
+    client.send({"jsonrpc": "2.0", "method": "$/cancelRequest", "params": {"id": "track"}})
+    client.send(track)
+    assert client.answer("track")["result"] == {"frames": N, "cancelled": False}
+
+
+def test_a_host_that_goes_away_stops_the_track_and_what_waits(client, clip, official_checkpoint, tmp_path):
+    """Closing the service's stdin (the host quit or crashed) stops a running track at its
+    next frame, keeping the frames done, drops the requests still waiting (an export here)
+    and frees the shot for the host's next session at once."""
+    new_shot(client, clip, tmp_path / "shot", official_checkpoint)
+    client.call("prompt/add", {"object": "ball", "frame": FIRST, "points": [[60, 120]]})
+    client.request("track", {"direction": "forward"}, wait=False)
+    client.request("export", {"out": str(tmp_path / "mattes")}, wait=False)
+    message = client.read()
+    assert message["method"] == "$/progress" and message["params"]["done"] == 1
+    client.proc.stdin.close()
+    assert client.proc.wait(timeout=60) == 0
+    assert not (tmp_path / "mattes").exists() and not (tmp_path / "shot" / "lock").exists()
+    after = Client()
+    try:
+        after.call("shot/open", {"shot": str(tmp_path / "shot")})
+        assert after.call("mask/get", {"object": "ball", "frame": FIRST + 1})["mask"] is not None
+        assert after.call("shot/info", {})["tracked"] is False
+    finally:
+        after.close()
 
 
 def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official_checkpoint, tmp_path):
@@ -223,7 +285,20 @@ def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official
         reply = client.read()
         assert reply["error"]["code"] == -32600 and reply["id"] is None, bad_id
     alive()
+    client.send({"jsonrpc": "2.0", "id": float("nan"), "method": "initialize"})  # (not JSON's: not echoed)
+    reply = client.read()
+    assert reply["error"]["code"] == -32600 and reply["id"] is None
+    # a Content-Length a few bytes too long: that message is refused, the next is answered
+    body, after = (json.dumps({"jsonrpc": "2.0", "id": i, "method": "initialize"}).encode() for i in (96, 97))
+    client.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % (len(body) + 6) + body
+                            + b"Content-Length: %d\r\n\r\n" % len(after) + after)
+    client.proc.stdin.flush()
+    assert client.read()["error"]["code"] == -32700
+    assert client.read() == {"jsonrpc": "2.0", "id": 97, "result": client.call("initialize", {})}
     assert client.error("paint/everything")["code"] == -32601
+    assert client.error("$/setTrace", {"value": "off"})["code"] == -32601  # (a request: it gets its answer)
+    err = client.error("shot/open", {"shot": str(tmp_path / "a\0b")})
+    assert err["code"] == -32602 and "NUL" in err["message"]
     assert client.error("shot/info")["code"] == -32001
     assert client.error("shot/open", {"shot": "relative/shot"})["code"] == -32003
     assert client.error("shot/open", {"shot": str(tmp_path / "none")})["message"].startswith("No shot in")
@@ -252,6 +327,7 @@ def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official
     new_shot(client, clip, tmp_path / "shot", official_checkpoint)
     bad_prompts = [
         ({"object": "ball", "frame": "first", "points": [[1, 1]]}, -32602, "frame"),
+        ({"object": "ball", "frame": FIRST + 0.5, "points": [[1, 1]]}, -32602, "frame"),
         ({"object": "ball", "frame": FIRST, "points": [[1, "x"]]}, -32602, "points"),
         ({"object": "ball", "frame": FIRST, "points": [[1, 1]], "labels": [7]}, -32602, "labels"),
         ({"object": "ball", "frame": 7, "points": [[1, 1]]}, -32000, "Frame 7 is not in the shot"),
@@ -265,6 +341,7 @@ def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official
     assert client.call("shot/info", {})["objects"] == []  # nothing was half-added
     assert client.call("prompt/add", {"object": " ball ", "frame": FIRST, "points": [[60, 120]]})["object"] == "ball"
     assert client.call("mask/get", {"object": " ball ", "frame": FIRST})["mask"] is not None  # (as prompt/add)
+    assert client.call("mask/get", {"object": "ball", "frame": float(FIRST)})["frame"] == FIRST  # (OpenFX's doubles)
     # parameters of the wrong type: -32602 naming the parameter, and nothing done
     huge = int("9" * 400)
     wrong_types = [

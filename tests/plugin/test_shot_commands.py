@@ -2,6 +2,7 @@
 random-weight tiny checkpoint, and its errors."""
 
 import json
+import re
 
 import cv2
 import numpy as np
@@ -91,7 +92,8 @@ def test_create_prompt_propagate_correct_export_info(clip, official_checkpoint, 
 
 def test_objects_prompted_on_different_frames_count_each_frame_once(clip, official_checkpoint, tmp_path, capsys):
     """Each object is tracked from its own first prompt, in runs of its own: a frame both
-    runs pass is still one frame tracked (a shot of 4 frames said 8, and showed 8/8)."""
+    runs pass is still one frame tracked (a shot of 4 frames said 8, and showed 8/8), and the
+    progress reaches 100% only at the end (counting frames once, it reached it halfway)."""
     shot = tmp_path / "two.shot"
     dev = ["--device", "cpu"]
     assert main(["shot", "create", str(shot), str(clip), "--model", NAME, "--image-size", str(CPU_TEST_INPUT_SIZE),
@@ -101,7 +103,9 @@ def test_objects_prompted_on_different_frames_count_each_frame_once(clip, offici
     capsys.readouterr()
     assert main(["shot", "propagate", str(shot)] + dev) == 0
     told = capsys.readouterr()
-    assert f"{N} frames tracked" in told.out and f"tracking: {N}/{N} frames" in told.err
+    assert f"{N} frames tracked" in told.out
+    shown = [int(m) for m in re.findall(r"tracking: (\d+)%", told.err)]
+    assert shown == sorted(shown) and shown[-1] == 100 and shown.count(100) == 1 and len(shown) > N
 
 
 def test_shot_command_errors(clip, official_checkpoint, tmp_path, capsys):

@@ -227,7 +227,7 @@ def test_ctrl_c_stops_cleanly_and_resume_finishes(clip, tracked, official_checkp
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONPATH": os.getcwd()}, preexec_fn=as_in_a_terminal)
     err = b""
-    while b"tracking: 2/4" not in err:  # Ctrl-C while the third frame is being tracked
+    while b"tracking: 50%" not in err:  # Ctrl-C while the third frame of four is being tracked
         chunk = proc.stderr.read1(4096)
         assert chunk, f"the run ended before it was interrupted: {err.decode()}"
         err += chunk
