@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 from ..atomic import is_leftover_of
-from ..media import frame_source
+from ..media import ColourSettings, open_source
 from ..media.errors import FootageError
 from ..media.open import fingerprint, first_file, source_fingerprint
 from .lock import LOCK_FILE, ShotLock
@@ -27,19 +27,10 @@ PALETTE = [[1.0, 0.3, 0.2], [0.2, 0.7, 1.0], [0.3, 0.9, 0.3], [1.0, 0.8, 0.1], [
 
 
 def open_footage(path: str | Path, colour: dict):
-    """The FrameSource for a shot's footage, with its colour settings."""
-    try:
-        from ..media import open_source  # video files and image sequences, colour-managed
-    except ImportError:
-        open_source = None
-    if open_source is None:
-        return frame_source.as_source(Path(path))
+    """The FrameSource for a shot's footage (a video, an image sequence or a folder of
+    frames), with its colour settings."""
     if colour.get("config_id") is not None or "chosen_by" in colour:  # a recorded ColourSettings
-        from ..media import ColourSettings
-
         return open_source(str(path), **ColourSettings.from_dict(colour).open_kwargs())
-    if Path(path).is_dir() and not colour:
-        return frame_source.as_source(Path(path))
     return open_source(str(path), **colour)
 
 

@@ -819,3 +819,25 @@ def test_plates_rendered_again_in_place_are_still_found_beside_a_moved_shot(tmp_
     shutil.rmtree(tmp_path / "p")
     with Shot.open(tmp_path / "copy" / "shot") as shot:
         assert shot.source_path == tmp_path / "copy" / "plates" / "plate.%04d.png"
+
+
+def test_a_folder_of_frames_is_read_as_its_sequence_with_or_without_a_colour_space(tmp_path):
+    """A shot on a folder reads it as the footage layer reads sequences, colour space named
+    or not (without one, a plainer reader took it: pre-roll frames lost their minus sign, and
+    a stray still beside the frames stopped it)."""
+    from sam2_core.media.errors import FootageError
+    from sam2_core.shot.shot import Shot
+
+    plates = tmp_path / "plates"
+    plates.mkdir()
+    write_png_clip(plates, 4, -1)  # plate.-001.png to plate.0002.png
+    cv2.imwrite(str(plates / "thumb.png"), np.zeros((8, 8, 3), np.uint8))
+    for colour in ({}, {"colorspace": "sRGB"}):
+        with Shot.create(tmp_path / f"shot{len(colour)}", plates, colour=colour) as shot:
+            assert shot.source.frame_numbers == [-1, 0, 1, 2]
+    write_png_clip(plates, 2, 1, seed=2)
+    for f in ("plate.0001.png", "plate.0002.png"):
+        (plates / f).rename(plates / f.replace("plate", "ref"))
+    write_png_clip(plates, 2, 1)  # (the plates' own frames 1 and 2 again)
+    with pytest.raises(FootageError, match="several image sequences"):
+        Shot.open(tmp_path / "shot0")
