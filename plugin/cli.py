@@ -169,6 +169,7 @@ def _shot_parsers(sub) -> None:
                     "  sam2roto shot propagate car.shot        # re-tracks only what the correction changes\n"
                     "  sam2roto shot export car.shot --out mattes/ --format exr --shapes\n"
                     "  sam2roto shot info car.shot\n"
+                    "  sam2roto shot rename car.shot car hero_car   # or: shot remove car.shot car\n"
                     "  sam2roto shot clear-cache car.shot      # frees the disk; frames are encoded again when needed")
     ssub = shot.add_subparsers(dest="action", required=True)
     c = ssub.add_parser("create", help="make a new shot folder for a piece of footage")
@@ -205,6 +206,13 @@ def _shot_parsers(sub) -> None:
                                      "footage finds it by itself.)")
     rl.add_argument("shot", type=Path, help="the shot folder")
     rl.add_argument("source", help="the footage's new place: a video, a sequence or a folder of frames")
+    rn = ssub.add_parser("rename", help="rename an object (its mattes are then written under the new name)")
+    rn.add_argument("shot", type=Path, help="the shot folder")
+    rn.add_argument("object", help="the object's name now")
+    rn.add_argument("name", help="its new name")
+    rm = ssub.add_parser("remove", help="remove an object with its prompts and tracking results")
+    rm.add_argument("shot", type=Path, help="the shot folder")
+    rm.add_argument("object", help="the object's name")
     i = ssub.add_parser("info", help="what the shot holds")
     i.add_argument("shot", type=Path, help="the shot folder")
     cc = ssub.add_parser("clear-cache", help="delete the shot's cached frames and features to free disk space "
@@ -261,9 +269,11 @@ class ObjectRequest:
     cleanup: dict = field(default_factory=dict)
 
 
-def _requests(prompts, default_frame: int, shot_objects: list[str] = ()) -> dict[str, ObjectRequest]:
+def _requests(prompts, default_frame: int, shot_objects: list[str] = (),
+              default_object: str | None = "object") -> dict[str, ObjectRequest]:
     """The command line's options, object by object, in the order given. Clean-up given before
-    any --object is for every object: those named, else `shot_objects` (a shot made before)."""
+    any --object is for every object: those named, else `shot_objects` (a shot made before).
+    Prompts before any --object are for `default_object` (None: they must name one)."""
     objects: dict[str, ObjectRequest] = {}
     everyone: dict = {}  # clean-up given before any --object
     current = None
@@ -277,7 +287,10 @@ def _requests(prompts, default_frame: int, shot_objects: list[str] = ()) -> dict
             target[kind.replace("-", "_")] = value
             continue
         if current is None:
-            current = "object"
+            if default_object is None:
+                raise UserError(f"Which object is --{kind} for? Name it first: --object NAME (the shot's objects: "
+                                f"{', '.join(shot_objects)}).")
+            current = default_object
         request = objects.setdefault(current, ObjectRequest())
         coords, frame = value
         frame = default_frame if frame is None else frame
@@ -328,12 +341,18 @@ def _give_prompts(session, requests: dict[str, ObjectRequest]) -> None:
     """Every prompt the command line named, each checked before the model runs."""
     from sam2_core.shot.session import read_mask_file
 
-    for request in requests.values():
+    known = {o.name for o in session.objects}
+    for name, request in requests.items():
         for frame in request.prompts:
             session.index(frame)
-    for name, request in requests.items():
         if not request.prompts and not request.cleanup:
             raise UserError(f"Object {name!r} has nothing after it: give it a --point, --box or --mask.")
+        found = any(p["labels"].count(1) or p["box"] is not None or p["mask"] is not None
+                    for p in request.prompts.values())
+        if request.prompts and name.strip() not in known and not found:
+            raise UserError(f"Object {name!r} is new: give it a --point, --box or --mask (a --neg-point only says "
+                            "what is not the object).")
+    for name, request in requests.items():
         for frame, p in request.prompts.items():
             logits = None
             if p["mask"] is not None:
@@ -476,7 +495,10 @@ def cmd_shot(args) -> int:
         if args.action == "prompt":
             if not args.prompts:
                 raise UserError("Give prompts: --object NAME --point X,Y,FRAME (or --neg-point, --box, --mask).")
-            _give_prompts(session, _requests(args.prompts, session.numbers[0]))
+            names = [o.name for o in session.objects]
+            # (prompts without an --object are for the shot's one object, or the first of a new shot)
+            default = "object" if not names else names[0] if len(names) == 1 else None
+            _give_prompts(session, _requests(args.prompts, session.numbers[0], names, default))
         elif args.action == "propagate":
             frames = _track_all(session, direction=args.direction, start=args.start, end=args.end,
                                 objects=args.objects)
@@ -491,6 +513,12 @@ def cmd_shot(args) -> int:
                 print(f"{args.shot}: tracking is not done (frames not tracked yet have empty mattes, and "
                       f"a correction waits): run `sam2roto shot propagate {args.shot}`, then export again",
                       file=sys.stderr)
+        elif args.action == "rename":
+            session.rename_object(args.object, args.name)
+            print(f"{args.shot}: {args.object!r} is now {args.name.strip()!r}")
+        elif args.action == "remove":
+            session.remove_object(args.object)
+            print(f"{args.shot}: {args.object!r} removed, with its prompts and tracking results")
         else:
             _print_info(session.info())
     return EXIT_OK

@@ -195,8 +195,7 @@ class ShotSession:
 
     def add_object(self, name: str, colour: list[float] | None = None) -> ObjectRecord:
         name = _object_name(name)
-        if any(o.name == name for o in self.shot.manifest.objects):
-            raise SessionError(f"There is already an object called {name!r} in the shot.")
+        self._check_name_is_free(name)
         colour = None if colour is None else _colour(colour)
         record = self.shot.object(name)
         if colour is not None:
@@ -207,11 +206,24 @@ class ShotSession:
     def rename_object(self, name: str, new_name: str) -> ObjectRecord:
         record = self.object(name)
         new_name = _object_name(new_name)
-        if new_name != name and any(o.name == new_name for o in self.shot.manifest.objects):
-            raise SessionError(f"There is already an object called {new_name!r} in the shot.")
+        self._check_name_is_free(new_name, renaming=record)
         record.name = new_name
         self.shot.save()
         return record
+
+    def _check_name_is_free(self, name: str, renaming: ObjectRecord | None = None) -> None:
+        """SessionError for a name another object has, or one that would write the same
+        files as another's ('car' and 'Car', 'my car' and 'my.car'): refused when given, as
+        the export would refuse it after tracking."""
+        from ..mattes.writers import safe_names
+
+        others = [o.name for o in self.shot.manifest.objects if o is not renaming]
+        if name in others:
+            raise SessionError(f"There is already an object called {name!r} in the shot.")
+        try:
+            safe_names([*others, name])
+        except ValueError as e:
+            raise SessionError(f"Cannot name an object {name!r}: {e}.") from None
 
     def remove_object(self, name: str) -> None:
         record = self.object(name)
@@ -241,6 +253,8 @@ class ShotSession:
         index = self.index(frame)
         name = _object_name(name)
         created = not any(o.name == name for o in self.shot.manifest.objects)
+        if created:
+            self._check_name_is_free(name)
         record = self.shot.object(name)
         was_tracked, new, saved = self.shot.manifest.tracked, None, False
         before = [p for p in record.prompts if p.frame == int(frame)]

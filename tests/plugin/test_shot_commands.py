@@ -108,6 +108,43 @@ def test_objects_prompted_on_different_frames_count_each_frame_once(clip, offici
     assert shown == sorted(shown) and shown[-1] == 100 and shown.count(100) == 1 and len(shown) > N
 
 
+def test_objects_named_on_the_command_line_renamed_and_removed(clip, official_checkpoint, tmp_path, capsys):
+    """Prompts without --object are for the shot's one object (or the first of a new shot) and
+    must name one when the shot has several; a new object needs more than a negative click; a
+    name that would write another object's files is refused when given; objects are renamed
+    and removed with their prompts."""
+    shot = tmp_path / "s.shot"
+    dev = ["--device", "cpu"]
+    assert main(["shot", "create", str(shot), str(clip), "--model", NAME, "--image-size", str(CPU_TEST_INPUT_SIZE),
+                 "--checkpoint", str(official_checkpoint(NAME))] + dev) == 0
+
+    def objects():
+        return {o["name"]: sorted({p["frame"] for p in o["prompts"]})
+                for o in json.loads((shot / "shot.json").read_text())["objects"]}
+
+    assert main(["shot", "prompt", str(shot), "--neg-point", "10,10"] + dev) == 1
+    assert "Object 'object' is new: give it a --point" in capsys.readouterr().err and objects() == {}
+    assert main(["shot", "prompt", str(shot), "--object", "car", "--point", "60,120"] + dev) == 0
+    assert main(["shot", "prompt", str(shot), "--neg-point", f"10,10,{FIRST + 1}"] + dev) == 0  # (the car's)
+    assert objects() == {"car": [FIRST, FIRST + 1]}
+    assert main(["shot", "prompt", str(shot), "--object", "Car", "--point", "240,50"] + dev) == 1
+    assert "Cannot name an object 'Car'" in capsys.readouterr().err and objects() == {"car": [FIRST, FIRST + 1]}
+    assert main(["shot", "prompt", str(shot), "--object", "sky", "--point", "240,50"] + dev) == 0
+    assert main(["shot", "prompt", str(shot), "--point", "30,30"] + dev) == 1
+    assert "Which object is --point for? Name it first: --object NAME (the shot's objects: car, sky)" \
+        in capsys.readouterr().err
+    assert main(["shot", "rename", str(shot), "car", "hero car"]) == 0
+    assert main(["shot", "rename", str(shot), "sky", "hero.car"]) == 1
+    assert "both become 'hero_car'" in capsys.readouterr().err
+    assert main(["shot", "remove", str(shot), "sky"]) == 0
+    assert main(["shot", "remove", str(shot), "sky"]) == 1
+    assert "No object 'sky' in the shot (objects: hero car)" in capsys.readouterr().err
+    assert objects() == {"hero car": [FIRST, FIRST + 1]}
+    assert main(["shot", "propagate", str(shot)] + dev) == 0
+    assert main(["shot", "export", str(shot), "--out", str(tmp_path / "m")]) == 0
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["hero_car"]
+
+
 def test_shot_command_errors(clip, official_checkpoint, tmp_path, capsys):
     shot = tmp_path / "s"
     ckpt = ["--checkpoint", str(official_checkpoint(NAME)), "--device", "cpu"]

@@ -409,6 +409,10 @@ def test_objects_are_named_renamed_and_removed(new_session):
     s.add_prompt("rider", FIRST, mask=np.ones((240, 320), bool))
     rider_files = [s.shot.folder / p["mask"] for p in manifest(s)["objects"][1]["prompts"]]
     s.rename_object("car", "hero car")
+    with pytest.raises(SessionError, match="'hero car' and 'hero.car' both become 'hero_car'"):
+        s.rename_object("rider", "hero.car")
+    s.rename_object("rider", "Rider")  # (a name may change its own case)
+    s.rename_object("Rider", "rider")
     assert [o["object"] for o in s.info()["objects"]] == ["hero car", "rider"]
     assert s.info()["objects"][0]["colour"] == [0.1, 0.2, 0.3]
     s.remove_object("rider")
@@ -430,6 +434,9 @@ def test_bad_requests_are_clear_errors_and_change_nothing(new_session):
         (lambda: s.add_prompt("ball", FIRST), "empty prompt"),
         (lambda: s.add_prompt("ball", FIRST, mask=np.ones((10, 10))), "must be the plate's size, 320x240"),
         (lambda: s.add_object("ball"), "already an object called 'ball'"),
+        # names that would write the ball's files are refused when given, not at the export
+        (lambda: s.add_object("Ball"), "Cannot name an object 'Ball': objects 'ball' and 'Ball' become"),
+        (lambda: s.add_prompt("BALL", FIRST, points=[(1, 1)]), "Cannot name an object 'BALL'"),
         (lambda: s.add_object("car", colour=[2, 0, 0]), "three numbers from 0 to 1"),
         (lambda: s.rename_object("nobody", "x"), "No object 'nobody' in the shot (objects: ball)"),
         (lambda: s.remove_object("nobody"), "No object 'nobody'"),
