@@ -138,7 +138,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    help="png16 (default), tiff16, exr (half), layered-exr (one EXR per frame, a layer per "
                         "object), prores / ffv1 (alpha video), premult-exr / premult-prores (plate with alpha)")
     p.add_argument("--shapes", action="store_true", help="also write each object's outline as vector shapes (JSON)")
-    p.add_argument("--shape-tolerance", type=float, default=None, metavar="PX",
+    p.add_argument("--shape-tolerance", type=_pixels, default=None, metavar="PX",
                    help="with --shapes: keep a key only where the shape moves more than PX pixels from the "
                         "blend of its neighbours (sparse keys, easier to edit); default: a key on every frame")
     clean = p.add_argument_group("clean-up (per object: give after --object NAME; before any --object: all objects)")
@@ -220,6 +220,17 @@ def _shot_parsers(sub) -> None:
     cc.add_argument("shot", type=Path, help="the shot folder")
 
 
+
+
+def _pixels(text: str) -> float:
+    """A distance in pixels, 0 or more (argparse names the option when this refuses)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected pixels, 0 or more; got {text!r}")
+    return value
 
 
 class PromptAction(argparse.Action):

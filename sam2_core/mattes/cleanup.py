@@ -3,6 +3,7 @@ smoothing against flicker, hole filling, small-island removal, grow/shrink, feat
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -11,19 +12,28 @@ import cv2
 import numpy as np
 
 WHOLE_SETTINGS = ("fill_holes", "remove_islands", "temporal")
+# (lowest, highest, unit): beyond these a step takes minutes a frame (grow, feather) or holds
+# that many frames in memory (temporal); areas larger than the frame are the whole frame
+LIMITS = {"grow": (-100, 100, "pixels"), "feather": (0, 200, "pixels"), "fill_holes": (0, None, "pixels"),
+          "remove_islands": (0, None, "pixels"), "temporal": (0, 25, "frames")}
 
 
 def setting_rule(name: str) -> str:
     """What a clean-up setting must be, in words."""
-    return "a whole number, 0 or more" if name in WHOLE_SETTINGS else "a number" if name == "grow" else \
-        "a number, 0 or more"
+    low, high, unit = LIMITS[name]
+    kind = "a whole number" if name in WHOLE_SETTINGS else "a number"
+    return f"{kind}, {low} or more ({unit})" if high is None else f"{kind} from {low} to {high} ({unit})"
 
 
 def checked_setting(name: str, value):
-    """A clean-up setting as given (JSON, the command line): a number of the right kind."""
+    """A clean-up setting as given (JSON, the command line): a number of the right kind, within its limits."""
+    low, high, _ = LIMITS[name]
+    try:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    except OverflowError:  # (an integer with hundreds of digits)
+        ok = False
     whole = name in WHOLE_SETTINGS
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
-    if not ok or (whole and value != int(value)) or (name != "grow" and value < 0):
+    if not ok or (whole and value != int(value)) or value < low or (high is not None and value > high):
         raise ValueError(f"clean-up setting {name} must be {setting_rule(name)}; got {value!r}")
     return int(value) if whole else float(value)
 
@@ -50,9 +60,9 @@ class Cleanup:
         """The per-frame steps, in order: holes, islands, grow/shrink, feather."""
         out = np.asarray(alpha, np.float32)
         if self.fill_holes > 0:
-            out = fill_holes(out, self.fill_holes)
+            out = fill_holes(out, min(self.fill_holes, out.size))
         if self.remove_islands > 0:
-            out = remove_islands(out, self.remove_islands)
+            out = remove_islands(out, min(self.remove_islands, out.size))
         if self.grow:
             out = grow(out, self.grow)
         if self.feather > 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import logging
+import math
 import os
 import shutil
 import threading
@@ -604,6 +605,8 @@ class ShotSession:
 
         if fmt not in FORMATS:
             raise SessionError(f"Unknown matte format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+        if shape_tolerance is not None and not (math.isfinite(shape_tolerance) and shape_tolerance >= 0):
+            raise SessionError(f"The shape tolerance is pixels, 0 or more; got {shape_tolerance!r}.")
         records = [o for o in self.objects if o.id in self.tracker.object_ids]
         if not records:
             raise SessionError("Nothing to export: no object has been prompted yet.")

@@ -77,13 +77,19 @@ def test_segment_reads_an_exr_frame_of_a_sequence_colour_managed(official_checkp
     (["track", str(SAMPLE), "--point", "10,inf"], "expected X,Y[,FRAME]"),
     (["track", str(SAMPLE), "--point", "10,10", "--grow", "nan"], "expected a number"),
     # clean-up settings are refused as they are read, in the option's words, before a model runs
-    (["track", str(SAMPLE), "--point", "10,10", "--feather", "-2"], "--feather '-2': expected a number, 0 or more"),
+    (["track", str(SAMPLE), "--point", "10,10", "--feather", "-2"],
+     "--feather '-2': expected a number from 0 to 200 (pixels)"),
     (["track", str(SAMPLE), "--point", "10,10", "--temporal", "1.5"], "--temporal '1.5': expected a whole number"),
     (["track", str(SAMPLE), "--point", "10,10", "--fill-holes", "-5"], "--fill-holes '-5': expected a whole number"),
-    (["shot", "export", "x", "--out", "y", "--feather", "-1"], "--feather '-1': expected a number, 0 or more"),
+    (["shot", "export", "x", "--out", "y", "--feather", "-1"],
+     "--feather '-1': expected a number from 0 to 200 (pixels)"),
+    (["shot", "export", "x", "--out", "y", "--grow", "1e6"], "--grow '1e6': expected a number from -100 to 100"),
     (["segment", str(SAMPLE)], "segment: give at least one --point or a --box"),
     (["segment", str(SAMPLE), "--neg-point", "10,10"], "segment: give at least one --point or a --box"),
     (["track", str(SAMPLE), "--point", "10,10", "--shape-tolerance", "0.5"], "add --shapes, or drop it"),
+    (["track", str(SAMPLE), "--point", "10,10", "--shapes", "--shape-tolerance", "-1"],
+     "--shape-tolerance: expected pixels, 0 or more; got '-1'"),
+    (["shot", "export", "x", "--out", "y", "--shapes", "--shape-tolerance", "nan"], "expected pixels, 0 or more"),
 ])
 def test_bad_coordinates_and_numbers_are_usage_errors(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as info:

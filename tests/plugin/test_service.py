@@ -373,7 +373,10 @@ def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official
     err = client.error("export", {"out": str(tmp_path / "a file" / "m"), "cleanup": {"ball": {"grow": 3}}})
     assert err["code"] == -32000 and client.call("shot/info", {})["objects"][0]["cleanup"] == {}
     err = client.error("export", {"out": str(tmp_path / "m"), "cleanup": {"ball": {"grow": "3"}}})
-    assert err["code"] == -32000 and "grow must be a number" in err["message"]
+    assert err["code"] == -32000 and "grow must be a number from -100 to 100" in err["message"]
+    err = client.error("export", {"out": str(tmp_path / "m"), "shapes": True, "shape_tolerance": -1})
+    assert err["code"] == -32000 and "shape tolerance is pixels, 0 or more" in err["message"]
+    assert not (tmp_path / "m").exists()
     plates = sorted(clip.iterdir())
     for out in (tmp_path / "shot" / "cache", tmp_path / "shot", clip):
         assert client.error("export", {"out": str(out), "force": True})["code"] == -32003

@@ -1,5 +1,7 @@
 """Soft mattes follow the image; each clean-up step does what an artist expects."""
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -135,10 +137,20 @@ def test_cleanup_settings_round_trip_and_reject_unknown():
     with pytest.raises(ValueError, match="Unknown clean-up settings: blur"):
         Cleanup.from_dict({"blur": 3})
     for name, bad in (("grow", "2"), ("feather", -1), ("fill_holes", 2.5), ("temporal", True),
-                      ("remove_islands", float("nan"))):
+                      ("remove_islands", float("nan")), ("remove_islands", 10 ** 400)):
         with pytest.raises(ValueError, match=f"clean-up setting {name} must be"):
             Cleanup.from_dict({name: bad})
+    # beyond their limits a step would take minutes a frame, or hold that many frames in memory
+    for name, bad, rule in (("grow", 1e6, "a number from -100 to 100 (pixels)"), ("grow", -101, "a number from -100"),
+                            ("feather", 1e308, "a number from 0 to 200 (pixels)"),
+                            ("temporal", 26, "a whole number from 0 to 25 (frames)")):
+        with pytest.raises(ValueError, match=re.escape(f"clean-up setting {name} must be {rule}")):
+            Cleanup.from_dict({name: bad})
     assert Cleanup.from_dict({"grow": -2, "fill_holes": 3.0}) == Cleanup(grow=-2.0, fill_holes=3)
+    specks = np.zeros((16, 16), np.float32)  # (areas larger than the frame: every speck and hole)
+    specks[2:4, 2:4] = specks[9:11, 9:11] = 1
+    assert Cleanup.from_dict({"remove_islands": 1e300}).apply(specks).max() == 0
+    assert Cleanup.from_dict({"fill_holes": 1e300}).apply(1 - specks).min() == 1
     a = disc(64, 64, 32, 32, 12).astype(np.float32)
     out = list(c.run([(1, a), (2, a), (3, a)]))
     assert len(out) == 3 and all(0 <= o.min() and o.max() <= 1 for _, o in out)
