@@ -200,12 +200,14 @@ def _shot_parsers(sub) -> None:
     ex.add_argument("--force", action="store_true", help="write into DIR even if it holds other files")
     ex.add_argument("--object", action=PromptAction, metavar="NAME", help="the object the clean-up options belong to")
     _export_args(ex)
-    rl = ssub.add_parser("relink", help="tell the shot where its footage is now (moved or renamed)",
+    rl = ssub.add_parser("relink", help="tell the shot where its footage (or its checkpoint file) is now",
                          description="The footage moved: the shot uses it from its new place, its tracking kept "
                                      "where the frames are the same. (A shot folder moved together with its "
-                                     "footage finds it by itself.)")
+                                     "footage finds it by itself.) A checkpoint file of the shot's own (--checkpoint "
+                                     "at create) that moved: give its new place with --checkpoint.")
     rl.add_argument("shot", type=Path, help="the shot folder")
-    rl.add_argument("source", help="the footage's new place: a video, a sequence or a folder of frames")
+    rl.add_argument("source", nargs="?", help="the footage's new place: a video, a sequence or a folder of frames")
+    rl.add_argument("--checkpoint", type=Path, metavar="FILE", help="the shot's checkpoint file's new place")
     rn = ssub.add_parser("rename", help="rename an object (its mattes are then written under the new name)")
     rn.add_argument("shot", type=Path, help="the shot folder")
     rn.add_argument("object", help="the object's name now")
@@ -425,7 +427,8 @@ def cmd_track(args) -> int:
         if prompting.exists():
             raise UserError(f"The run in {out} stopped before it had given all its prompts: start it again, "
                             "with --force.")
-        session = _open(shot_dir, args.device, moved_to=args.source, hint="give its new place as SOURCE, with --resume")
+        session = _open(shot_dir, args.device, moved_to=args.source, hint="give its new place as SOURCE, with --resume",
+                        checkpoint_hint="--resume with --checkpoint FILE", checkpoint=args.checkpoint)
         if not _same_footage(args.source, session.shot.source_path):
             print(f"sam2roto: note: --resume goes on with the run's own footage, {session.shot.source_path}; "
                   f"{args.source} is not used.", file=sys.stderr)
@@ -493,16 +496,26 @@ def cmd_shot(args) -> int:
     if args.action == "relink":
         from sam2_core.shot.shot import Shot
 
-        with Shot.open(args.shot, moved_to=args.source, relink=True) as shot:
-            pass  # (saved as it opened)
-        print(f"{args.shot}: footage {shot.source_path}")
+        if args.source is None and args.checkpoint is None:
+            raise UserError("Give the footage's new place (a video, a sequence or a folder of frames), "
+                            "or --checkpoint FILE.")
+        with Shot.open(args.shot, moved_to=args.source, relink=args.source is not None) as shot:
+            if args.checkpoint is not None:
+                shot.relink_checkpoint(args.checkpoint)
+        print(f"{args.shot}: footage {shot.source_path}"
+              + (f", checkpoint {shot.manifest.model['checkpoint']}" if args.checkpoint is not None else ""))
         return EXIT_OK
-    if args.action == "info":
-        from sam2_core.shot import read_manifest
+    if args.action == "info":  # (from the shot's record: no model is loaded)
+        from sam2_core.shot.shot import FootageMissing, Shot
 
-        read_manifest(args.shot)  # a clear error before anything loads
-    with _open(args.shot, getattr(args, "device", "auto"), hint=f"sam2roto shot relink {args.shot} NEW_PLACE") \
-            as session:
+        try:
+            with Shot.open(args.shot) as shot:
+                _print_info(shot.info())
+        except FootageMissing as e:
+            raise UserError(f"{e} Here: sam2roto shot relink {args.shot} NEW_PLACE.") from None
+        return EXIT_OK
+    with _open(args.shot, getattr(args, "device", "auto"), hint=f"sam2roto shot relink {args.shot} NEW_PLACE",
+               checkpoint_hint=f"sam2roto shot relink {args.shot} --checkpoint FILE") as session:
         if args.action == "prompt":
             if not args.prompts:
                 raise UserError("Give prompts: --object NAME --point X,Y,FRAME (or --neg-point, --box, --mask).")
@@ -530,21 +543,22 @@ def cmd_shot(args) -> int:
         elif args.action == "remove":
             session.remove_object(args.object)
             print(f"{args.shot}: {args.object!r} removed, with its prompts and tracking results")
-        else:
-            _print_info(session.info())
     return EXIT_OK
 
 
-def _open(folder: Path, device: str, moved_to: str | None = None, *, hint: str):
-    """The shot session; a shot whose footage is missing is an error that says how to give its
-    new place here (`hint`)."""
-    from sam2_core.shot.session import ShotSession
+def _open(folder: Path, device: str, moved_to: str | None = None, *, hint: str, checkpoint_hint: str,
+          checkpoint: Path | None = None):
+    """The shot session; a shot whose footage or own checkpoint file is missing is an error
+    that says how to give its new place here (`hint`, `checkpoint_hint`)."""
+    from sam2_core.shot.session import CheckpointMissing, ShotSession
     from sam2_core.shot.shot import FootageMissing
 
     try:
-        return ShotSession.open(folder, device=device, moved_to=moved_to)
+        return ShotSession.open(folder, device=device, moved_to=moved_to, checkpoint=checkpoint)
     except FootageMissing as e:
         raise UserError(f"{e} Here: {hint}.") from None
+    except CheckpointMissing as e:
+        raise UserError(f"{e} Give its new place: {checkpoint_hint}.") from None
 
 
 def _create_session(folder: Path, args):

@@ -40,6 +40,9 @@ class ObjectRecord:
     prompts: list[PromptRecord] = field(default_factory=list)
     cleanup: dict = field(default_factory=dict)
 
+    def prompted_frames(self) -> list[int]:
+        return sorted({p.frame for p in self.prompts})
+
 
 @dataclass
 class Manifest:

@@ -39,6 +39,10 @@ class ExportRefused(SessionError):
     """An export folder that would put files in the footage's own folder."""
 
 
+class CheckpointMissing(SessionError):
+    """The shot's own checkpoint file (not an official download) is not where it was."""
+
+
 def refuse_footage_folder(folder: str | Path, source: str | Path, out: str | Path | None = None) -> None:
     """ExportRefused if `folder` (where an export to `out` writes) is the folder of the footage
     `source` (a video, a frame, a sequence pattern or a folder of frames)."""
@@ -143,9 +147,21 @@ class ShotSession:
 
     @classmethod
     def open(cls, folder: str | Path, *, device: str = "auto", on_download=None,
-             moved_to: str | Path | None = None) -> ShotSession:
-        """`moved_to`: where the footage is now, if it is no longer where the shot recorded it."""
-        return cls._with_model(Shot.open(folder, moved_to), device, on_download)
+             moved_to: str | Path | None = None, checkpoint: str | Path | None = None) -> ShotSession:
+        """`moved_to`: where the footage is now, if it is no longer where the shot recorded it;
+        `checkpoint`: where the shot's own checkpoint file is now."""
+        shot = Shot.open(folder, moved_to)
+        try:
+            if checkpoint is not None:
+                shot.relink_checkpoint(checkpoint)
+            recorded = shot.manifest.model.get("checkpoint")
+            if recorded and not Path(recorded).is_file():
+                raise CheckpointMissing(f"The shot's checkpoint file {recorded} is not there any more "
+                                        "(moved or deleted).")
+        except BaseException:
+            shot.close()
+            raise
+        return cls._with_model(shot, device, on_download)
 
     @classmethod
     def _with_model(cls, shot: Shot, device: str, on_download=None) -> ShotSession:
@@ -240,7 +256,7 @@ class ShotSession:
                 (self.shot.folder / p.mask).unlink(missing_ok=True)
 
     def prompted_frames(self, record: ObjectRecord) -> list[int]:
-        return sorted({p.frame for p in record.prompts})
+        return record.prompted_frames()
 
     # -- prompts -------------------------------------------------------------------------
 
@@ -653,21 +669,10 @@ class ShotSession:
                                     "named as that folder.")
 
     def info(self) -> dict:
-        src = self.source
-        rate = getattr(src, "rate", None)
-        return {
-            "shot": str(self.shot.folder.resolve()), "source": str(self.shot.source_path),
-            "frames": [self.numbers[0], self.numbers[-1]], "frame_numbers": self.numbers,
-            "size": list(src.size), "pixel_aspect": float(getattr(src, "pixel_aspect", 1.0)),
-            "rate": None if rate is None else float(rate), "colour": self.shot.manifest.colour,
-            "model": self.shot.manifest.model.get("name"), "image_size": self.model.cfg.image_size,
-            "tracked": self.shot.manifest.tracked,
-            "objects": [self.object_info(o) for o in self.objects],
-        }
+        return self.shot.info()
 
     def object_info(self, record: ObjectRecord) -> dict:
-        return {"object": record.name, "id": record.id, "colour": record.colour,
-                "prompted_frames": self.prompted_frames(record), "cleanup": record.cleanup}
+        return self.shot.object_info(record)
 
     def close(self) -> None:
         try:

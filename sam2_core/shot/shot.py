@@ -211,6 +211,37 @@ class Shot:
         self.manifest.objects.append(obj)
         return obj
 
+    def relink_checkpoint(self, checkpoint: str | Path) -> None:
+        """The shot's own checkpoint file is at `checkpoint` now. (The same weights keep the
+        tracking; other weights track the shot afresh from its prompts when it opens.)"""
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"No checkpoint file at {path}.")
+        self.manifest.model = {**self.manifest.model, "checkpoint": str(path.resolve())}
+        self.save()
+
+    def info(self) -> dict:
+        """What the shot holds, as recorded (the model need not be loaded)."""
+        from ..model.configs import CONFIGS
+
+        src, model = self.source, self.manifest.model
+        rate = getattr(src, "rate", None)
+        config = CONFIGS.get(model.get("name"))
+        return {
+            "shot": str(self.folder.resolve()), "source": str(self.source_path),
+            "frames": [src.frame_numbers[0], src.frame_numbers[-1]], "frame_numbers": list(src.frame_numbers),
+            "size": list(src.size), "pixel_aspect": float(getattr(src, "pixel_aspect", 1.0)),
+            "rate": None if rate is None else float(rate), "colour": self.manifest.colour,
+            "model": model.get("name"), "image_size": model.get("image_size") or (config and config.image_size),
+            "tracked": self.manifest.tracked,
+            "objects": [self.object_info(o) for o in self.manifest.objects],
+        }
+
+    @staticmethod
+    def object_info(record: ObjectRecord) -> dict:
+        return {"object": record.name, "id": record.id, "colour": record.colour,
+                "prompted_frames": record.prompted_frames(), "cleanup": record.cleanup}
+
     def tracker(self, model, **kwargs):
         from ..tracking.tracker import VideoTracker
 

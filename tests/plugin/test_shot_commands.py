@@ -3,6 +3,7 @@ random-weight tiny checkpoint, and its errors."""
 
 import json
 import re
+import shutil
 
 import cv2
 import numpy as np
@@ -143,6 +144,44 @@ def test_objects_named_on_the_command_line_renamed_and_removed(clip, official_ch
     assert main(["shot", "propagate", str(shot)] + dev) == 0
     assert main(["shot", "export", str(shot), "--out", str(tmp_path / "m")]) == 0
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["hero_car"]
+
+
+def test_a_shot_whose_own_checkpoint_moved_is_told_its_new_place(clip, official_checkpoint, tmp_path, capsys):
+    """A checkpoint file of the shot's own that moved: info still works (it loads no model),
+    the commands that need the model say how to give its new place, and relinking it keeps
+    the tracking (the same weights)."""
+    mine = tmp_path / "weights" / "mine.pt"
+    mine.parent.mkdir()
+    shutil.copy(official_checkpoint(NAME), mine)
+    shot = tmp_path / "s.shot"
+    dev = ["--device", "cpu"]
+    assert main(["shot", "create", str(shot), str(clip), "--model", NAME, "--image-size", str(CPU_TEST_INPUT_SIZE),
+                 "--checkpoint", str(mine)] + dev) == 0
+    assert main(["shot", "prompt", str(shot), "--object", "ball", "--point", "60,120"] + dev) == 0
+    assert main(["shot", "propagate", str(shot)] + dev) == 0
+    moved = mine.rename(tmp_path / "weights" / "moved.pt")
+    capsys.readouterr()
+    assert main(["shot", "info", str(shot)]) == 0
+    info = capsys.readouterr().out
+    assert "object  ball: prompts on frames 1001" in info and "tracked yes" in info
+    assert main(["shot", "propagate", str(shot)] + dev) == 1
+    told = capsys.readouterr().err
+    assert f"The shot's checkpoint file {mine} is not there any more" in told, told
+    assert f"sam2roto shot relink {shot} --checkpoint FILE" in told
+    assert main(["shot", "relink", str(shot), "--checkpoint", str(tmp_path / "nowhere.pt")]) == 1
+    assert "No checkpoint file at" in capsys.readouterr().err
+    assert main(["shot", "relink", str(shot), "--checkpoint", str(moved)]) == 0
+    assert main(["shot", "propagate", str(shot)] + dev) == 0
+    assert "nothing needed tracking" in capsys.readouterr().out  # (the same weights: the tracking kept)
+
+    # a `track` run's shot is given it with --resume
+    out = tmp_path / "run"
+    assert main(["track", str(clip), "--point", "60,120", "--out", str(out), "--model", NAME, "--image-size",
+                 str(CPU_TEST_INPUT_SIZE), "--checkpoint", str(moved)] + dev) == 0
+    again = moved.rename(tmp_path / "weights" / "again.pt")
+    assert main(["track", "--resume", str(clip), "--out", str(out)] + dev) == 1
+    assert "--resume with --checkpoint FILE" in capsys.readouterr().err
+    assert main(["track", "--resume", str(clip), "--out", str(out), "--checkpoint", str(again)] + dev) == 0
 
 
 def test_shot_command_errors(clip, official_checkpoint, tmp_path, capsys):
