@@ -441,7 +441,11 @@ def cmd_track(args) -> int:
         _check_source(args.source)
         if not any(kind in ("point", "box") for kind, _ in args.prompts):
             raise UserError("Give at least one --point or --box (a --neg-point only says what is not the object).")
-        refuse_footage_folder(out, args.source)  # (before "it holds files": --force would not help)
+        # (before "it holds files": --force would not help)
+        from sam2_core.mattes.export import matte_files
+
+        for folder in [out, *(Path(matte_files(args.format, out, name)).parent for name in _requests(args.prompts, 0))]:
+            refuse_footage_folder(folder, args.source, out)
         if shot_dir.exists():
             if not args.force:
                 raise UserError(f"{out} already holds a sam2roto run: add --resume to continue it, "

@@ -48,7 +48,9 @@ def refuse_footage_folder(folder: str | Path, source: str | Path, out: str | Pat
     `source` (a video, a frame, a sequence pattern or a folder of frames)."""
     source = Path(source)
     footage = Path(os.path.realpath(source if source.is_dir() else source.parent))
-    if Path(os.path.realpath(folder)) == footage:
+    # (samefile: on Windows and macOS plates/Ball is the folder plates/ball)
+    same = Path(folder).is_dir() and footage.is_dir() and os.path.samefile(folder, footage)
+    if Path(os.path.realpath(folder)) == footage or same:
         raise ExportRefused(f"Exporting to {out or folder} would put files in the footage's folder {footage}: mattes "
                             "never go beside the plates. Choose another folder (a new one inside it is fine).")
 

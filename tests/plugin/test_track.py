@@ -268,11 +268,13 @@ def test_a_run_whose_mattes_would_go_over_the_plates_is_refused_before_tracking(
     assert sorted(p.name for p in plate.parent.iterdir()) == ["plate"]  # no half-made run left
     # mattes straight into the plates' folder: refused as that, not as "it holds files, use
     # --force", and before any model loads (this checkpoint does not exist)
-    for force in ([], ["--force"]):
-        assert main(["track", str(plate), "--point", "60,120", "--out", str(plate), *force,
-                     "--checkpoint", str(tmp_path / "none.pt"), "--device", "cpu"]) == 1
-        err = capsys.readouterr().err
-        assert f"footage's folder {plate}" in err and "--force" not in err, err
+    # (an object named as the plates' folder too: its mattes would be shots/plate/...)
+    for out, name in ((plate, []), (plate.parent, ["--object", "plate"])):
+        for force in ([], ["--force"]):
+            assert main(["track", str(plate), *name, "--point", "60,120", "--out", str(out), *force,
+                         "--checkpoint", str(tmp_path / "none.pt"), "--device", "cpu"]) == 1
+            err = capsys.readouterr().err
+            assert f"footage's folder {plate}" in err and "--force" not in err, err
     assert {p.name: p.read_bytes() for p in plate.iterdir()} == frames
 
 
