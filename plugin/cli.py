@@ -52,6 +52,12 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                         "512 is a draft, several times faster on a CPU, with coarser mattes")
 
 
+def _missing_frames_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--missing-frames", default="error", choices=["error", "hold"],
+                   help="frames missing from an image sequence: an error naming them (default), or hold (the "
+                        "previous frame stands in, as a compositor's Read can)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sam2roto",
@@ -93,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder for the mattes")
     _export_args(tr)
     tr.add_argument("--colorspace", help="the footage's colour space (e.g. ACEScg, 'ARRI LogC3 (EI800)')")
+    _missing_frames_arg(tr)
     tr.add_argument("--resume", action="store_true",
                     help="continue an interrupted run in DIR (its source and prompts are kept in DIR), "
                          "or export a finished one again, e.g. in another --format, without tracking again")
@@ -176,6 +183,7 @@ def _shot_parsers(sub) -> None:
     c.add_argument("shot", type=Path, help="the new shot folder")
     c.add_argument("source", help="a folder of numbered frames, an image sequence, or a video file")
     c.add_argument("--colorspace", help="the footage's colour space (e.g. ACEScg)")
+    _missing_frames_arg(c)
     _model_args(c)
     pr = ssub.add_parser("prompt", help="add objects and their clicks, boxes or masks",
                          description="Add prompts. Clicks on a frame add to the clicks already there; a box "
@@ -571,7 +579,7 @@ def _create_session(folder: Path, args):
     source = Path(args.source).resolve() if Path(args.source).exists() else args.source
     return ShotSession.create(folder, source, colour={"colorspace": args.colorspace} if args.colorspace else {},
                               model_name=args.model, checkpoint=args.checkpoint, device=args.device, dtype=args.dtype,
-                              image_size=args.image_size)
+                              image_size=args.image_size, missing_frames=args.missing_frames)
 
 
 def _print_info(info: dict) -> None:
@@ -580,6 +588,8 @@ def _print_info(info: dict) -> None:
     print(f"source  {info['source']}  ({w}x{h}, frames {info['frames'][0]}-{info['frames'][1]})")
     print(f"colour  {_colour_words(info.get('colour') or {})}")
     print(f"model   {info['model']} (input {info['image_size']}x{info['image_size']})")
+    if info.get("held"):
+        print(f"held    frames {', '.join(map(str, info['held']))} are missing: the frame before stands in")
     print(f"tracked {'yes' if info['tracked'] else 'no'}")
     for o in info["objects"]:
         frames = ", ".join(map(str, o["prompted_frames"])) or "none"

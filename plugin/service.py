@@ -246,7 +246,7 @@ class Service:
         return {"name": "sam2roto", "version": ours, "protocol": PROTOCOL_VERSION, "models": list(CONFIGS)}
 
     def shot_create(self, shot, source, colorspace=None, model=None, checkpoint=None, device=None, dtype="float32",
-                    image_size=None, frame=None):
+                    image_size=None, frame=None, missing_frames="error"):
         from sam2_core.shot.session import ShotSession
         from sam2_core.shot.shot import holds_other_files
 
@@ -255,6 +255,8 @@ class Service:
         colorspace, model = _optional(_text, colorspace, "colorspace"), _optional(_text, model, "model")
         device, dtype = _optional(_text, device, "device"), _text(dtype, "dtype")
         image_size = _optional(_integer, image_size, "image_size")
+        if missing_frames not in ("error", "hold"):
+            raise RpcError(INVALID_PARAMS, f"missing_frames must be error or hold, got {_shown(missing_frames)}")
         if folder.exists() and not folder.is_dir():
             raise RpcError(REFUSED_PATH, f"shot {folder} is refused: it is a file; a shot needs a new or empty folder")
         if (folder / "shot.json").exists():
@@ -268,7 +270,7 @@ class Service:
         return self._switch_to(folder, frame, lambda: ShotSession.create(
             folder, footage, colour={"colorspace": colorspace} if colorspace else {}, model_name=model,
             checkpoint=checkpoint, device=device or self.device, dtype=dtype, image_size=image_size,
-            on_download=self._download_progress()))
+            on_download=self._download_progress(), missing_frames=missing_frames))
 
     def shot_open(self, shot, device=None, frame=None, download=True, source=None):
         from sam2_core.shot.session import ShotSession

@@ -165,8 +165,9 @@ class SequenceSource:
         present = set(numbers)
         missing = [n for n in range(first, last + 1) if n not in present]
         if missing and missing_frames == "error":
-            raise gap_error(self.path, missing, first, last, "Render or copy the missing frames, or open "
-                                       "it with missing_frames='hold' to show the previous frame in their place.")
+            raise gap_error(self.path, missing, first, last, "Render or copy the missing frames, or let the "
+                                       "previous frame stand in for them (sam2roto --missing-frames hold; in "
+                                       "Python missing_frames='hold').")
         self.frame_numbers = list(range(first, last + 1))
         self.held = missing
         self.missing_frames = missing_frames

@@ -52,6 +52,7 @@ class Manifest:
     source_from_shot: str = ""
     source_fingerprint: str = ""  # what the footage is (sam2_core.media.open.fingerprint), "" unknown
     colour: dict = field(default_factory=dict)
+    missing_frames: str = "error"  # a gap in a sequence: "error", or "hold" (the previous frame stands in)
     model: dict = field(default_factory=dict)
     objects: list[ObjectRecord] = field(default_factory=list)
     tracked: bool = False  # the whole requested span has been tracked
@@ -75,7 +76,7 @@ class Manifest:
                        for o in data.get("objects", [])]
             return cls(source=str(data["source"]), source_from_shot=str(data.get("source_from_shot", "")),
                        source_fingerprint=str(data.get("source_fingerprint", "")),
-                       colour=dict(data.get("colour", {})),
+                       colour=dict(data.get("colour", {})), missing_frames=str(data.get("missing_frames", "error")),
                        model=dict(data.get("model", {})), objects=objects, tracked=bool(data.get("tracked", False)),
                        exports=list(data.get("exports", [])))
         except (KeyError, TypeError, ValueError) as e:

@@ -129,8 +129,10 @@ class ShotSession:
     @classmethod
     def create(cls, folder: str | Path, source: str | Path, *, colour: dict | None = None,
                model_name: str | None = None, checkpoint: str | Path | None = None, device: str = "auto",
-               dtype: str = "float32", image_size: int | None = None, on_download=None) -> ShotSession:
-        """on_download: see `load_model`: a first use of an official model downloads it."""
+               dtype: str = "float32", image_size: int | None = None, on_download=None,
+               missing_frames: str = "error") -> ShotSession:
+        """on_download: see `load_model`: a first use of an official model downloads it.
+        missing_frames: a gap in a sequence is an error, or "hold" (the previous frame stands in)."""
         from ..model.configs import DEFAULT_MODEL
 
         name = model_name or DEFAULT_MODEL
@@ -138,7 +140,7 @@ class ShotSession:
                       "dtype": dtype, "image_size": image_size}
         folder = Path(folder)
         before = set(folder.iterdir()) if folder.is_dir() else None
-        shot = Shot.create(folder, source, colour=colour, model=model_info)
+        shot = Shot.create(folder, source, colour=colour, model=model_info, missing_frames=missing_frames)
         try:
             return cls._with_model(shot, device, on_download)
         except BaseException:

@@ -26,12 +26,12 @@ from .manifest import MANIFEST_FILE, Manifest, ObjectRecord, read_manifest, rela
 PALETTE = [[1.0, 0.3, 0.2], [0.2, 0.7, 1.0], [0.3, 0.9, 0.3], [1.0, 0.8, 0.1], [0.8, 0.4, 1.0], [1.0, 0.5, 0.8]]
 
 
-def open_footage(path: str | Path, colour: dict):
+def open_footage(path: str | Path, colour: dict, missing_frames: str = "error"):
     """The FrameSource for a shot's footage (a video, an image sequence or a folder of
-    frames), with its colour settings."""
+    frames), with its colour settings and what stands in for frames missing from a sequence."""
     if colour.get("config_id") is not None or "chosen_by" in colour:  # a recorded ColourSettings
-        return open_source(str(path), **ColourSettings.from_dict(colour).open_kwargs())
-    return open_source(str(path), **colour)
+        colour = ColourSettings.from_dict(colour).open_kwargs()
+    return open_source(str(path), missing_frames=missing_frames, **colour)
 
 
 def clear_cache(folder: str | Path) -> int:
@@ -132,7 +132,7 @@ class Shot:
         self._lock = lock
         recorded = (manifest.source, manifest.source_from_shot, manifest.source_fingerprint)
         self.source_path = _find_footage(folder, manifest, moved_to, relink)
-        self.source = open_footage(self.source_path, manifest.colour)
+        self.source = open_footage(self.source_path, manifest.colour, manifest.missing_frames)
         # what the footage is now (plates rendered again in place are still the shot's footage)
         manifest.source_fingerprint = source_fingerprint(self.source) or manifest.source_fingerprint
         self.relinked = (manifest.source, manifest.source_from_shot, manifest.source_fingerprint) != recorded
@@ -157,7 +157,7 @@ class Shot:
 
     @classmethod
     def create(cls, folder: str | Path, source: str | Path, *, colour: dict | None = None,
-               model: dict | None = None) -> Shot:
+               model: dict | None = None, missing_frames: str = "error") -> Shot:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         lock = ShotLock(folder)
@@ -168,7 +168,7 @@ class Shot:
             recorded = relative_to(Path(source), folder)
             outside = Path(recorded).is_absolute()
             manifest = Manifest(source=recorded, source_from_shot=seen_from(folder, Path(source)) if outside else "",
-                                colour=dict(colour or {}), model=dict(model or {}))
+                                colour=dict(colour or {}), missing_frames=missing_frames, model=dict(model or {}))
             shot = cls(folder, manifest, lock)
             shot.save()
             return shot
@@ -232,6 +232,7 @@ class Shot:
             "frames": [src.frame_numbers[0], src.frame_numbers[-1]], "frame_numbers": list(src.frame_numbers),
             "size": list(src.size), "pixel_aspect": float(getattr(src, "pixel_aspect", 1.0)),
             "rate": None if rate is None else float(rate), "colour": self.manifest.colour,
+            "held": list(getattr(src, "held", [])),  # (missing frames the one before stands in for)
             "model": model.get("name"), "image_size": model.get("image_size") or (config and config.image_size),
             "tracked": self.manifest.tracked,
             "objects": [self.object_info(o) for o in self.manifest.objects],

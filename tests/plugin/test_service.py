@@ -348,6 +348,8 @@ def test_bad_requests_get_errors_and_the_service_lives_on(client, clip, official
         ("shot/create", {"shot": str(tmp_path / "t1"), "source": str(clip), "image_size": "abc"}, "image_size"),
         ("shot/create", {"shot": str(tmp_path / "t2"), "source": str(clip), "colorspace": 5}, "colorspace"),
         ("shot/create", {"shot": str(tmp_path / "t3"), "source": str(clip), "model": ["x"]}, "model"),
+        ("shot/create", {"shot": str(tmp_path / "t3"), "source": str(clip), "missing_frames": "black"},
+         "missing_frames"),
         ("shot/open", {"shot": str(tmp_path / "shot"), "download": "false"}, "download"),
         ("object/add", {"object": "sky", "colour": [0.1, 0.2, True]}, "colour"),
         ("object/add", {"object": "sky", "colour": [huge, 0, 0]}, "colour"),

@@ -403,3 +403,25 @@ def test_a_run_whose_plates_moved_goes_on_from_their_new_place(official_checkpoi
     assert f"There is no footage at {tmp_path / 'plates v5' / 'plate.%04d.png'}" in capsys.readouterr().err
     assert main(["shot", "info", str(shot)]) == 0
     assert f"source  {tmp_path / 'plates v4'}" in capsys.readouterr().out
+
+
+def test_a_sequence_with_a_missing_frame_is_refused_or_held(official_checkpoint, tmp_path, capsys):
+    """A frame missing from a sequence (a failed render) stops the run, naming it and the way
+    on; with --missing-frames hold the frame before stands in, and every frame number gets
+    its matte. The shot keeps the choice."""
+    plates = tmp_path / "plates"
+    plates.mkdir()
+    write_png_clip(plates, 4, FIRST)
+    (plates / f"plate.{FIRST + 2}.png").unlink()
+    out = tmp_path / "mattes"
+    args = ["track", str(plates), "--point", "60,120", "--out", str(out), "--checkpoint",
+            str(official_checkpoint(NAME)), "--device", "cpu", "--image-size", str(CPU_TEST_INPUT_SIZE)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"frame {FIRST + 2} is missing" in err and "--missing-frames hold" in err, err
+    assert main(args + ["--force", "--missing-frames", "hold"]) == 0
+    mattes = sorted(p.name for p in (out / "object").iterdir())
+    assert mattes == [f"object.{FIRST + i}.png" for i in range(4)]
+    assert cv2.imread(str(out / "object" / f"object.{FIRST + 2}.png"), cv2.IMREAD_UNCHANGED).shape == (240, 320)
+    assert main(["shot", "info", str(out / ".sam2roto")]) == 0
+    assert f"held    frames {FIRST + 2} are missing" in capsys.readouterr().out
