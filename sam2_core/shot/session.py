@@ -112,8 +112,9 @@ class ShotSession:
                 given = sum(p.tracked for p in prompts) if index in answered else 0
                 if index in waiting or given == len(prompts):
                     continue
-                log.warning("Object %r on frame %d lost its answer (damaged or deleted in %s); its prompts are "
-                            "given again: track the shot again.", record.name, frame, self.shot.session_dir)
+                if not self.tracker.started_afresh:  # (else the tracker said why: other footage or model)
+                    log.warning("Object %r on frame %d lost its answer (damaged or deleted in %s); its prompts are "
+                                "given again: track the shot again.", record.name, frame, self.shot.session_dir)
                 try:
                     self._replay(record, index, prompts, given=given)
                 except (OSError, ValueError) as e:  # (the shot still opens; tracking will say what is wrong)
@@ -125,6 +126,8 @@ class ShotSession:
                         p.tracked = False
                 self.shot.manifest.tracked = False
                 self.shot.save()
+        if self.tracker.started_afresh and any(o.prompts for o in self.shot.manifest.objects):
+            log.warning("The shot's prompts are given again on the footage as it is now: track the shot again.")
 
     @classmethod
     def create(cls, folder: str | Path, source: str | Path, *, colour: dict | None = None,

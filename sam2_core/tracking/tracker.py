@@ -203,6 +203,7 @@ class VideoTracker:
                                        disk_budget=CONDITIONED_DISK_BUDGET, write_behind=True)
         self._objects: dict[int, TrackedObject] = {}
         self._lock = threading.RLock()
+        self.started_afresh = False  # a session dropped for other footage or another model
         if self.persistent:
             self._keep_session_only_for_this_footage(colour_key, footage_key)
             self._load_session()
@@ -876,6 +877,7 @@ class VideoTracker:
                             "dropped.", self.session_dir)
             for store in (self.results, self.bank.store, self.prompt_store, self.conditioned):
                 store.clear()
+            self.started_afresh = True
         try:
             write_text_atomically(path, json.dumps(now))
         except OSError as e:
