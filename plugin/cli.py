@@ -688,6 +688,21 @@ def _check_usage(parser: argparse.ArgumentParser, args) -> None:
         parser.error("--shape-tolerance sets how sparse the --shapes keys are: add --shapes, or drop it")
 
 
+COORDINATE_OPTIONS = ("--point", "--neg-point", "--box")
+
+
+def _negative_coordinates_attached(argv: list[str]) -> list[str]:
+    """`--box -10,20,300,400` as `--box=-10,20,300,400`: argparse takes a value that starts
+    with a minus sign (and is not one plain number) for an option of its own."""
+    out: list[str] = []
+    for word in argv:
+        if out and out[-1] in COORDINATE_OPTIONS and word[:1] == "-" and (word[1:2].isdigit() or word[1:2] == "."):
+            out[-1] = f"{out[-1]}={word}"
+        else:
+            out.append(word)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     try:  # (PyTorch takes a second or two to load: a Ctrl-C meanwhile is no error)
         from sam2_core.cache.store import CacheError
@@ -698,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
         from sam2_core.shot.session import SessionError
 
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_negative_coordinates_attached(sys.argv[1:] if argv is None else argv))
         _check_usage(parser, args)
     except KeyboardInterrupt:
         print("\nsam2roto: interrupted before it began; nothing was done", file=sys.stderr)

@@ -366,7 +366,7 @@ class ShotSession:
             raise SessionError(f"{where}: {len(pts)} points but {len(labs)} labels; give one label per point.")
         if any(v not in (0, 1) for v in labs):
             raise SessionError(f"{where}: point labels must be 1 (object) or 0 (not the object); got {labs}.")
-        for x, y in pts + ([] if box is None else [list(box[:2]), list(box[2:])]):
+        for x, y in pts:
             if not (0 <= x <= w and 0 <= y <= h):
                 raise SessionError(f"{where}: ({x:g}, {y:g}) is outside the plate ({w}x{h} pixels, "
                                    "origin top-left).")
@@ -375,6 +375,13 @@ class ShotSession:
             if len(box) != 4 or not (box[2] > box[0] and box[3] > box[1]):
                 raise SessionError(f"{where}: a box is x0, y0, x1, y1 with x1 right of x0 and y1 below y0; "
                                    f"got {box}.")
+            # (a box dragged past the plate's edge keeps the part on the plate)
+            inside = [min(max(box[0], 0.0), w), min(max(box[1], 0.0), h), min(max(box[2], 0.0), w),
+                      min(max(box[3], 0.0), h)]
+            if not (inside[2] > inside[0] and inside[3] > inside[1]):
+                raise SessionError(f"{where}: the box {box} lies outside the plate ({w}x{h} pixels, origin "
+                                   "top-left).")
+            box = inside
         if not pts and box is None:
             raise SessionError(f"{where}: an empty prompt; give points, a box or a mask.")
         return PromptRecord(frame=frame, points=pts, labels=labs, box=box)

@@ -131,6 +131,10 @@ def test_objects_named_on_the_command_line_renamed_and_removed(clip, official_ch
     assert main(["shot", "prompt", str(shot), "--object", "Car", "--point", "240,50"] + dev) == 1
     assert "Cannot name an object 'Car'" in capsys.readouterr().err and objects() == {"car": [FIRST, FIRST + 1]}
     assert main(["shot", "prompt", str(shot), "--object", "sky", "--point", "240,50"] + dev) == 0
+    # a box dragged past the plate's corner (its numbers start with a minus sign) keeps the part on the plate
+    assert main(["shot", "prompt", str(shot), "--object", "sky", "--box", f"-20,-15.5,100,90,{FIRST + 1}"] + dev) == 0
+    sky = json.loads((shot / "shot.json").read_text())["objects"][1]["prompts"][-1]
+    assert sky["frame"] == FIRST + 1 and sky["box"] == [0, 0, 100, 90]
     assert main(["shot", "prompt", str(shot), "--point", "30,30"] + dev) == 1
     assert "Which object is --point for? Name it first: --object NAME (the shot's objects: car, sky)" \
         in capsys.readouterr().err
@@ -141,6 +145,8 @@ def test_objects_named_on_the_command_line_renamed_and_removed(clip, official_ch
     assert main(["shot", "remove", str(shot), "sky"]) == 1
     assert "No object 'sky' in the shot (objects: hero car)" in capsys.readouterr().err
     assert objects() == {"hero car": [FIRST, FIRST + 1]}
+    assert main(["shot", "prompt", str(shot), "--box", "400,10,500,50"] + dev) == 1  # (all of it off the plate)
+    assert "the box [400.0, 10.0, 500.0, 50.0] lies outside the plate (320x240" in capsys.readouterr().err
     assert main(["shot", "propagate", str(shot)] + dev) == 0
     assert main(["shot", "export", str(shot), "--out", str(tmp_path / "m")]) == 0
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["hero_car"]
