@@ -517,11 +517,11 @@ def cmd_shot(args) -> int:
         print(f"{args.shot}: footage {shot.source_path}"
               + (f", checkpoint {shot.manifest.model['checkpoint']}" if args.checkpoint is not None else ""))
         return EXIT_OK
-    if args.action == "info":  # (from the shot's record: no model is loaded)
+    if args.action == "info":  # (from the shot's record: no model, no lock)
         from sam2_core.shot.shot import FootageMissing, Shot
 
         try:
-            with Shot.open(args.shot) as shot:
+            with Shot.look(args.shot) as shot:
                 _print_info(shot.info())
         except FootageMissing as e:
             raise UserError(f"{e} Here: sam2roto shot relink {args.shot} NEW_PLACE.") from None

@@ -254,7 +254,8 @@ def read_pixels(path: str | Path, header: ImageHeader, frame: int | None = None)
     if header.orientation.size(*full) != header.size:
         w, h = header.orientation.size(*full)
         raise FootageError(f"Frame {frame} ({path}) is {w}x{h}, the first frame is "
-                           f"{header.size[0]}x{header.size[1]}: all frames of a sequence must have one size")
+                           f"{header.size[0]}x{header.size[1]}: all frames of a sequence must have one size; render "
+                           "or copy it again at that size")
     return header.orientation.apply(np.ascontiguousarray(_in_display_window(rgb, offset, full)))
 
 

@@ -125,7 +125,7 @@ def _same_place(a: Path, b: Path) -> bool:
 
 
 class Shot:
-    def __init__(self, folder: Path, manifest: Manifest, lock: ShotLock, moved_to: str | Path | None = None,
+    def __init__(self, folder: Path, manifest: Manifest, lock: ShotLock | None, moved_to: str | Path | None = None,
                  relink: bool = False):
         self.folder = folder
         self.manifest = manifest
@@ -193,6 +193,13 @@ class Shot:
             lock.release()
             raise
 
+    @classmethod
+    def look(cls, folder: str | Path) -> Shot:
+        """The shot as recorded, to read only: no lock is taken and nothing is saved, so it
+        works while another process has the shot open, or on a disk that cannot be written."""
+        folder = Path(folder)
+        return cls(folder, read_manifest(folder), None)
+
     @property
     def cache_dir(self) -> Path:
         return self.folder / "cache"
@@ -250,10 +257,13 @@ class Shot:
                             colour_key=self.colour_key, footage_key=self.manifest.source_fingerprint, **kwargs)
 
     def save(self) -> None:
+        if self._lock is None:
+            raise RuntimeError("A shot opened to look at (Shot.look) is not saved")
         write_manifest(self.folder, self.manifest)
 
     def close(self) -> None:
-        self._lock.release()
+        if self._lock is not None:
+            self._lock.release()
 
     def __enter__(self):
         return self

@@ -70,6 +70,8 @@ def test_create_prompt_propagate_correct_export_info(clip, official_checkpoint, 
     held = ShotLock(shot)
     held.acquire()
     assert main(["shot", "clear-cache", str(shot)]) == 1 and "in use" in capsys.readouterr().err
+    assert main(["shot", "info", str(shot)]) == 0  # (it only reads: it takes no lock)
+    assert "object  ball" in capsys.readouterr().out
     held.release()
     assert (shot / "cache").is_dir()
     assert main(["shot", "clear-cache", str(shot)]) == 0
