@@ -216,6 +216,8 @@ def _shot_parsers(sub) -> None:
     rl.add_argument("shot", type=Path, help="the shot folder")
     rl.add_argument("source", nargs="?", help="the footage's new place: a video, a sequence or a folder of frames")
     rl.add_argument("--checkpoint", type=Path, metavar="FILE", help="the shot's checkpoint file's new place")
+    rl.add_argument("--force", action="store_true",
+                    help="take a checkpoint with other weights than the shot was tracked with (it is tracked afresh)")
     rn = ssub.add_parser("rename", help="rename an object (its mattes are then written under the new name)")
     rn.add_argument("shot", type=Path, help="the shot folder")
     rn.add_argument("object", help="the object's name now")
@@ -506,14 +508,17 @@ def cmd_shot(args) -> int:
         print(f"{args.shot}: {freed / (1 << 30):.2f} GiB of cached frames and features deleted")
         return EXIT_OK
     if args.action == "relink":
-        from sam2_core.shot.shot import Shot
+        from sam2_core.shot.shot import OtherWeights, Shot
 
         if args.source is None and args.checkpoint is None:
             raise UserError("Give the footage's new place (a video, a sequence or a folder of frames), "
                             "or --checkpoint FILE.")
         with Shot.open(args.shot, moved_to=args.source, relink=args.source is not None) as shot:
             if args.checkpoint is not None:
-                shot.relink_checkpoint(args.checkpoint)
+                try:
+                    shot.relink_checkpoint(args.checkpoint, other_weights=args.force)
+                except OtherWeights as e:
+                    raise UserError(f"{e} To do that, add --force.") from None
         print(f"{args.shot}: footage {shot.source_path}"
               + (f", checkpoint {shot.manifest.model['checkpoint']}" if args.checkpoint is not None else ""))
         return EXIT_OK
@@ -563,7 +568,7 @@ def _open(folder: Path, device: str, moved_to: str | None = None, *, hint: str, 
     """The shot session; a shot whose footage or own checkpoint file is missing is an error
     that says how to give its new place here (`hint`, `checkpoint_hint`)."""
     from sam2_core.shot.session import CheckpointMissing, ShotSession
-    from sam2_core.shot.shot import FootageMissing
+    from sam2_core.shot.shot import FootageMissing, OtherWeights
 
     try:
         return ShotSession.open(folder, device=device, moved_to=moved_to, checkpoint=checkpoint)
@@ -571,6 +576,8 @@ def _open(folder: Path, device: str, moved_to: str | None = None, *, hint: str, 
         raise UserError(f"{e} Here: {hint}.") from None
     except CheckpointMissing as e:
         raise UserError(f"{e} Give its new place: {checkpoint_hint}.") from None
+    except OtherWeights as e:
+        raise UserError(f"{e} To track it with them, start the run again with --force.") from None
 
 
 def _create_session(folder: Path, args):

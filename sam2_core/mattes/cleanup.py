@@ -25,14 +25,17 @@ def setting_rule(name: str) -> str:
     return f"{kind}, {low} or more ({unit})" if high is None else f"{kind} from {low} to {high} ({unit})"
 
 
-def checked_setting(name: str, value):
-    """A clean-up setting as given (JSON, the command line): a number of the right kind, within its limits."""
+def checked_setting(name: str, value, *, clamp: bool = False):
+    """A clean-up setting as given (JSON, the command line): a number of the right kind, within
+    its limits (`clamp`: brought within them, for settings kept from before the limits)."""
     low, high, _ = LIMITS[name]
     try:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     except OverflowError:  # (an integer with hundreds of digits)
         ok = False
     whole = name in WHOLE_SETTINGS
+    if ok and clamp:
+        value = max(low, value if high is None else min(value, high))
     if not ok or (whole and value != int(value)) or value < low or (high is not None and value > high):
         raise ValueError(f"clean-up setting {name} must be {setting_rule(name)}; got {value!r}")
     return int(value) if whole else float(value)
@@ -50,11 +53,13 @@ class Cleanup:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> Cleanup:
+    def from_dict(cls, data: dict, *, clamp: bool = False) -> Cleanup:
+        """`clamp`: values beyond the limits are brought within them (settings a shot kept from
+        before the limits), not refused."""
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"Unknown clean-up settings: {', '.join(sorted(unknown))}")
-        return cls(**{name: checked_setting(name, value) for name, value in data.items()})
+        return cls(**{name: checked_setting(name, value, clamp=clamp) for name, value in data.items()})
 
     def apply(self, alpha: np.ndarray) -> np.ndarray:
         """The per-frame steps, in order: holes, islands, grow/shrink, feather."""

@@ -154,13 +154,15 @@ class ShotSession:
 
     @classmethod
     def open(cls, folder: str | Path, *, device: str = "auto", on_download=None,
-             moved_to: str | Path | None = None, checkpoint: str | Path | None = None) -> ShotSession:
+             moved_to: str | Path | None = None, checkpoint: str | Path | None = None,
+             other_weights: bool = False) -> ShotSession:
         """`moved_to`: where the footage is now, if it is no longer where the shot recorded it;
-        `checkpoint`: where the shot's own checkpoint file is now."""
+        `checkpoint`: where the shot's own checkpoint file is now (one with other weights than
+        the shot was tracked with is refused, unless `other_weights`: see Shot.relink_checkpoint)."""
         shot = Shot.open(folder, moved_to)
         try:
             if checkpoint is not None:
-                shot.relink_checkpoint(checkpoint)
+                shot.relink_checkpoint(checkpoint, other_weights=other_weights)
             recorded = shot.manifest.model.get("checkpoint")
             if recorded and not Path(recorded).is_file():
                 raise CheckpointMissing(f"The shot's checkpoint file {recorded} is not there any more "
@@ -179,6 +181,9 @@ class ShotSession:
             model = load_model(m.get("name"), checkpoint=m.get("checkpoint") or None, device=device,
                                dtype=m.get("dtype", "float32"), image_size=m.get("image_size"),
                                on_download=on_download)
+            if m.get("checkpoint") and model.weights_id and m.get("sha256") != model.weights_id:
+                m["sha256"] = model.weights_id  # (what the shot is tracked with: a relink checks it)
+                shot.save()
             return cls(shot, model)
         except BaseException:
             shot.close()
@@ -244,8 +249,10 @@ class ShotSession:
         others = [o.name for o in self.shot.manifest.objects if o is not renaming]
         if name in others:
             raise SessionError(f"There is already an object called {name!r} in the shot.")
-        try:
-            safe_names([*others, name])
+        try:  # (the new name alone, then against each other one: not the others among themselves)
+            safe_names([name])
+            for other in others:
+                safe_names([other, name])
         except ValueError as e:
             raise SessionError(f"Cannot name an object {name!r}: {e}.") from None
 
@@ -616,11 +623,22 @@ class ShotSession:
     def set_cleanup(self, name: str, settings: dict) -> Cleanup:
         record = self.object(name)
         try:
-            cleanup = Cleanup.from_dict({**record.cleanup, **settings})
+            cleanup = Cleanup.from_dict({**self._kept_cleanup(record).to_dict(), **settings})
         except (TypeError, ValueError) as e:
             raise SessionError(f"Object {name!r}: {e}") from None
         record.cleanup = {k: v for k, v in cleanup.to_dict().items() if v}
         self.shot.save()
+        return cleanup
+
+    @staticmethod
+    def _kept_cleanup(record: ObjectRecord) -> Cleanup:
+        """The object's clean-up as the shot keeps it; values from before the limits were set
+        are brought within them, and the artist told."""
+        cleanup = Cleanup.from_dict(record.cleanup, clamp=True)
+        changed = {k: v for k, v in cleanup.to_dict().items() if k in record.cleanup and v != record.cleanup[k]}
+        if changed:
+            log.warning("Object %r: clean-up %s brought within the limits (kept from an earlier sam2roto).",
+                        record.name, ", ".join(f"{k} {record.cleanup[k]:g} -> {v:g}" for k, v in changed.items()))
         return cleanup
 
     def export(self, out: str | Path, fmt: str = "png16", *, shapes: bool = False,
@@ -644,7 +662,7 @@ class ShotSession:
         objects = {o.id: o.name for o in records}
         self.check_export_folder(out, fmt)
         prepare_output_dir(out, force=force, ignore=(self.shot.folder,))
-        cleanup = {o.id: Cleanup.from_dict(o.cleanup) for o in records if o.cleanup}
+        cleanup = {o.id: self._kept_cleanup(o) for o in records if o.cleanup}
         frames = export(self.tracker, objects, writer_for(fmt, out, self.source), cleanup=cleanup,
                         progress=progress)
         shape_files = write_shapes(self.tracker, objects, out, key_tolerance=shape_tolerance,

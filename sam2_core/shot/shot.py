@@ -26,6 +26,10 @@ from .manifest import MANIFEST_FILE, Manifest, ObjectRecord, read_manifest, rela
 PALETTE = [[1.0, 0.3, 0.2], [0.2, 0.7, 1.0], [0.3, 0.9, 0.3], [1.0, 0.8, 0.1], [0.8, 0.4, 1.0], [1.0, 0.5, 0.8]]
 
 
+class OtherWeights(ValueError):
+    """A checkpoint file given as the shot's own that holds other weights than it was tracked with."""
+
+
 def open_footage(path: str | Path, colour: dict, missing_frames: str = "error"):
     """The FrameSource for a shot's footage (a video, an image sequence or a folder of
     frames), with its colour settings and what stands in for frames missing from a sequence."""
@@ -218,13 +222,20 @@ class Shot:
         self.manifest.objects.append(obj)
         return obj
 
-    def relink_checkpoint(self, checkpoint: str | Path) -> None:
-        """The shot's own checkpoint file is at `checkpoint` now. (The same weights keep the
-        tracking; other weights track the shot afresh from its prompts when it opens.)"""
+    def relink_checkpoint(self, checkpoint: str | Path, *, other_weights: bool = False) -> None:
+        """The shot's own checkpoint file is at `checkpoint` now. A file that holds other weights
+        than the shot was tracked with is refused (OtherWeights), unless `other_weights`: the
+        shot is then tracked afresh from its prompts when it opens."""
+        from ..model.weights import sha256_of
+
         path = Path(checkpoint)
         if not path.is_file():
             raise FileNotFoundError(f"No checkpoint file at {path}.")
-        self.manifest.model = {**self.manifest.model, "checkpoint": str(path.resolve())}
+        kept, now = self.manifest.model.get("sha256"), sha256_of(path)
+        if kept and now != kept and not other_weights:
+            raise OtherWeights(f"{path} holds other weights than the shot was tracked with (SHA-256 {now[:12]}..., "
+                               f"the shot's {kept[:12]}...): the shot would be tracked afresh from its prompts.")
+        self.manifest.model = {**self.manifest.model, "checkpoint": str(path.resolve()), "sha256": now}
         self.save()
 
     def info(self) -> dict:

@@ -863,6 +863,10 @@ class VideoTracker:
         for kept_later in ("model", "footage"):  # (sessions from before these were recorded)
             if before is not None and not damaged and kept_later not in before:
                 before[kept_later] = now[kept_later]
+        if before and before.get("colour") == "" and colour_key == "passthrough":
+            # (a shot's folder of PNG/JPEG frames was read without colour settings before it was
+            # read as a sequence: the same code values, which the sequence's default passes on)
+            before["colour"] = colour_key
         if before and not footage_key:  # (footage that could not be read just now: not other footage)
             now["footage"] = before.get("footage", "")
         if before == now:

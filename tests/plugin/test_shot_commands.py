@@ -178,7 +178,15 @@ def test_a_shot_whose_own_checkpoint_moved_is_told_its_new_place(clip, official_
     assert f"sam2roto shot relink {shot} --checkpoint FILE" in told
     assert main(["shot", "relink", str(shot), "--checkpoint", str(tmp_path / "nowhere.pt")]) == 1
     assert "No checkpoint file at" in capsys.readouterr().err
-    assert main(["shot", "relink", str(shot), "--checkpoint", str(moved)]) == 0
+    other = tmp_path / "weights" / "other.pt"  # (other bytes: other weights, as far as a relink can tell)
+    other.write_bytes(moved.read_bytes() + b"\0")
+    assert main(["shot", "relink", str(shot), "--checkpoint", str(other)]) == 1
+    told = capsys.readouterr().err
+    assert f"{other} holds other weights than the shot was tracked with" in told and "add --force" in told
+    assert json.loads((shot / "shot.json").read_text())["model"]["checkpoint"] == str(mine)  # (unchanged)
+    assert main(["shot", "relink", str(shot), "--checkpoint", str(other), "--force"]) == 0
+    assert json.loads((shot / "shot.json").read_text())["model"]["checkpoint"] == str(other)
+    assert main(["shot", "relink", str(shot), "--checkpoint", str(moved), "--force"]) == 0
     assert main(["shot", "propagate", str(shot)] + dev) == 0
     assert "nothing needed tracking" in capsys.readouterr().out  # (the same weights: the tracking kept)
 
@@ -190,6 +198,7 @@ def test_a_shot_whose_own_checkpoint_moved_is_told_its_new_place(clip, official_
     assert main(["track", "--resume", str(clip), "--out", str(out)] + dev) == 1
     assert "--resume with --checkpoint FILE" in capsys.readouterr().err
     assert main(["track", "--resume", str(clip), "--out", str(out), "--checkpoint", str(again)] + dev) == 0
+    assert "tracking:" not in capsys.readouterr().err  # (the same weights: nothing tracked again)
 
 
 def test_shot_command_errors(clip, official_checkpoint, tmp_path, capsys):

@@ -12,6 +12,7 @@ import pytest
 
 from sam2_core.mattes.cleanup import Cleanup
 from sam2_core.mattes.writers import ExportError
+from sam2_core.shot.manifest import ObjectRecord
 from sam2_core.shot.session import SessionError, ShotSession
 from tests.conftest import CPU_TEST_INPUT_SIZE
 from tests.sam2_core.tracking.conftest import write_png_clip
@@ -413,9 +414,13 @@ def test_objects_are_named_renamed_and_removed(new_session):
         s.rename_object("rider", "hero.car")
     s.rename_object("rider", "Rider")  # (a name may change its own case)
     s.rename_object("Rider", "rider")
-    assert [o["object"] for o in s.info()["objects"]] == ["hero car", "rider"]
+    s.shot.manifest.objects.append(ObjectRecord(id=9, name="Hero car"))  # (a clash made before it was refused)
+    s.add_object("sky")  # (names clashing among themselves do not stop a new one)
+    s.shot.manifest.objects = [o for o in s.shot.manifest.objects if o.id != 9]
+    assert [o["object"] for o in s.info()["objects"]] == ["hero car", "rider", "sky"]
     assert s.info()["objects"][0]["colour"] == [0.1, 0.2, 0.3]
     s.remove_object("rider")
+    s.remove_object("sky")
     assert [o.name for o in s.objects] == ["hero car"] and s.tracker.object_ids == [1]
     assert rider_files and not any(f.exists() for f in rider_files)  # its mask prompt goes with it
     assert [f for f, _ in s.track()] == [FIRST + i for i in range(N)]
@@ -453,7 +458,7 @@ def test_bad_requests_are_clear_errors_and_change_nothing(new_session):
     same(s.logits("ball", FIRST), kept)
 
 
-def test_export_applies_each_objects_cleanup_and_sparse_shape_keys(new_session, tmp_path):
+def test_export_applies_each_objects_cleanup_and_sparse_shape_keys(new_session, tmp_path, caplog):
     from sam2_core.mattes.shapes import read_shapes_json
 
     s = new_session()
@@ -485,6 +490,13 @@ def test_export_applies_each_objects_cleanup_and_sparse_shape_keys(new_session, 
     assert s.shot.manifest.objects[0].cleanup == cleanup
     with pytest.raises(ExportError, match="already holds"):
         s.export(tmp_path / "plain", "exr")  # an export never overwrites other files unasked
+    # settings kept from before the limits (grow 150) are brought within them, and said so
+    s.shot.manifest.objects[0].cleanup = {"grow": 150, "temporal": 30}
+    with caplog.at_level("WARNING"):
+        s.export(tmp_path / "old settings", "png16")
+    assert "Object 'ball': clean-up grow 150 -> 100, temporal 30 -> 25 brought within the limits" in caplog.text
+    s.set_cleanup("ball", {"feather": 1})  # (another setting: the kept ones do not stand in its way)
+    assert s.shot.manifest.objects[0].cleanup == {"grow": 100, "feather": 1, "temporal": 25}
     # an export while a correction waits to be tracked from says so
     s.add_prompt("ball", FIRST + 2, points=[(20, 20)], labels=[0])
     assert plain["complete"] and not s.export(tmp_path / "early", "png16")["complete"]
@@ -579,6 +591,27 @@ def test_a_colour_managed_sequence_keeps_its_tracking_when_the_shot_opens_again(
             again.undo()
         finally:
             again.close()
+
+
+def test_a_shot_on_a_folder_of_frames_from_before_it_was_read_as_a_sequence_keeps_its_tracking(
+        official_checkpoint, plate, tmp_path):
+    """Shots on a folder of PNG frames were read without colour settings (recorded as none)
+    before folders were read as sequences: the same code values, so the tracking is kept."""
+    s = _plate_session(tmp_path / "shot", plate, official_checkpoint)
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    tracked = dict(s.track())
+    s.close()
+    record = tmp_path / "shot" / "tracking" / "footage.json"  # (as that reader left them)
+    record.write_text(json.dumps({**json.loads(record.read_text()), "colour": ""}))
+    data = json.loads((tmp_path / "shot" / "shot.json").read_text())
+    (tmp_path / "shot" / "shot.json").write_text(json.dumps({**data, "colour": {}}))
+    again = ShotSession.open(tmp_path / "shot", device="cpu")
+    try:
+        assert again.shot.manifest.tracked and list(again.track()) == []
+        for frame, logits in tracked.items():
+            same(again.logits("ball", frame), logits["ball"])
+    finally:
+        again.close()
 
 
 def test_a_project_moved_or_copied_with_its_footage_opens_its_shot_there(official_checkpoint, tmp_path):
