@@ -30,6 +30,9 @@ log = logging.getLogger("sam2roto.service")
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
 USER_ERROR, NO_SHOT, SHOT_IN_USE, REFUSED_PATH, WEIGHTS_MISSING = -32000, -32001, -32002, -32003, -32004
 REQUEST_CANCELLED = -32800  # (as LSP numbers it)
+# what a host that went away no longer waits for: they take minutes (tracking, writing mattes,
+# downloading weights), and a new session would start them again
+LONG_METHODS = ("track", "export", "shot/create", "shot/open")
 DOWNLOAD_PROGRESS_S = 0.25  # the least time between two progress notifications of a download
 
 
@@ -272,16 +275,20 @@ class Service:
             checkpoint=checkpoint, device=device or self.device, dtype=dtype, image_size=image_size,
             on_download=self._download_progress(), missing_frames=missing_frames))
 
-    def shot_open(self, shot, device=None, frame=None, download=True, source=None):
+    def shot_open(self, shot, device=None, frame=None, download=True, source=None, checkpoint=None,
+                  other_weights=False):
         from sam2_core.shot.session import ShotSession
 
         folder = _path(shot, "shot")
         frame = None if frame is None else _frame(frame)
         device = _optional(_text, device, "device")
         moved_to = None if source is None else _path(source, "source")
+        checkpoint = None if checkpoint is None else _path(checkpoint, "checkpoint")
+        other_weights = _flag(other_weights, "other_weights")
         told = self._download_progress() if _flag(download, "download") else _refuse_download
-        return self._switch_to(folder, frame, lambda: ShotSession.open(folder, device=device or self.device,
-                                                                        on_download=told, moved_to=moved_to))
+        return self._switch_to(folder, frame, lambda: ShotSession.open(
+            folder, device=device or self.device, on_download=told, moved_to=moved_to, checkpoint=checkpoint,
+            other_weights=other_weights))
 
     def _download_progress(self):
         """For a shot whose official weights are downloaded first: `$/progress` notifications
@@ -511,14 +518,21 @@ class Server:
         self.inbox: queue.Queue = queue.Queue()
         self._cancel_lock = threading.Lock()  # (guards the four below, shared with the reader)
         self.running_id = None  # the id of the request being answered
+        self.running_method = None
         self.queued: Counter = Counter()  # the ids of the requests waiting in the inbox
         # cancels of requests still queued: they start cancelled (a track then does nothing)
         self.cancelled_early: set = set()
-        self.input_closed = False  # the host went away: what runs stops, what waits is dropped
+        # the host went away: a track or export stops (or does not start); the quick requests
+        # it sent before (a click, a rename) are still carried out
+        self.input_closed = False
 
     def send(self, message: dict) -> None:
         with self._send_lock:
-            write_message(self.out, message)
+            try:
+                write_message(self.out, message)
+            except OSError:  # (a host gone altogether: what it asked is still done, unanswered)
+                if not self.input_closed:
+                    raise
 
     def notify(self, method: str, params: dict) -> None:
         self.send({"jsonrpc": "2.0", "method": method, "params": params})
@@ -530,7 +544,8 @@ class Server:
         finally:  # (the end of input, or a reader that failed: the service must not wait for ever)
             with self._cancel_lock:
                 self.input_closed = True
-                self.service.cancel.set()  # (a track stops at its next frame, keeping what it did)
+                if self.running_method in LONG_METHODS:
+                    self.service.cancel.set()  # (a track stops at its next frame, keeping what it did)
             self.inbox.put(("eof", None))
 
     def _read_messages(self) -> None:
@@ -561,12 +576,12 @@ class Server:
     def _read_on_from_next_header(self, body: bytes) -> None:
         """A body that is not JSON may be a message whose Content-Length said more than it
         has, followed by the start of the next message: that start is read again."""
-        text = body.decode("utf-8", "replace")
+        text = body.decode("utf-8", "surrogateescape")  # (bytes cut mid-character come back as they were)
         try:
             _, end = json.JSONDecoder().raw_decode(text, len(text) - len(text.lstrip()))
         except (ValueError, RecursionError):
             return
-        rest = text[end:].encode()
+        rest = text[end:].encode("utf-8", "surrogateescape")
         if rest.strip() and hasattr(self.inp, "unread"):
             self.inp.unread(rest)
 
@@ -582,25 +597,26 @@ class Server:
         """The message leaves the inbox and is answered now."""
         with self._cancel_lock:
             self.running_id = request_id = _cancellable_id(message)
+            self.running_method = message.get("method") if isinstance(message, dict) else None
             if request_id is not None:
                 self.queued[request_id] -= 1
                 if self.queued[request_id] <= 0:
                     del self.queued[request_id]
             self.service.cancel.clear()
-            if request_id in self.cancelled_early or self.input_closed:
+            if request_id in self.cancelled_early or (self.input_closed and self.running_method in LONG_METHODS):
                 self.cancelled_early.discard(request_id)
                 self.service.cancel.set()
 
     def _finish(self) -> None:
         with self._cancel_lock:
-            self.running_id = None
+            self.running_id = self.running_method = None
 
     def run(self) -> None:
         threading.Thread(target=self._reader, name="sam2roto-stdin", daemon=True).start()
         try:
             while True:
                 kind, item = self.inbox.get()
-                if kind == "eof" or self.input_closed:  # (requests left waiting have no one to answer)
+                if kind == "eof":  # (after every request that came before it)
                     return
                 if kind == "error":
                     self.send(_error(None, PARSE_ERROR, f"Unreadable message: {item}"))

@@ -3,6 +3,7 @@ LSP framing, driven through a whole shot, and fed bad requests that it must surv
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -239,14 +240,17 @@ def test_a_track_cancelled_while_queued_does_not_run(client, clip, official_chec
     assert client.answer("track")["result"] == {"frames": N, "cancelled": False}
 
 
-def test_a_host_that_goes_away_stops_the_track_and_what_waits(client, clip, official_checkpoint, tmp_path):
+def test_a_host_that_goes_away_stops_the_track_and_what_waits(client, official_checkpoint, tmp_path):
     """Closing the service's stdin (the host quit or crashed) stops a running track at its
-    next frame, keeping the frames done, drops the requests still waiting (an export here)
-    and frees the shot for the host's next session at once."""
-    new_shot(client, clip, tmp_path / "shot", official_checkpoint)
+    next frame, keeping the frames done; of the requests waiting, an export is dropped and a
+    click carried out; the shot is free for the host's next session at once."""
+    (tmp_path / "long").mkdir()  # (a track long enough to be running still when the host goes)
+    long_clip = write_png_clip(tmp_path / "long", 30, FIRST)
+    new_shot(client, long_clip, tmp_path / "shot", official_checkpoint)
     client.call("prompt/add", {"object": "ball", "frame": FIRST, "points": [[60, 120]]})
     client.request("track", {"direction": "forward"}, wait=False)
     client.request("export", {"out": str(tmp_path / "mattes")}, wait=False)
+    client.request("prompt/add", {"object": "ball", "frame": FIRST + 20, "points": [[70, 120]]}, wait=False)
     message = client.read()
     assert message["method"] == "$/progress" and message["params"]["done"] == 1
     client.proc.stdin.close()
@@ -254,9 +258,10 @@ def test_a_host_that_goes_away_stops_the_track_and_what_waits(client, clip, offi
     assert not (tmp_path / "mattes").exists() and not (tmp_path / "shot" / "lock").exists()
     after = Client()
     try:
-        after.call("shot/open", {"shot": str(tmp_path / "shot")})
+        info = after.call("shot/open", {"shot": str(tmp_path / "shot")})
+        assert info["objects"][0]["prompted_frames"] == [FIRST, FIRST + 20] and not info["tracked"]
         assert after.call("mask/get", {"object": "ball", "frame": FIRST + 1})["mask"] is not None
-        assert after.call("shot/info", {})["tracked"] is False
+        assert after.call("mask/get", {"object": "ball", "frame": FIRST + 19})["mask"] is None  # (stopped)
     finally:
         after.close()
 
@@ -522,3 +527,22 @@ def test_the_masks_handed_to_the_host_are_cleared_when_the_shot_opens_again(clie
     assert not any(Path(p).exists() for p in shown)  # (one file a frame ever shown would pile up)
     again = client.call("mask/get", {"object": "ball", "frame": 1003})["mask"]
     assert Path(again).is_file()
+
+
+def test_a_shot_whose_own_checkpoint_moved_opens_where_the_host_says_it_is(client, clip, official_checkpoint,
+                                                                          tmp_path):
+    mine = tmp_path / "mine.pt"
+    shutil.copy(official_checkpoint(NAME), mine)
+    client.call("shot/create", {"shot": str(tmp_path / "shot"), "source": str(clip), "model": NAME,
+                                "checkpoint": str(mine), "device": "cpu", "image_size": CPU_TEST_INPUT_SIZE})
+    client.call("shot/close", {})
+    moved = mine.rename(tmp_path / "moved.pt")
+    err = client.error("shot/open", {"shot": str(tmp_path / "shot")})
+    assert err["code"] == -32000 and f"The shot's checkpoint file {mine} is not there any more" in err["message"]
+    other = tmp_path / "other.pt"
+    other.write_bytes(moved.read_bytes() + b"\0")
+    err = client.error("shot/open", {"shot": str(tmp_path / "shot"), "checkpoint": str(other)})
+    assert err["code"] == -32000 and "holds other weights than the shot was tracked with" in err["message"]
+    info = client.call("shot/open", {"shot": str(tmp_path / "shot"), "checkpoint": str(moved)})
+    assert info["model"] == NAME
+    assert json.loads((tmp_path / "shot" / "shot.json").read_text())["model"]["checkpoint"] == str(moved)

@@ -30,3 +30,26 @@ def test_what_cannot_be_read_or_written_says_so_and_leaves_no_file(tmp_path):
     with pytest.raises(OSError):
         write_image(tmp_path / "no folder" / "matte.png", np.zeros((4, 4), np.uint8))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.png", "notes.png"]
+
+
+def test_mask_prompts_and_a_folders_frames_are_read_without_opencvs_own_file_opening(tmp_path, monkeypatch):
+    """(cv2.imread/imwrite cannot open a non-ASCII path on Windows: the product reads and
+    writes image files through Python.)"""
+    from sam2_core.media.frame_source import FolderSource
+    from sam2_core.shot.session import read_mask_file
+
+    folder = tmp_path / "Über"
+    folder.mkdir()
+    frame = np.zeros((6, 8, 3), np.uint8)
+    frame[2:4, 3:6] = 200
+    for n in (1, 2):
+        write_image(folder / f"{n:04d}.png", frame)
+    write_image(tmp_path / "mask ë.png", frame[:, :, 0])
+
+    def refused(*args, **kwargs):
+        raise AssertionError("OpenCV opened the file itself")
+
+    monkeypatch.setattr(cv2, "imread", refused)
+    monkeypatch.setattr(cv2, "imwrite", refused)
+    assert np.array_equal(FolderSource(folder).read(1), frame[:, :, ::-1])
+    assert np.array_equal(read_mask_file(tmp_path / "mask ë.png", 1001), frame[:, :, 0] > 0)
