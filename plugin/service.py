@@ -516,7 +516,7 @@ class Server:
         self._send_lock = threading.Lock()
         self.service = Service(self.notify, device)
         self.inbox: queue.Queue = queue.Queue()
-        self._cancel_lock = threading.Lock()  # (guards the four below, shared with the reader)
+        self._cancel_lock = threading.Lock()  # (guards the five below, shared with the reader)
         self.running_id = None  # the id of the request being answered
         self.running_method = None
         self.queued: Counter = Counter()  # the ids of the requests waiting in the inbox
