@@ -37,6 +37,12 @@ def note_base(shot, _context=None) -> None:
     shot.paths_base = f"{SESSION_TAG}:{_blend_folder()}"
 
 
+def as_kept(path: str) -> str:
+    """An absolute `path` as Blender keeps its own paths: relative to the saved .blend where
+    the preferences ask for relative paths (for the matte images a project carries along)."""
+    return _stored(path, _blend_folder())
+
+
 def _stored(path: str, folder: str) -> str:
     """`path` relative to `folder` (a .blend's) where relative paths are asked for."""
     if not folder or not bpy.context.preferences.filepaths.use_relative_paths:

@@ -14,7 +14,7 @@ import re
 
 import bpy
 
-from . import footage
+from . import blend_paths, footage
 
 BLENDER_5 = bpy.app.version >= (5, 0, 0)
 NODE_PREFIX = "sam2roto"  # our nodes' names start with this, so a rebuild replaces only them
@@ -25,12 +25,13 @@ def load_matte_sequence(pattern: str, clip: bpy.types.MovieClip, name: str) -> b
     read as data (no colour conversion: a matte value is an alpha)."""
     first = _first_file(pattern)
     image = bpy.data.images.get(name)
-    if image is not None and bpy.path.abspath(image.filepath) != first:
+    if image is not None and os.path.normpath(bpy.path.abspath(image.filepath)) != os.path.normpath(first):
         bpy.data.images.remove(image)
         image = None
     if image is None:
         image = bpy.data.images.load(first, check_existing=False)
         image.name = name
+    image.filepath = blend_paths.as_kept(first)  # (a project moved or copied renders its own mattes)
     image.source = "SEQUENCE"
     image.colorspace_settings.name = "Non-Color"
     image.alpha_mode = "NONE"

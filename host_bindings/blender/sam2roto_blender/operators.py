@@ -662,7 +662,11 @@ class SAM2ROTO_OT_cancel_track(bpy.types.Operator):
         if not SESSION.tracking or SESSION.client is None:
             self.report({"WARNING"}, "Nothing is being tracked.")
             return {"CANCELLED"}
-        SESSION.client.cancel(SESSION.track_id)
+        try:
+            SESSION.client.cancel(SESSION.track_id)
+        except rpc.ServiceError as e:  # (the core stopped: nothing is being tracked any more)
+            SESSION.report_error(e)
+            return {"CANCELLED"}
         SESSION.status = "Cancelling..."
         return {"FINISHED"}
 
@@ -693,10 +697,10 @@ class SAM2ROTO_OT_import_results(_Guarded, bpy.types.Operator):
         tolerance = (self.shape_tolerance if self.properties.is_property_set("shape_tolerance")
                      else shot.shape_tolerance)
         folder = bpy.path.abspath(self.folder) if self.folder else _mattes_folder(shot)
-        scene_name, with_compositor = context.scene.name, self.compositor
+        scene_name, with_compositor, file = context.scene.name, self.compositor, FILES_OPENED[0]
         params = {"out": folder, "format": "png16", "shapes": True, "shape_tolerance": tolerance, "force": True}
         SESSION.status = "Exporting mattes..."
-        SESSION.request("export", params, on_result=lambda r: _import_export(scene_name, r, with_compositor),
+        SESSION.request("export", params, on_result=lambda r: _import_export(scene_name, r, with_compositor, file),
                         on_error=_import_failed)
         return {"FINISHED"}
 
@@ -706,13 +710,18 @@ def _import_failed(error: Exception | str) -> None:
     SESSION.report_error(error)
 
 
-def _import_export(scene_name: str, result: dict, with_compositor: bool) -> None:
-    """The export's files into the scene: the Mask, the matte images and the compositor nodes."""
+def _import_export(scene_name: str, result: dict, with_compositor: bool, file: int) -> None:
+    """The export's files into the scene: the Mask, the matte images and the compositor nodes;
+    only into the .blend that asked (`file`), whose scene still has the shot exported."""
+    if FILES_OPENED[0] != file:  # (a scene of the same name in another .blend is another shot)
+        _import_failed(f"The mattes are in {result.get('folder')}, but another .blend was opened meanwhile: nothing "
+                       "was imported there. Import Results again in the shot's .blend.")
+        return
     scene = bpy.data.scenes.get(scene_name)
     shot = None if scene is None else scene.sam2roto
-    if shot is None or shot.clip is None:
-        _import_failed(f"The mattes are in {result.get('folder')}, but the scene '{scene_name}' or its clip is gone "
-                       "(renamed or deleted meanwhile): Import Results again.")
+    if shot is None or shot.clip is None or not SESSION.is_open(shot):
+        _import_failed(f"The mattes are in {result.get('folder')}, but the scene '{scene_name}' or its clip is gone, "
+                       "or it has another shot now: Import Results again.")
         return
     try:
         shapes = result.get("shapes", {})

@@ -60,7 +60,7 @@ class SAM2ROTO_OT_prompt_tool(bpy.types.Operator):
     def modal(self, context, event):
         if event.type in {"ESC", "RIGHTMOUSE"} and event.value == "PRESS":
             return self._finish(context)
-        if event.type == "Z" and event.value == "PRESS" and (event.ctrl or event.oskey):
+        if event.type == "Z" and event.value == "PRESS" and (event.ctrl or event.oskey) and not event.shift:
             self._call(bpy.ops.sam2roto.undo_prompt)
             return {"RUNNING_MODAL"}
         if event.type == "LEFTMOUSE" and event.value == "PRESS":

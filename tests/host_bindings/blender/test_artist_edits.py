@@ -1,6 +1,8 @@
 """What the artist did to the scene survives the add-on (in_blender/artist_edits.py, real
 Blender and the real service, a random-weight tiny checkpoint)."""
 
+import os
+
 import pytest
 
 from tests.conftest import CPU_TEST_INPUT_SIZE
@@ -59,6 +61,15 @@ def test_a_moved_project_opens_its_shot_on_the_plates_beside_it(found):
     moved = found["moved"]
     assert moved["error"] == "" and moved["answered"], moved
     assert " moved/plates/plate.%04d.png" in moved["source"], moved
+    # the compositor's matte images are kept relative to the .blend: they come along
+    assert found["matte_images"] and all(path.startswith("//") for path in found["matte_images"]), found
+    assert moved["mattes"] and all(" moved" in path and os.path.isfile(path) for path in moved["mattes"]), moved
+
+
+def test_an_import_answered_after_another_blend_was_opened_is_not_applied_there(found):
+    other = found["other_file"]
+    assert other["kept"] and other["status"] == "Import failed", other
+    assert "another .blend was opened meanwhile: nothing was imported there" in other["error"], other
 
 
 def test_a_core_that_stops_with_requests_waiting_is_reported_once(found):

@@ -87,6 +87,7 @@ def main(args):
     fcurves = ext.animation.fcurves_of(mask, "", 0)
     found["mask"]["keyed"] = sorted({int(k.co[0]) for fc in fcurves if fc.data_path.startswith('layers["ball"]')
                                      for k in fc.keyframe_points})
+    found["matte_images"] = sorted(image.filepath for image in bpy.data.images if image.name.endswith(" matte"))
     found["compositor"] = {"output_fed_by": feeds(tree, output),
                            "viewer_fed_by": feeds(tree, tree.nodes.get("sam2roto viewer")),
                            "resolution": [scene.render.resolution_x, scene.render.resolution_y,
@@ -118,6 +119,17 @@ def main(args):
     open(not_a_folder, "w").close()
     found["export_failed"] = import_results(ext, ops, folder=os.path.join(not_a_folder, "mattes"))
 
+    # another .blend opened while an import's export runs (here the same file again, as saved):
+    # the answer is not applied to it
+    bpy.ops.wm.save_mainfile()
+    layers = sorted(layer.name for layer in bpy.context.scene.sam2roto.mask.layers)
+    ops.import_results(shape_tolerance=0.0)
+    bpy.ops.wm.open_mainfile(filepath=os.path.join(project, "roto.blend"))
+    harness.pump(ext)
+    found["other_file"] = {"error": session.last_error, "status": session.status,
+                           "kept": sorted(layer.name for layer in bpy.context.scene.sam2roto.mask.layers) == layers}
+    session.last_error = ""
+
     # the project moved (Blender closed first): the shot opens on the plates beside it
     bpy.ops.wm.save_mainfile()
     session.stop()
@@ -128,7 +140,9 @@ def main(args):
     ops.add_point(object="ball", frame=ext.footage.scene_frame(clip, FIRST + 1), x=70, y=120)
     harness.pump(ext)
     found["moved"] = {"source": session.shot["source"], "error": session.last_error,
-                      "answered": session.masks.get(("ball", FIRST + 1)) is not None}
+                      "answered": session.masks.get(("ball", FIRST + 1)) is not None,
+                      "mattes": [bpy.path.abspath(image.filepath) for image in bpy.data.images
+                                 if image.name.endswith(" matte")]}
 
     # the core stops while it tracks, a prompt waiting behind the track: the artist is told once
     ops.track(direction="WHOLE")  # (from the correction just made)
