@@ -184,6 +184,7 @@ FILES_OPENED = [0]  # .blend files opened in this Blender session (File > Open, 
 @bpy.app.handlers.persistent
 def on_file_open(_filepath=None, _=None) -> None:
     FILES_OPENED[0] += 1
+    SESSION.release_shot()  # (the shot is the closing file's: others may open it now)
 
 
 class ShotRequest:
@@ -268,15 +269,15 @@ def make_shot(context, clip_name: str = "", folder: str = "", model: str = "", c
 
 def _take_shot(request: ShotRequest, info: dict) -> str:
     """The core's shot becomes the scene's; returns what the artist is told."""
+    if FILES_OPENED[0] != request.file:  # (the file opening had the core close it again: see release_shot)
+        raise UserError(f"Another .blend was opened while the shot in {info['shot']} opened: it was not set up "
+                        "there. Create Shot again.")
     SESSION.shot = info
     SESSION.masks.clear()
     overlay.forget()
     if not request.made and request.source and os.path.realpath(info["source"]) != os.path.realpath(request.source):
         raise UserError(f"{request.folder} holds the shot of other footage ({info['source']}): choose another "
                         "shot folder.")
-    if FILES_OPENED[0] != request.file:
-        raise UserError(f"Another .blend was opened while the shot in {info['shot']} opened: it was not set up "
-                        "there. Create Shot again.")
     scene, clip = bpy.data.scenes.get(request.scene_name), bpy.data.movieclips.get(request.clip_name)
     if scene is None or clip is None:
         raise UserError(f"Scene '{request.scene_name}' or clip '{request.clip_name}' is gone: the shot in "

@@ -111,6 +111,22 @@ class Session:
         self._keep_polling()
         return request_id
 
+    def release_shot(self) -> None:
+        """Another .blend opens: the core lets go of its shot (stopping a track at its next
+        frame, keeping what it did), so that another Blender or the command line may open
+        it. The core keeps running for the next file's shot."""
+        if self.client is None or not self.client.alive or (self.shot is None and not self.opening):
+            return
+        try:
+            if self.tracking:
+                self.client.cancel(self.track_id)
+            self.client.send("shot/close", {}, None, lambda _error: None)  # (an error: nothing was open)
+        except rpc.ServiceError:  # (the core is gone: so is its hold on the shot)
+            pass
+        self.shot = None
+        self.masks.clear()
+        self.scores.clear()
+
     def cancel_opening(self) -> None:
         """Stops the shot being opened from downloading the model's weights (what arrived is
         kept for the next try); a shot whose weights are there opens regardless."""

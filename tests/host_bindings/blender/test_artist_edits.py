@@ -69,6 +69,7 @@ def test_a_moved_project_opens_its_shot_on_the_plates_beside_it(found):
 def test_an_import_answered_after_another_blend_was_opened_is_not_applied_there(found):
     other = found["other_file"]
     assert other["kept"] and other["status"] == "Import failed", other
+    assert not other["shot_locked"] and other["core_running"], other  # (the shot let go as the file closed)
     assert "another .blend was opened meanwhile: nothing was imported there" in other["error"], other
 
 

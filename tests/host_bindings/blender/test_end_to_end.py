@@ -78,6 +78,7 @@ def test_roto_in_blender_end_to_end(found):
     assert tool["on_the_sidebar"] == ["PASS_THROUGH", "PASS_THROUGH"] and not tool["sent_for_the_sidebar"]
     assert tool["on_the_clip"] == ["RUNNING_MODAL", "RUNNING_MODAL"] and tool["sent_for_the_clip"]
     assert tool["clicked"] and tool["ctrl_z"] == "RUNNING_MODAL" and tool["undo_sent"]
+    assert tool["ctrl_shift_z"] == "PASS_THROUGH" and not tool["redo_sent"], tool  # (redo is Blender's)
     assert tool["stabilised"][0] == "CANCELLED" and "Show Stable" in tool["stabilised"][1]
     # overlays are drawn on the frame they show only
     assert found["drawn_on_frame_1"] == ["ball", "square"] and found["drawn_on_frame_2_while_tracking"] == []

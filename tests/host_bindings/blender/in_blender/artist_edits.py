@@ -126,8 +126,12 @@ def main(args):
     ops.import_results(shape_tolerance=0.0)
     bpy.ops.wm.open_mainfile(filepath=os.path.join(project, "roto.blend"))
     harness.pump(ext)
+    shot_folder = bpy.path.abspath(bpy.context.scene.sam2roto.folder)
     found["other_file"] = {"error": session.last_error, "status": session.status,
-                           "kept": sorted(layer.name for layer in bpy.context.scene.sam2roto.mask.layers) == layers}
+                           "kept": sorted(layer.name for layer in bpy.context.scene.sam2roto.mask.layers) == layers,
+                           # (the core let go of the closing file's shot: others may open it)
+                           "shot_locked": os.path.exists(os.path.join(shot_folder, "lock")),
+                           "core_running": session.client is not None and session.client.alive}
     session.last_error = ""
 
     # the project moved (Blender closed first): the shot opens on the plates beside it

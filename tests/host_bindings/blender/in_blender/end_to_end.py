@@ -75,7 +75,7 @@ def click(tool, context, x: int, y: int, release_at: tuple[int, int] | None = No
     main = context.region
     returned = []
     for value, (wx, wy) in (("PRESS", (x, y)), ("RELEASE", release_at or (x, y))):
-        event = Stub(type="LEFTMOUSE", value=value, ctrl=False, oskey=False, mouse_x=wx, mouse_y=wy,
+        event = Stub(type="LEFTMOUSE", value=value, ctrl=False, oskey=False, shift=False, mouse_x=wx, mouse_y=wy,
                      mouse_region_x=wx - main.x, mouse_region_y=wy - main.y)
         returned.append(sorted(tool.modal(context, event))[0])
     return returned
@@ -108,7 +108,10 @@ def prompt_tool(ext, ops, clip, scene) -> dict:
     found["sent_for_the_clip"] = session.busy
     harness.pump(ext)
     found["clicked"] = session.masks.get((scene.sam2roto.active().name, 1001)) is not None
-    undo = Stub(type="Z", value="PRESS", ctrl=True, oskey=False, mouse_x=0, mouse_y=0)
+    redo = Stub(type="Z", value="PRESS", ctrl=True, oskey=False, shift=True, mouse_x=0, mouse_y=0)
+    found["ctrl_shift_z"] = sorted(tool.modal(context, redo))[0]  # Blender's redo: not an undo of the click
+    found["redo_sent"] = session.busy
+    undo = Stub(type="Z", value="PRESS", ctrl=True, oskey=False, shift=False, mouse_x=0, mouse_y=0)
     found["ctrl_z"] = sorted(tool.modal(context, undo))[0]  # takes the click back
     found["undo_sent"] = session.busy
     harness.pump(ext)
