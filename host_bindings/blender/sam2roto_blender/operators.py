@@ -59,10 +59,12 @@ def _default_folder(clip: bpy.types.MovieClip) -> str:
 
 
 def _not_while_tracking(doing: str) -> None:
-    """The core answers one request at a time and a track holds it: what the add-on waits
-    for (shot and object bookkeeping) would freeze Blender until the track ends."""
+    """The core answers one request at a time and a track (or an import's export) holds it:
+    what the add-on waits for (shot and object bookkeeping) would freeze Blender until it ends."""
     if SESSION.tracking:
         raise UserError(f"Wait for tracking to finish (or press Esc to cancel it) before {doing}.")
+    if SESSION.importing:
+        raise UserError(f"Wait for Import Results to finish before {doing}.")
     _not_while_opening()
 
 
@@ -701,12 +703,14 @@ class SAM2ROTO_OT_import_results(_Guarded, bpy.types.Operator):
         scene_name, with_compositor, file = context.scene.name, self.compositor, FILES_OPENED[0]
         params = {"out": folder, "format": "png16", "shapes": True, "shape_tolerance": tolerance, "force": True}
         SESSION.status = "Exporting mattes..."
-        SESSION.request("export", params, on_result=lambda r: _import_export(scene_name, r, with_compositor, file),
-                        on_error=_import_failed)
+        SESSION.import_id = SESSION.request(
+            "export", params, on_result=lambda r: _import_export(scene_name, r, with_compositor, file),
+            on_error=_import_failed)
         return {"FINISHED"}
 
 
 def _import_failed(error: Exception | str) -> None:
+    SESSION.import_id = None
     SESSION.status = "Import failed"
     SESSION.report_error(error)
 
@@ -714,6 +718,7 @@ def _import_failed(error: Exception | str) -> None:
 def _import_export(scene_name: str, result: dict, with_compositor: bool, file: int) -> None:
     """The export's files into the scene: the Mask, the matte images and the compositor nodes;
     only into the .blend that asked (`file`), whose scene still has the shot exported."""
+    SESSION.import_id = None
     if FILES_OPENED[0] != file:  # (a scene of the same name in another .blend is another shot)
         _import_failed(f"The mattes are in {result.get('folder')}, but another .blend was opened meanwhile: nothing "
                        "was imported there. Import Results again in the shot's .blend.")

@@ -30,6 +30,7 @@ class Session:
         self.scores: dict[tuple[str, int], float | None] = {}
         self.track_id: int | None = None
         self.opening_id: int | None = None  # a shot being made or opened (maybe downloading weights)
+        self.import_id: int | None = None  # an Import Results whose export the core is writing
         self.progress: tuple[int, int, int] | None = None  # done, total, frame
         self.status = ""
         self.last_error = ""
@@ -87,6 +88,10 @@ class Session:
     @property
     def opening(self) -> bool:
         return self.opening_id is not None
+
+    @property
+    def importing(self) -> bool:
+        return self.import_id is not None
 
     @property
     def busy(self) -> bool:
@@ -164,7 +169,7 @@ class Session:
         """The core stopped: nothing of it is open, tracking or opening any more."""
         if self.tracking or self.opening:
             _progress_end()
-        self.client, self.shot, self.track_id, self.opening_id = None, None, None, None
+        self.client, self.shot, self.track_id, self.opening_id, self.import_id = None, None, None, None, None
 
     def report_error(self, error: Exception | str) -> None:
         """Tells the artist (status bar popup in the UI, stderr always) what went wrong."""

@@ -51,6 +51,7 @@ def test_undoing_a_later_edit_keeps_the_import(found):
 
 
 def test_an_import_that_cannot_finish_says_why_and_does_not_hang(found):
+    assert "Wait for Import Results to finish before renaming an object" in found["rename_while_importing"]
     renamed = found["scene_renamed"]
     assert renamed["status"] == "Import failed" and "is gone" in renamed["error"], renamed
     failed = found["export_failed"]

@@ -109,8 +109,11 @@ def main(args):
                        "matte_nodes": sorted(n.name for n in ext.compositor._tree(scene).nodes
                                              if n.name.startswith("sam2roto"))}
 
-    # the scene renamed while the export runs; an export that fails
+    # the scene renamed while the export runs (object bookkeeping waits: it would freeze Blender
+    # behind the export); an export that fails
     ops.import_results(shape_tolerance=0.0)
+    found["rename_while_importing"] = harness.operator_error(
+        lambda: ops.rename_object(name="ball", new_name="sphere"))
     scene.name = "shot_010"
     harness.pump(ext)
     found["scene_renamed"] = {"status": session.status, "error": session.last_error}
