@@ -252,9 +252,11 @@ def make_shot(context, clip_name: str = "", folder: str = "", model: str = "", c
     clip = _clip(context, clip_name)
     prefs = preferences.get(context)
     folder = bpy.path.abspath(folder) if folder else _default_folder(clip)
+    # (frames missing from a sequence: the frame before stands in, as Blender's clip plays on
+    # through them; the artist is told which)
     params = {"shot": folder, "source": footage.source_path(clip), "device": prefs.device,
               "image_size": input_size or int(prefs.input_size),
-              "frame": footage.source_frame(clip, context.scene.frame_current)}
+              "frame": footage.source_frame(clip, context.scene.frame_current), "missing_frames": "hold"}
     colorspace = footage.core_colorspace(clip)
     if colorspace is not None:
         params["colorspace"] = colorspace
@@ -296,7 +298,10 @@ def _take_shot(request: ShotRequest, info: dict) -> str:
     scene.frame_start = footage.scene_frame(clip, first)
     scene.frame_end = footage.scene_frame(clip, last)
     what = "Shot" if request.made else f"Opened the shot ({len(info['objects'])} objects)"
-    return f"{what} of '{clip.name}': frames {first}-{last}, {info['size'][0]}x{info['size'][1]}"
+    held = info.get("held") or []
+    missing = (f"; frames {', '.join(map(str, held[:10]))}{' ...' if len(held) > 10 else ''} are missing from the "
+               "sequence: the frame before stands in") if held else ""
+    return f"{what} of '{clip.name}': frames {first}-{last}, {info['size'][0]}x{info['size'][1]}{missing}"
 
 
 class SAM2ROTO_OT_create_shot(_Guarded, bpy.types.Operator):

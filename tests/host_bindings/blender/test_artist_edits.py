@@ -80,3 +80,9 @@ def test_a_core_that_stops_with_requests_waiting_is_reported_once(found):
 
 def test_a_shot_whose_clip_was_deleted_says_so(found):
     assert "lost its clip (deleted)" in found["clip_deleted"] and "Create Shot" in found["clip_deleted"]
+
+
+def test_a_sequence_with_a_missing_frame_makes_a_shot_and_says_which_frame_is_held(found):
+    gap = found["gap"]
+    assert gap["error"] == "" and f"frames {FIRST}-{FIRST + FRAMES - 1}" in gap["status"], gap
+    assert f"frames {FIRST + 1} are missing from the sequence: the frame before stands in" in gap["status"], gap

@@ -165,6 +165,18 @@ def main(args):
     # the clip deleted: the next action says what became of the shot
     bpy.data.movieclips.remove(clip)
     found["clip_deleted"] = harness.operator_error(lambda: ops.add_point(object="ball", frame=FIRST, x=70, y=120))
+
+    # a sequence with a frame missing (a failed render): the shot is made, the frame before
+    # standing in, and the artist told which
+    gap = os.path.join(moved, "gap")
+    shutil.copytree(os.path.join(moved, "plates"), gap)
+    os.remove(os.path.join(gap, f"plate.{FIRST + 1}.png"))
+    clip = bpy.data.movieclips.load(os.path.join(gap, f"plate.{FIRST}.png"))
+    session.last_error = ""
+    ops.create_shot(clip=clip.name, folder=os.path.join(moved, "gap.shot"), checkpoint=args["checkpoint"],
+                    model=args["model"], input_size=args["input_size"])
+    harness.pump(ext)
+    found["gap"] = {"status": session.status, "error": session.last_error}
     return found
 
 
