@@ -522,6 +522,7 @@ def cmd_shot(args) -> int:
         print(f"{args.shot}: footage {shot.source_path}"
               + (f", checkpoint {shot.manifest.model['checkpoint']}" if args.checkpoint is not None else ""))
         return EXIT_OK
+    relink = f"sam2roto shot relink {args.shot}"
     if args.action == "info":  # (from the shot's record: no model, no lock)
         from sam2_core.shot.shot import FootageMissing, Shot
 
@@ -529,10 +530,10 @@ def cmd_shot(args) -> int:
             with Shot.look(args.shot) as shot:
                 _print_info(shot.info())
         except FootageMissing as e:
-            raise UserError(f"{e} Here: sam2roto shot relink {args.shot} NEW_PLACE.") from None
+            raise UserError(f"{e} Here: {relink} NEW_PLACE.") from None
         return EXIT_OK
-    with _open(args.shot, getattr(args, "device", "auto"), hint=f"sam2roto shot relink {args.shot} NEW_PLACE",
-               checkpoint_hint=f"sam2roto shot relink {args.shot} --checkpoint FILE") as session:
+    with _open(args.shot, getattr(args, "device", "auto"), hint=f"{relink} NEW_PLACE",
+               checkpoint_hint=f"{relink} --checkpoint FILE") as session:
         if args.action == "prompt":
             if not args.prompts:
                 raise UserError("Give prompts: --object NAME --point X,Y,FRAME (or --neg-point, --box, --mask).")

@@ -269,9 +269,6 @@ class ShotSession:
             if p.mask is not None:
                 (self.shot.folder / p.mask).unlink(missing_ok=True)
 
-    def prompted_frames(self, record: ObjectRecord) -> list[int]:
-        return record.prompted_frames()
-
     # -- prompts -------------------------------------------------------------------------
 
     def add_prompt(self, name: str, frame: int, *, points=None, labels=None, box=None,
@@ -552,7 +549,7 @@ class ShotSession:
         names = {o.id: o.name for o in self.objects}
         # progress in frames run: a frame that two objects' runs pass (objects prompted on
         # different frames) counts in each, so that it reaches its total only at the end
-        total, done = sum(len(_frames(s)) for s in spans), 0
+        total, done = sum(len(s) for s in spans), 0
         records = {o.id: o for o in self.objects}
         with self._lost_results_given_again():
             for span in spans:
