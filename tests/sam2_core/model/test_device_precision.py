@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from sam2_core import ImagePredictor, load_model
+from sam2_core.model import memory_attention
 from sam2_core.model.loading import resolve_device, resolve_dtype
 from tests.conftest import make_image
 
@@ -65,6 +66,37 @@ def test_bfloat16_agrees_with_float32_where_float32_is_decided(official_checkpoi
           f"({decided_total} px), {all_rate:.4%} of all pixels")
     assert decided_total > 0.05 * all_total  # enough decided pixels to mean something
     assert decided_rate >= 0.995
+
+
+@pytest.mark.parametrize("unprojected", [False, True], ids=["projected values", "weights before values"])
+def test_bfloat16_memory_attention_is_as_close_to_float32_as_the_officials(
+        official_models, official_checkpoint, monkeypatch, unprojected):
+    """Both ways of attending to the memories in bfloat16 (the CPU without AMX takes the
+    second) stay as close to float32 as the official memory attention under bfloat16 autocast."""
+    official = official_models(NAME)
+    ours = load_model(NAME, checkpoint=official_checkpoint(NAME), device="cpu", dtype="bfloat16")
+    monkeypatch.setattr(memory_attention, "weights_before_values", lambda *args: unprojected)
+    g = torch.Generator().manual_seed(4)
+    n_ptr_tokens = 16
+    emb, pos = torch.randn(2, 1, 256, 64, 64, generator=g)
+    memory, memory_pos = torch.randn(2, 1, 3 * 4096 + n_ptr_tokens, 64, generator=g)
+
+    def official_attention():
+        out = official.memory_attention(
+            curr=[emb.flatten(2).permute(2, 0, 1)], curr_pos=[pos.flatten(2).permute(2, 0, 1)],
+            memory=memory.transpose(0, 1), memory_pos=memory_pos.transpose(0, 1), num_obj_ptr_tokens=n_ptr_tokens)
+        return out.float().permute(1, 2, 0).reshape(1, 256, 64, 64)
+
+    with torch.inference_mode():
+        reference = official_attention()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            official_low = official_attention()
+        with ours.precision():
+            ours_low = ours.memory_attention(emb, pos, memory, memory_pos, n_ptr_tokens).float()
+    official_error, ours_error = (official_low - reference).abs(), (ours_low - reference).abs()
+    assert 0 < official_error.mean() < 0.1 * reference.abs().mean()  # bfloat16 really differs, a little
+    assert ours_error.mean() <= 1.1 * official_error.mean()
+    assert ours_error.max() <= 1.5 * official_error.max()
 
 
 def test_weights_held_in_bfloat16_give_exactly_the_autocast_results(official_checkpoint):
