@@ -295,13 +295,29 @@ def _take_shot(request: ShotRequest, info: dict) -> str:
     shot.objects.clear()
     _follow_the_shots_objects(shot, info)
     first, last = info["frames"]
-    scene.frame_start = footage.scene_frame(clip, first)
-    scene.frame_end = footage.scene_frame(clip, last)
+    # (a scene starts at frame 0 at the earliest: Blender clamps it there)
+    scene.frame_start = max(footage.scene_frame(clip, first), 0)
+    scene.frame_end = max(footage.scene_frame(clip, last), 0)
     what = "Shot" if request.made else f"Opened the shot ({len(info['objects'])} objects)"
     held = info.get("held") or []
     missing = (f"; frames {', '.join(map(str, held[:10]))}{' ...' if len(held) > 10 else ''} are missing from the "
                "sequence: the frame before stands in") if held else ""
-    return f"{what} of '{clip.name}': frames {first}-{last}, {info['size'][0]}x{info['size'][1]}{missing}"
+    return (f"{what} of '{clip.name}': frames {first}-{last}, {info['size'][0]}x{info['size'][1]}{missing}"
+            f"{_before_scene_frame_0(clip, first, last)}")
+
+
+def _before_scene_frame_0(clip, first: int, last: int) -> str:
+    """What the status says of shot frames that fall on negative scene frames, which Blender
+    cannot show: a clip opened from a file in the middle of its sequence puts the files
+    before it there. Empty when there are none."""
+    start = footage.scene_frame(clip, first)
+    if start >= 0:
+        return ""
+    end = min(footage.source_frame(clip, -1), last)
+    lost = f"frame {first} falls" if end == first else f"frames {first}-{end} fall"
+    return (f"; {lost} before scene frame 0, where Blender cannot show them (the clip was opened "
+            f"from {os.path.basename(clip.filepath)}): to reach them, set the clip's Start Frame to "
+            f"{clip.frame_start - start + 1} (Movie Clip Editor, sidebar, Footage) and Create Shot again")
 
 
 class SAM2ROTO_OT_create_shot(_Guarded, bpy.types.Operator):

@@ -86,3 +86,12 @@ def test_a_sequence_with_a_missing_frame_makes_a_shot_and_says_which_frame_is_he
     gap = found["gap"]
     assert gap["error"] == "" and f"frames {FIRST}-{FIRST + FRAMES - 1}" in gap["status"], gap
     assert f"frames {FIRST + 1} are missing from the sequence: the frame before stands in" in gap["status"], gap
+
+
+def test_a_clip_opened_from_the_middle_of_its_sequence_says_how_to_reach_the_frames_before(found):
+    middle = found["middle"]
+    # plate.1003 opened, the clip starting on scene frame 1: 1001 falls on scene frame -1
+    assert middle["error"] == "" and middle["clip_start"] == 1, middle
+    assert middle["scene_range"] == [0, 2], middle
+    assert (f"frame {FIRST} falls before scene frame 0, where Blender cannot show them (the clip was opened "
+            f"from plate.{FIRST + 2}.png): to reach them, set the clip's Start Frame to 3") in middle["status"], middle

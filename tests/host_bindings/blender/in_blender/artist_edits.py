@@ -177,6 +177,15 @@ def main(args):
                     model=args["model"], input_size=args["input_size"])
     harness.pump(ext)
     found["gap"] = {"status": session.status, "error": session.last_error}
+
+    # a clip opened from a file in the middle of its sequence: the files before it fall on
+    # negative scene frames, and the artist is told how to reach them
+    clip = bpy.data.movieclips.load(os.path.join(moved, "plates", f"plate.{FIRST + 2}.png"))
+    ops.create_shot(clip=clip.name, folder=os.path.join(moved, "middle.shot"), checkpoint=args["checkpoint"],
+                    model=args["model"], input_size=args["input_size"])
+    harness.pump(ext)
+    found["middle"] = {"status": session.status, "error": session.last_error, "clip_start": clip.frame_start,
+                       "scene_range": [bpy.context.scene.frame_start, bpy.context.scene.frame_end]}
     return found
 
 
