@@ -15,18 +15,17 @@ from .two_way_transformer import Attention
 _CPU_HAS_AMX = torch.cpu._is_amx_tile_supported()
 
 
-def weights_before_values(q: torch.Tensor, v: torch.Tensor, inner_dim: int) -> bool:
+def weights_before_values(q: torch.Tensor) -> bool:
     """Whether to attend to the values before their projection (see
-    RoPEAttention.attend_unprojected): where values come in narrower than they are
-    projected, on a CPU, in bfloat16, without AMX. There F.scaled_dot_product_attention's
-    bfloat16 kernel runs at float32 speed, far below the CPU's bfloat16 products: on a
-    2-core AMD EPYC (AVX-512 BF16), one cross-attention of 4096 queries to 28,688 keys took
-    0.26-0.32 s this way against 0.66 s. In float32 the kernel is as fast as the products
-    and the weights' traffic makes this way slower (3.9 s against 3.5 s for the four
-    layers); with AMX the kernel packs its bfloat16 products for the tiles, so it is kept
-    there (this way was not measured on AMX)."""
-    return (v.shape[-1] < inner_dim and q.device.type == "cpu" and q.dtype == torch.bfloat16
-            and not _CPU_HAS_AMX)
+    RoPEAttention.attend_unprojected): on a CPU, in bfloat16, without AMX. There
+    F.scaled_dot_product_attention's bfloat16 kernel runs at float32 speed, far below the
+    CPU's bfloat16 products: on a 2-core AMD EPYC (AVX-512 BF16), one cross-attention of
+    4096 queries to 28,688 keys took 0.26-0.32 s this way against 0.66 s, a self-attention
+    0.07 s against 0.10 s. In float32 the kernel is as fast as the products and the weights'
+    traffic makes this way slower (3.9 s against 3.5 s for the four layers); with AMX the
+    kernel packs its bfloat16 products for the tiles, so it is kept there (this way was not
+    measured on AMX)."""
+    return q.device.type == "cpu" and q.dtype == torch.bfloat16 and not _CPU_HAS_AMX
 
 
 class RoPEAttention(Attention):
@@ -40,7 +39,7 @@ class RoPEAttention(Attention):
     def forward(self, q, k, v, hw: tuple[int, int], num_k_unrotated: int = 0) -> torch.Tensor:
         q, k = self.split_heads(self.q_proj(q)), self.split_heads(self.k_proj(k))
         q, k = self.rope.apply(q, k, hw, num_k_unrotated)  # (B, heads, N, d), (B, heads, M, d)
-        if self.num_heads == 1 and weights_before_values(q, v, self.v_proj.out_features):
+        if self.num_heads == 1 and weights_before_values(q):
             return self.out_proj(self.attend_unprojected(q, k, v))
         v = self.split_heads(self.v_proj(v))
         return self.out_proj(self.merge_heads(F.scaled_dot_product_attention(q, k, v)))
@@ -48,10 +47,11 @@ class RoPEAttention(Attention):
     def attend_unprojected(self, q, k, v) -> torch.Tensor:
         """One head's attention, softmax(q k^T / sqrt(d)) v_proj(v), summed as
         v_proj(softmax(q k^T / sqrt(d)) v): the same sum (each row of weights adds up to 1,
-        so the bias passes through), but the weights meet the memories at their own width
-        (64) instead of the projected one (256), a quarter of that product's work. The
-        weights are made a block of queries at a time, to stay small.
-        q: (B, 1, N, d); k: (B, 1, M, d); v: (B, M, kv_in_dim). Returns (B, N, dim)."""
+        so the bias passes through). The weights meet the values at their own width: for the
+        memories 64 instead of the projected 256, a quarter of that product's work. The
+        weights are made a block of queries at a time, in plain matrix products.
+        q: (B, 1, N, d); k: (B, 1, M, d); v: (B, M, kv_in_dim). Returns (B, N, dim).
+        """
         q, k_t = q[:, 0] * q.shape[-1] ** -0.5, k[:, 0].transpose(1, 2).contiguous()  # (B, N, d), (B, d, M)
         blocks = [torch.matmul(q_block, k_t).softmax(dim=-1) @ v  # (B, n, M) @ (B, M, kv_in_dim)
                   for q_block in q.split(self.QUERY_BLOCK, dim=1)]

@@ -75,7 +75,8 @@ def test_bfloat16_memory_attention_is_as_close_to_float32_as_the_officials(
     second) stay as close to float32 as the official memory attention under bfloat16 autocast."""
     official = official_models(NAME)
     ours = load_model(NAME, checkpoint=official_checkpoint(NAME), device="cpu", dtype="bfloat16")
-    monkeypatch.setattr(memory_attention, "weights_before_values", lambda *args: unprojected)
+    asked = []  # the precision each attention sees when it chooses its way
+    monkeypatch.setattr(memory_attention, "weights_before_values", lambda q: asked.append(q.dtype) or unprojected)
     g = torch.Generator().manual_seed(4)
     n_ptr_tokens = 16
     emb, pos = torch.randn(2, 1, 256, 64, 64, generator=g)
@@ -93,6 +94,7 @@ def test_bfloat16_memory_attention_is_as_close_to_float32_as_the_officials(
             official_low = official_attention()
         with ours.precision():
             ours_low = ours.memory_attention(emb, pos, memory, memory_pos, n_ptr_tokens).float()
+    assert asked == [torch.bfloat16] * 8  # (4 layers, 2 attentions each, under the model's autocast)
     official_error, ours_error = (official_low - reference).abs(), (ours_low - reference).abs()
     assert 0 < official_error.mean() < 0.1 * reference.abs().mean()  # bfloat16 really differs, a little
     assert ours_error.mean() <= 1.1 * official_error.mean()
