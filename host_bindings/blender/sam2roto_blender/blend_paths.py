@@ -5,9 +5,10 @@ here do the same for the shot's folders, and keep them right through a Save Copy
 fails, and an undo to before a Save As.
 
 Each scene records which .blend folder its relative paths were made for (`paths_base`),
-tagged with this Blender session: a state undo brings back from before a Save As is rebased
-to where the .blend is now. A tag of another session means the paths came with the file as
-it was opened, relative to where it was opened from (however it got there)."""
+tagged with this opening of the file: a state undo brings back from before a Save As is
+rebased to where the .blend is now. Another tag (another Blender session, or an earlier
+opening in this one) means the paths came with the file as it was opened, relative to where
+it was opened from (however it got there: a project folder moved while Blender ran too)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ import secrets
 import bpy
 
 SHOT_PATHS = ("folder", "export_folder")  # the scene's shot properties that hold folders
-SESSION_TAG = secrets.token_hex(6)
-_opened_from = [""]  # the folder of the .blend as it was opened, in this session
+_opened_from = [""]  # the folder of the .blend as it was opened
+_opening_tag = [secrets.token_hex(6)]  # this opening of the .blend
 
 
 def _blend_folder() -> str:
@@ -34,7 +35,7 @@ def keep(shot, name: str, path: str) -> None:
 def note_base(shot, _context=None) -> None:
     """The shot's relative folders are relative to the .blend as it is now (the folders'
     update: one the artist sets in the panel is)."""
-    shot.paths_base = f"{SESSION_TAG}:{_blend_folder()}"
+    shot.paths_base = f"{_opening_tag[0]}:{_blend_folder()}"
 
 
 def as_kept(path: str) -> str:
@@ -56,7 +57,7 @@ def _stored(path: str, folder: str) -> str:
 def _base(shot) -> str:
     """The .blend folder the shot's relative paths are relative to."""
     tag, _, folder = shot.paths_base.partition(":")
-    return folder if tag == SESSION_TAG else _opened_from[0]
+    return folder if tag == _opening_tag[0] else _opened_from[0]
 
 
 def _rebase(shot, new: str, *, absolute_too: bool = False) -> None:
@@ -68,7 +69,7 @@ def _rebase(shot, new: str, *, absolute_too: bool = False) -> None:
             setattr(shot, name, _stored(bpy.path.abspath(value, start=old), new))
         elif value and not value.startswith("//") and absolute_too:
             setattr(shot, name, _stored(value, new))
-    shot.paths_base = f"{SESSION_TAG}:{new}"
+    shot.paths_base = f"{_opening_tag[0]}:{new}"
 
 
 def _own_scenes():
@@ -129,6 +130,7 @@ def rebase_after_undo(_scene=None, _depsgraph=None) -> None:
 @bpy.app.handlers.persistent
 def note_where_opened(_filepath=None, _=None) -> None:
     _opened_from[0] = _blend_folder()
+    _opening_tag[0] = secrets.token_hex(6)
 
 
 HANDLERS = (("save_pre", remap_before_save), ("save_post", restore_after_copy),
