@@ -70,7 +70,9 @@ def _not_while_tracking(doing: str) -> None:
 
 def _not_while_opening() -> None:
     """A shot being made may first download the model's weights (minutes): what is asked
-    of the core meanwhile would wait behind it, or go to the shot it opens."""
+    of the core meanwhile would wait behind it, or go to the shot it opens. A shot opening
+    with its .blend downloads nothing: that is waited for (seconds)."""
+    SESSION.finish_opening()
     if SESSION.opening:
         raise UserError("Wait for the shot to open (the SAM 2 panel shows how far it is), or cancel it there.")
 
@@ -189,6 +191,75 @@ def on_file_open(_filepath=None, _=None) -> None:
     SESSION.release_shot()  # (the shot is the closing file's: others may open it now)
 
 
+@bpy.app.handlers.persistent
+def on_file_loaded(_filepath=None, _=None) -> None:
+    if not bpy.app.background:  # (a render farm's or a script's Blender: no core, no lock on the shot)
+        open_with_blend(bpy.context.scene)
+
+
+def open_with_blend(scene) -> bool:
+    """A .blend whose scene has a shot was opened: the core starts and opens the shot in the
+    background, so that its masks show and the first click is answered without waiting for the
+    model. Nothing is downloaded, and nothing said but the status line where the shot cannot
+    open: the artist's next action opens it, and says why where it cannot. Returns whether the
+    opening was asked for."""
+    shot, prefs = scene.sam2roto, preferences.get()
+    env_dir = bpy.path.abspath(prefs.core_env)
+    if (not prefs.open_with_blend or not shot.folder or shot.clip is None or SESSION.is_open(shot)
+            or SESSION.tracking or SESSION.importing or not env_dir or not os.path.isfile(rpc.core_python(env_dir))):
+        return False
+    if SESSION.opening and SESSION.opening_downloads:
+        return False  # (weights downloading for a shot of the closed file: this one opens at its next action)
+    params = {"shot": bpy.path.abspath(shot.folder), "device": prefs.device, "download": False,
+              "frame": footage.source_frame(shot.clip, scene.frame_current)}
+    try:  # (as _open_shot: where the clip is now, for footage that moved)
+        params["source"] = footage.source_path(shot.clip)
+    except footage.FootageError:
+        pass
+    scene_name, clip_name, file = scene.name, shot.clip.name, FILES_OPENED[0]
+
+    def ended() -> bool:
+        """The opening is over; whether its answer is still this file's to take."""
+        if SESSION.opening_id == request_id:
+            SESSION.opening_id = None
+        return FILES_OPENED[0] == file
+
+    def opened(info: dict) -> None:
+        if not ended():
+            return  # (the file closed meanwhile, and the core closes the shot again: see release_shot)
+        again = bpy.data.scenes.get(scene_name)
+        if again is None or not again.sam2roto.folder or os.path.realpath(info["shot"]) != os.path.realpath(
+                bpy.path.abspath(again.sam2roto.folder)):
+            return  # (the scene was renamed, or given another shot, meanwhile: its next action opens it)
+        SESSION.shot = info
+        SESSION.masks.clear()
+        overlay.forget()
+        _follow_the_shots_objects(again.sam2roto, info)
+        SESSION.status = f"Opened the shot of '{clip_name}' ({len(info['objects'])} objects)"
+        refresh_masks(again)
+
+    def not_opened(error) -> None:
+        if not ended():
+            return
+        message = error.message if isinstance(error, rpc.ServiceError) else str(error)
+        if isinstance(error, rpc.ServiceError) and error.code == rpc.WEIGHTS_MISSING:
+            message = "its model is not on this computer yet (your first action on the shot downloads it)"
+        SESSION.status = f"The shot of '{clip_name}' is not open: {message.splitlines()[0]}"
+        print(f"SAM 2 Roto: {SESSION.status}", file=sys.stderr)
+        if isinstance(error, rpc.ServiceStopped):
+            SESSION.forget_core()
+
+    try:
+        SESSION.ensure_started(env_dir, wait=False)
+        request_id = SESSION.request("shot/open", params, on_result=opened, on_error=not_opened)
+    except rpc.ServiceError as e:
+        SESSION.status = f"The SAM 2 core did not start: {e.message.splitlines()[0]}"
+        return False
+    SESSION.opening_id, SESSION.opening_downloads = request_id, False
+    SESSION.status = f"Opening the shot of '{clip_name}'..."
+    return True
+
+
 class ShotRequest:
     """A shot being made or opened for a scene. The core may first download the model's
     weights (minutes), so its answer comes through the session's timer, and is applied to
@@ -209,7 +280,7 @@ class ShotRequest:
         else:  # the clip's shot, made from another scene or .blend: carry on with it
             method, params = "shot/open", {k: params[k] for k in ("shot", "device", "frame", "source") if k in params}
         self.request_id = SESSION.request(method, params, on_result=self._answered, on_error=self._failed)
-        SESSION.opening_id = self.request_id
+        SESSION.opening_id, SESSION.opening_downloads = self.request_id, True
         SESSION.status = f"Opening the shot of '{self.clip_name}'..."
         progress_begin()
 
@@ -897,7 +968,7 @@ classes = (SAM2ROTO_OT_create_shot, SAM2ROTO_OT_cancel_shot, SAM2ROTO_OT_add_obj
 
 
 HANDLERS = (("frame_change_post", on_frame_change), ("undo_post", on_undo), ("redo_post", on_undo),
-            ("load_pre", on_file_open))
+            ("load_pre", on_file_open), ("load_post", on_file_loaded))
 
 
 def register():

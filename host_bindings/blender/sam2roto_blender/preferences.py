@@ -4,7 +4,7 @@ model settings new shots start with."""
 from __future__ import annotations
 
 import bpy
-from bpy.props import EnumProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 INPUT_SIZES = [("1024", "1024 (as trained)", "The size the SAM 2 models were trained at: the best mattes"),
                ("512", "512 (draft)", "Several times faster on a CPU, with coarser mattes")]
@@ -27,6 +27,10 @@ class SAM2ROTO_Preferences(bpy.types.AddonPreferences):
     device: EnumProperty(name="Device", items=DEVICES, default="auto")
     input_size: EnumProperty(name="Input size", items=INPUT_SIZES, default="1024",
                              description="The square picture the network sees, for new shots")
+    open_with_blend: BoolProperty(
+        name="Open shots with their .blend", default=True,
+        description="When a .blend whose scene has a SAM 2 shot opens, start the core and open the shot in the "
+                    "background: its masks show, and the first click is answered without waiting for the model")
 
     def draw(self, _context):
         layout = self.layout
@@ -35,6 +39,7 @@ class SAM2ROTO_Preferences(bpy.types.AddonPreferences):
         layout.prop(self, "checkpoint")
         layout.prop(self, "device")
         layout.prop(self, "input_size")
+        layout.prop(self, "open_with_blend")
 
 
 def get(context=None) -> SAM2ROTO_Preferences:

@@ -30,6 +30,7 @@ class Session:
         self.scores: dict[tuple[str, int], float | None] = {}
         self.track_id: int | None = None
         self.opening_id: int | None = None  # a shot being made or opened (maybe downloading weights)
+        self.opening_downloads = True  # whether that opening may download weights (minutes) or not (seconds)
         self.import_id: int | None = None  # an Import Results whose export the core is writing
         self.progress: tuple[int, int, int] | None = None  # done, total, frame
         self.status = ""
@@ -39,8 +40,11 @@ class Session:
 
     # -- the process ------------------------------------------------------------------------
 
-    def ensure_started(self, env_dir: str) -> rpc.ServiceClient:
-        """The running service of the core environment `env_dir` (started and greeted if needed)."""
+    def ensure_started(self, env_dir: str, wait: bool = True) -> rpc.ServiceClient:
+        """The running service of the core environment `env_dir` (started and greeted if needed).
+        wait=False: started without waiting for its greeting (it imports torch: seconds); what is
+        sent meanwhile waits behind the greeting in the core, and a core of another version is
+        reported and stopped when the greeting comes."""
         if self.client is not None and self.client.alive and self.env_dir == env_dir:
             return self.client
         self.stop()
@@ -54,17 +58,28 @@ class Session:
         env.pop("PYTHONPATH", None)
         client = rpc.ServiceClient(rpc.service_command(env_dir), env=env, on_notification=self._on_notification)
         client.start()
+        if not wait:
+            client.send("initialize", {}, lambda info: self._greeted(client, env_dir, info), self.report_error)
+            self.client, self.env_dir = client, env_dir
+            self._keep_polling()
+            return client
         try:
             info = client.call("initialize", {}, timeout=START_TIMEOUT)
         except rpc.ServiceError:
             client.close(timeout=2)
             raise
-        if info.get("protocol") != rpc.PROTOCOL:
+        problem = _greeting_problem(env_dir, info)
+        if problem:
             client.close(timeout=2)
-            raise rpc.ServiceError(f"The SAM 2 core at {env_dir} speaks protocol {info.get('protocol')}, this add-on "
-                                   f"speaks {rpc.PROTOCOL}: install matching versions.")
+            raise rpc.ServiceError(problem)
         self.client, self.env_dir = client, env_dir
         return client
+
+    def _greeted(self, client: rpc.ServiceClient, env_dir: str, info: dict) -> None:
+        problem = _greeting_problem(env_dir, info)
+        if problem and client is self.client:
+            self.report_error(problem)
+            self.stop()
 
     def stop(self) -> None:
         if self.client is not None:
@@ -142,6 +157,15 @@ class Session:
                 return
             self.status = "Cancelling..."
 
+    def finish_opening(self, timeout: float = START_TIMEOUT) -> None:
+        """Waits for a shot opening that downloads nothing (the core starting, the model
+        loading: seconds), pumping the core's answers meanwhile."""
+        deadline = time.monotonic() + timeout
+        while self.opening and not self.opening_downloads and self.client is not None:
+            if time.monotonic() > deadline:
+                raise rpc.ServiceError(f"The shot is still opening after {timeout:.0f} s: try again in a moment.")
+            self.client.poll(wait=POLL_SECONDS)
+
     def frame_answer(self, answer: dict) -> None:
         """Records a mask the service answered and tells the overlay."""
         key = (answer["object"], int(answer["frame"]))
@@ -212,6 +236,14 @@ class Session:
 
 
 SESSION = Session()
+
+
+def _greeting_problem(env_dir: str, info: dict) -> str:
+    """What is wrong with the core's answer to `initialize` (empty: nothing)."""
+    if info.get("protocol") != rpc.PROTOCOL:
+        return (f"The SAM 2 core at {env_dir} speaks protocol {info.get('protocol')}, this add-on speaks "
+                f"{rpc.PROTOCOL}: install matching versions.")
+    return ""
 
 
 def _poll_timer():

@@ -44,7 +44,8 @@ class SAM2ROTO_PT_shot(_Panel, bpy.types.Panel):
         layout.operator("sam2roto.create_shot", icon="FILE_MOVIE")
         if SESSION.opening:  # (a first use of a model downloads its weights: minutes)
             layout.label(text=SESSION.status or "Opening the shot...", icon="TIME")
-            layout.operator("sam2roto.cancel_shot", icon="CANCEL")
+            if SESSION.opening_downloads:  # (an opening with the .blend downloads nothing: seconds)
+                layout.operator("sam2roto.cancel_shot", icon="CANCEL")
         if shot.clip is None:
             layout.label(text="Open a clip, then Create Shot")
             return

@@ -62,9 +62,29 @@ def test_a_moved_project_opens_its_shot_on_the_plates_beside_it(found):
     moved = found["moved"]
     assert moved["error"] == "" and moved["answered"], moved
     assert " moved/plates/plate.%04d.png" in moved["source"], moved
+    # saved where it now is (in the Blender session that had it open before it moved): the
+    # shot's folder is kept relative to the moved .blend, not rebased to where it was
+    assert os.path.normpath(moved["folder_saved"]).endswith(" moved/sam2roto/plate_1001_png"), moved
     # the compositor's matte images are kept relative to the .blend: they come along
     assert found["matte_images"] and all(path.startswith("//") for path in found["matte_images"]), found
     assert moved["mattes"] and all(" moved" in path and os.path.isfile(path) for path in moved["mattes"]), moved
+
+
+def test_a_blend_opened_again_opens_its_shot_in_the_background(found):
+    opened = found["with_blend"]
+    assert opened["handler"] and not opened["started_in_background_mode"], opened  # (render farms: no core)
+    # the core starts and the shot opens behind the file: nothing waits for the model
+    assert opened["asked"] and opened["opening"] and not opened["open_at_once"], opened
+    assert opened["seconds"] < 5, opened
+    # (the first click right after it waited for it and was answered: test_a_moved_project_opens...)
+    assert opened["asked_when_off"] is False and not opened["started_when_off"], opened
+    assert opened["error"] == "" and opened["status"] == "Opened the shot of 'plate.1001.png' (1 objects)", opened
+    frame, (shown_frame, mask) = opened["current"][0], opened["current"][1]
+    assert shown_frame == frame and mask and opened["overlay_image"], opened  # (the masks show, unasked)
+    # a core of another version is told of and stopped when its greeting comes
+    other = opened["other_version"]
+    assert "speaks protocol 0, this add-on speaks 1" in other["error"], other
+    assert not other["running"] and not other["shot"], other
 
 
 def test_an_import_answered_after_another_blend_was_opened_is_not_applied_there(found):

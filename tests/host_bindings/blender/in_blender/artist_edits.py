@@ -8,6 +8,7 @@ import io
 import os
 import shutil
 import sys
+import time
 
 import bpy
 
@@ -52,6 +53,42 @@ def harness_blender_5() -> bool:
 
 def feeds(tree, node) -> list[str]:
     return sorted(link.from_node.name for link in tree.links if link.to_node == node)
+
+
+OTHER_VERSION_SERVICE = """
+import json, sys
+def read():
+    length = None
+    while (line := sys.stdin.buffer.readline().strip()):
+        name, _, value = line.decode().partition(":")
+        length = int(value) if name.lower() == "content-length" else length
+    return json.loads(sys.stdin.buffer.read(length)) if length else None
+def send(message):
+    body = json.dumps(message).encode()
+    sys.stdout.buffer.write(b"Content-Length: %d\\r\\n\\r\\n" % len(body) + body)
+    sys.stdout.buffer.flush()
+while (message := read()) is not None:
+    method, rid = message.get("method"), message.get("id")
+    if method == "initialize":
+        send({"jsonrpc": "2.0", "id": rid, "result": {"name": "sam2roto", "protocol": 0}})
+    elif rid is not None:
+        send({"jsonrpc": "2.0", "id": rid, "result": None} if method == "shutdown" else
+             {"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": "no such method " + method}})
+    if method == "shutdown":
+        break
+"""
+
+
+def other_version_core(folder: str) -> str:
+    """A core environment folder whose python runs a service speaking protocol 0."""
+    os.makedirs(os.path.join(folder, "bin"))
+    with open(os.path.join(folder, "service.py"), "w", encoding="utf-8") as f:
+        f.write(OTHER_VERSION_SERVICE)
+    python = os.path.join(folder, "bin", "python")
+    with open(python, "w", encoding="utf-8") as f:
+        f.write(f'#!/bin/sh\nexec "{sys.executable}" "{folder}/service.py"\n')
+    os.chmod(python, 0o755)
+    return folder
 
 
 def main(args):
@@ -143,13 +180,53 @@ def main(args):
     moved = project + " moved"
     shutil.move(project, moved)
     bpy.ops.wm.open_mainfile(filepath=os.path.join(moved, "roto.blend"))
+    # a background Blender (a render farm's, a script's) starts no core with the file; an
+    # interactive one opens the shot in the background (as on_file_loaded does): the first
+    # click right after waits for it and is answered
     scene, clip = bpy.context.scene, bpy.data.movieclips[0]
+    with_blend = {"handler": ext.operators.on_file_loaded in bpy.app.handlers.load_post,
+                  "started_in_background_mode": session.client is not None}
+    started = time.monotonic()
+    with_blend["asked"] = ext.operators.open_with_blend(scene)
+    with_blend.update(seconds=time.monotonic() - started, open_at_once=session.shot is not None,
+                      opening=session.opening)
     ops.add_point(object="ball", frame=ext.footage.scene_frame(clip, FIRST + 1), x=70, y=120)
     harness.pump(ext)
     found["moved"] = {"source": session.shot["source"], "error": session.last_error,
                       "answered": session.masks.get(("ball", FIRST + 1)) is not None,
                       "mattes": [bpy.path.abspath(image.filepath) for image in bpy.data.images
                                  if image.name.endswith(" matte")]}
+
+    # opened again: the masks of the frame on screen show without a click; with the preference
+    # off nothing starts (saved first, on a tracked frame: the shot's folder still the one
+    # beside the moved .blend)
+    bpy.context.scene.frame_current = ext.footage.scene_frame(clip, FIRST + 2)
+    bpy.ops.wm.save_mainfile()
+    found["moved"]["folder_saved"] = bpy.path.abspath(bpy.context.scene.sam2roto.folder)
+    session.stop()
+    bpy.ops.wm.open_mainfile(filepath=os.path.join(moved, "roto.blend"))
+    scene = bpy.context.scene
+    prefs = bpy.context.preferences.addons[harness.MODULE].preferences
+    prefs.open_with_blend = False
+    with_blend["asked_when_off"] = ext.operators.open_with_blend(scene)
+    with_blend["started_when_off"] = session.client is not None
+    prefs.open_with_blend = True
+    ext.operators.open_with_blend(scene)
+    harness.pump(ext)
+    shown = ext.overlay._shown.get("ball")
+    with_blend.update(status=session.status, error=session.last_error, current=[
+        ext.footage.source_frame(scene.sam2roto.clip, scene.frame_current), shown],
+        overlay_image=ext.overlay.image_name("ball") in bpy.data.images)
+    # a core of another version (a stand-in that speaks protocol 0): reported, stopped, no shot
+    session.stop()
+    prefs.core_env = other_version_core(os.path.join(moved, "old core"))
+    ext.operators.open_with_blend(scene)
+    harness.pump(ext)
+    with_blend["other_version"] = {"error": session.last_error, "running": session.client is not None,
+                                   "shot": session.shot is not None}
+    prefs.core_env, session.last_error = args["core_env"], ""
+    found["with_blend"] = with_blend
+    scene, clip = bpy.context.scene, bpy.data.movieclips[0]
 
     # the core stops while it tracks, a prompt waiting behind the track: the artist is told once
     ops.track(direction="WHOLE")  # (from the correction just made)
