@@ -45,12 +45,26 @@ from ..model.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
 from ..model.transforms import points_to_input
 from .memory_bank import FrameMemory, LostResult, MemoryBank, ObjectMemory
 from .postprocess import fill_small_holes, filled_pixels, keep_top_object, unfilled
+from .results import (
+    CONDITIONING,
+    FOOTAGE_FILE,
+    OBJECT_ORDER_KEY,
+    PENDING,
+    TRACKED,
+    footage_record,
+    latest_result,
+    model_key,
+    parse_key,
+    pending_key,
+    recorded_footage,
+    result_key,
+    same_footage,
+    to_plate,
+)
 
 log = logging.getLogger(__name__)
 
 LOGIT_CLAMP = 32.0  # a previous mask fed back with new clicks is clipped to this, as officially
-OBJECT_ORDER_KEY = "objects"  # in the session's prompt store
-FOOTAGE_FILE = "footage.json"  # in the session folder: what footage its frame indices refer to
 # the memory-conditioned embeddings kept for corrections are 4 MiB a frame and object at
 # 1024 in float32 and can always be computed again: the least recently used go past this
 CONDITIONED_DISK_BUDGET = 2 << 30
@@ -58,8 +72,6 @@ CONDITIONED_DISK_BUDGET = 2 << 30
 # when gone: past this, the least recently used are dropped from the session folder (a
 # re-track needs those of the few frames before it, and of the prompted frames)
 MEMORY_DISK_BUDGET = 256 << 20
-# what a stored result is to the memory bank
-PENDING, CONDITIONING, TRACKED = 0, 1, 2
 
 
 @dataclass
@@ -262,8 +274,8 @@ class VideoTracker:
             obj = self._object(obj_id)
             self.bank.forget(obj.memory)
             for frame in list(obj.memory.reverse) + list(obj.pending) + list(obj.prompts):
-                self.results.delete(self._result_key(obj_id, frame))
-                self.results.delete(self._pending_key(obj_id, frame))
+                self.results.delete(result_key(obj_id, frame))
+                self.results.delete(pending_key(obj_id, frame))
                 self.conditioned.delete(f"cond-{obj_id}-{frame:07d}")
                 self.prompt_store.delete(self._prompt_key(obj_id, frame))
             del self._objects[obj_id]
@@ -283,7 +295,7 @@ class VideoTracker:
             frame = check_index(self.source, frame)
             if frame not in obj.prompts and frame not in obj.pending and frame not in obj.memory.cond:
                 return  # nothing was given there: its tracked result stays
-            self.results.delete(self._pending_key(obj_id, frame))
+            self.results.delete(pending_key(obj_id, frame))
             was_pending = obj.pending.pop(frame, None) is not None
             if was_pending and frame in obj.memory.cond:
                 return  # back to the prompt it was tracked from
@@ -310,7 +322,7 @@ class VideoTracker:
         obj_id = obj.memory.obj_id
         if frame in obj.prompts or frame in obj.memory.cond or frame in obj.pending:
             obj.pending.pop(frame, None)
-            self.results.delete(self._pending_key(obj_id, frame))
+            self.results.delete(pending_key(obj_id, frame))
             self._take_back_prompt(obj, frame)
         self._forget_result(obj, frame)
         return LostResult(obj_id, frame, self.results.folder)
@@ -329,7 +341,7 @@ class VideoTracker:
         if obj.memory.cond.pop(frame, None) is not None or obj.memory.tracked.pop(frame, None) is not None:
             self.bank.drop_spatial(obj.memory, frame)
         obj.memory.reverse.pop(frame, None)
-        self.results.delete(self._result_key(obj_id, frame))
+        self.results.delete(result_key(obj_id, frame))
         self.conditioned.delete(f"cond-{obj_id}-{frame:07d}")
 
     def _object(self, obj_id: int) -> TrackedObject:
@@ -369,7 +381,7 @@ class VideoTracker:
             with self.frames.foreground():
                 out, logits, _, _ = self._track_frame(obj, frame, prompt, is_init=not tracked_before,
                                                       reverse=reverse, prev_logits=prev_logits, encode_memory=False)
-            answer_before = self.results.get(self._pending_key(obj_id, frame))
+            answer_before = self.results.get(pending_key(obj_id, frame))
             try:
                 self._save_prompt(obj_id, frame, prompt)
                 self._save_result(obj, frame, logits, out, PENDING)
@@ -644,7 +656,7 @@ class VideoTracker:
                 obj.memory.cond[frame] = out
                 obj.memory.tracked.pop(frame, None)
                 self._save_result(obj, frame, logits, out, CONDITIONING)
-                self.results.delete(self._pending_key(obj.memory.obj_id, frame))
+                self.results.delete(pending_key(obj.memory.obj_id, frame))
             obj.pending.clear()
 
     def _drop_tracked_beyond(self, obj: TrackedObject, frame: int, reverse: bool) -> None:
@@ -746,7 +758,7 @@ class VideoTracker:
         """A spatial memory gone from the bank's store (evicted, damaged, or left by an older
         result), encoded again from its saved result as it was made: a prompted frame's from
         its answer, a tracked frame's from its logits before hole filling."""
-        entry = self.results.get(self._result_key(memory.obj_id, frame))
+        entry = self.results.get(result_key(memory.obj_id, frame))
         if entry is None or "meta" not in entry or int(entry["meta"][1]) != record.version:
             raise LostResult(memory.obj_id, frame, self.results.folder)
         prompted = frame in memory.cond
@@ -779,22 +791,11 @@ class VideoTracker:
     # -- results -------------------------------------------------------------------------
 
     @staticmethod
-    def _result_key(obj_id: int, frame: int) -> str:
-        return f"res-{obj_id}-{frame:07d}"
-
-    @staticmethod
-    def _pending_key(obj_id: int, frame: int) -> str:
-        """A prompt's answer not yet committed: kept apart, because until the commit the
-        frame's tracked result stays in the memory bank (and must reload with it)."""
-        return f"pend-{obj_id}-{frame:07d}"
-
-    @staticmethod
     def _prompt_key(obj_id: int, frame: int) -> str:
         return f"prompt-{obj_id}-{frame:07d}"
 
     def _latest_result(self, obj_id: int, frame: int) -> dict | None:
-        pending = self.results.get(self._pending_key(obj_id, frame))
-        return pending if pending is not None else self.results.get(self._result_key(obj_id, frame))
+        return latest_result(self.results, obj_id, frame)
 
     def _save_result(self, obj: TrackedObject, frame: int, logits: torch.Tensor, record: FrameMemory,
                      kind: int, before_fill: torch.Tensor | None = None) -> None:
@@ -804,7 +805,7 @@ class VideoTracker:
         cannot be computed again as it was (tracked results can, by tracking again)."""
         reverse = obj.memory.reverse.get(frame)
         meta = [kind, record.version, int(record.has_spatial), -1 if reverse is None else int(reverse)]
-        key = (self._pending_key if kind == PENDING else self._result_key)(obj.memory.obj_id, frame)
+        key = (pending_key if kind == PENDING else result_key)(obj.memory.obj_id, frame)
         self.results.put(key, {
             "logits": logits.float(), "score": record.object_score.float(), "obj_ptr": record.obj_ptr.float(),
             "meta": torch.tensor(meta, dtype=torch.int64),
@@ -827,7 +828,7 @@ class VideoTracker:
     def _restore_saved_prompt(self, obj: TrackedObject, frame: int, answer_before: dict | None) -> None:
         """After a prompt that failed: the session keeps the prompt the frame had and its
         answer (if it can): a reloaded session, `logits` and the next commit see those."""
-        old, pending = obj.prompts.get(frame), self._pending_key(obj.memory.obj_id, frame)
+        old, pending = obj.prompts.get(frame), pending_key(obj.memory.obj_id, frame)
         try:
             if old is None:
                 self.prompt_store.delete(self._prompt_key(obj.memory.obj_id, frame))
@@ -848,28 +849,13 @@ class VideoTracker:
         or copied, keeps the session."""
         path = self.session_dir / FOOTAGE_FILE
         cfg = self.model.cfg
-        now = {"frame_numbers": [int(n) for n in self.source.frame_numbers],
-               "size": [int(n) for n in self.source.size], "colour": colour_key, "footage": footage_key,
-               "model": f"{cfg.name} {cfg.image_size} {weights_key(self.model)}"}
-        try:
-            before = json.loads(path.read_text())
-        except FileNotFoundError:
-            before = None  # a new session (or one from before this record was kept)
-        except ValueError:
-            before = {}  # damaged: what the session was made on is unknown
-        if before is not None and not isinstance(before, dict):
-            before = {}  # (valid JSON, but not this record)
+        now = footage_record(self.source, colour_key, footage_key, model_key(cfg.name, cfg.image_size,
+                                                                             weights_key(self.model)))
+        before = recorded_footage(self.session_dir)
         damaged = before == {}
-        for kept_later in ("model", "footage"):  # (sessions from before these were recorded)
-            if before is not None and not damaged and kept_later not in before:
-                before[kept_later] = now[kept_later]
-        if before and before.get("colour") == "" and colour_key == "passthrough":
-            # (a shot's folder of PNG/JPEG frames was read without colour settings before it was
-            # read as a sequence: the same code values, which the sequence's default passes on)
-            before["colour"] = colour_key
         if before and not footage_key:  # (footage that could not be read just now: not other footage)
             now["footage"] = before.get("footage", "")
-        if before == now:
+        if same_footage(before, now):
             return
         if before is not None:
             if damaged:
@@ -893,8 +879,7 @@ class VideoTracker:
         dev = self.model.device
         # (a prompt's answer, kept apart until committed, comes after the frame's result)
         for key in sorted(self.results.keys(), key=lambda k: (k.startswith("pend-"), k)):
-            _, obj_id, frame = key.split("-")
-            obj_id, frame = int(obj_id), int(frame)
+            _, obj_id, frame = parse_key(key)
             entry = self.results.get(key)
             if entry is None or "meta" not in entry:
                 continue  # damaged: that frame is simply not tracked
@@ -943,10 +928,6 @@ class VideoTracker:
         got = self._latest_result(obj_id, check_index(self.source, frame))
         return None if got is None else float(got["score"].reshape(-1)[0])
 
-    def _to_plate(self, low_res: torch.Tensor) -> torch.Tensor:
-        w, h = self.source.size
-        return F.interpolate(low_res.float(), size=(h, w), mode="bilinear", align_corners=False)
-
     def _plate_logits(self, frame: int, per_object: dict[int, torch.Tensor]) -> dict[int, np.ndarray]:
         """Low-res logits (1, 1, 256, 256) of some objects on a frame -> plate-sized ones.
         With non-overlap, every other object's result on the frame takes part too."""
@@ -963,7 +944,7 @@ class VideoTracker:
         # in the objects' order, whoever asks: a tie goes to the object added first
         order = [i for i in self._objects if i in low_res] + [i for i in low_res if i not in self._objects]
         device = next(iter(per_object.values())).device
-        plate = self._to_plate(torch.cat([low_res[i].to(device) for i in order]))
+        plate = to_plate(torch.cat([low_res[i].to(device) for i in order]), self.source.size)
         if self.non_overlap:
             plate = keep_top_object(plate)
         return order, plate
