@@ -532,6 +532,12 @@ def cmd_shot(args) -> int:
         except FootageMissing as e:
             raise UserError(f"{e} Here: {relink} NEW_PLACE.") from None
         return EXIT_OK
+    if args.action == "export":
+        results = _open_results(args.shot, hint=f"{relink} NEW_PLACE")
+        if results is not None:  # (read from the disk: no model, no weights needed)
+            with results:
+                _export(args, results)
+            return EXIT_OK
     with _open(args.shot, getattr(args, "device", "auto"), hint=f"{relink} NEW_PLACE",
                checkpoint_hint=f"{relink} --checkpoint FILE") as session:
         if args.action == "prompt":
@@ -546,15 +552,7 @@ def cmd_shot(args) -> int:
                                 objects=args.objects)
             print(f"{args.shot}: {frames} frames tracked" if frames else f"{args.shot}: nothing needed tracking")
         elif args.action == "export":
-            _set_cleanup(session, args.prompts, "export takes no prompts; use `sam2roto shot prompt`.")
-            result = session.export(args.out, args.format, shapes=args.shapes, shape_tolerance=args.shape_tolerance,
-                                    force=args.force, progress=Progress("writing mattes"))
-            print(f"{result['folder']}: {result['frames']} frames of mattes for {', '.join(result['mattes'])}")
-            _say_left_out(result, args.out)
-            if not result["complete"]:
-                print(f"{args.shot}: tracking is not done (frames not tracked yet have empty mattes, and "
-                      f"a correction waits): run `sam2roto shot propagate {args.shot}`, then export again",
-                      file=sys.stderr)
+            _export(args, session)
         elif args.action == "rename":
             session.rename_object(args.object, args.name)
             print(f"{args.shot}: {args.object!r} is now {args.name.strip()!r}")
@@ -562,6 +560,31 @@ def cmd_shot(args) -> int:
             session.remove_object(args.object)
             print(f"{args.shot}: {args.object!r} removed, with its prompts and tracking results")
     return EXIT_OK
+
+
+def _export(args, session) -> None:
+    """`shot export`: the mattes (and shapes) of a ShotResults or ShotSession."""
+    _set_cleanup(session, args.prompts, "export takes no prompts; use `sam2roto shot prompt`.")
+    result = session.export(args.out, args.format, shapes=args.shapes, shape_tolerance=args.shape_tolerance,
+                            force=args.force, progress=Progress("writing mattes"))
+    print(f"{result['folder']}: {result['frames']} frames of mattes for {', '.join(result['mattes'])}")
+    _say_left_out(result, args.out)
+    if not result["complete"]:
+        print(f"{args.shot}: tracking is not done (frames not tracked yet have empty mattes, and "
+              f"a correction waits): run `sam2roto shot propagate {args.shot}`, then export again",
+              file=sys.stderr)
+
+
+def _open_results(folder: Path, *, hint: str):
+    """The shot's results read without the model (a ShotResults), or None where they need
+    the model first."""
+    from sam2_core.shot.session import ShotResults
+    from sam2_core.shot.shot import FootageMissing
+
+    try:
+        return ShotResults.open(folder)
+    except FootageMissing as e:
+        raise UserError(f"{e} Here: {hint}.") from None
 
 
 def _open(folder: Path, device: str, moved_to: str | None = None, *, hint: str, checkpoint_hint: str,

@@ -3,7 +3,8 @@
 The command line's shot commands and the service that hosts talk to both drive a shot
 through this one class: objects, prompts that accumulate like clicks in a roto tool,
 undo, tracking plans that re-track only what a correction changes, and export.
-Everything it does is recorded in the shot folder as it happens.
+Everything it does is recorded in the shot folder as it happens. ShotResults, the part
+of it that reads and exports the tracking results, also opens a shot without the model.
 """
 
 from __future__ import annotations
@@ -80,23 +81,64 @@ def _remove_new_entries(folder: Path, before: set[Path] | None) -> None:
             folder.rmdir()
 
 
-class ShotSession:
-    def __init__(self, shot: Shot, model):
+class ShotResults:
+    """A shot and its tracking results as they are on disk, in the user's terms: enough to
+    look at and export them. `open` reads them without the model (no weights needed,
+    nothing downloaded); ShotSession adds the model, for prompts and tracking."""
+
+    def __init__(self, shot: Shot, tracker):
         self.shot = shot
-        self.model = model
-        self.tracker = shot.tracker(model)
+        self.tracker = tracker  # a VideoTracker, or the session's results read without the model
         self.source = shot.source
         self.numbers = list(self.source.frame_numbers)
-        self._give_lost_prompts_again()
-        if shot.manifest.tracked and not self._every_frame_has_results():
-            shot.manifest.tracked = False  # results lost in a power cut: tracking fills them in again
-        self._undo: list[tuple[int, int, list[PromptRecord]]] = []  # (object id, frame number, prompts before)
 
-    def _give_lost_prompts_again(self) -> None:
-        """The tracker can lack a prompt's answer that the shot lists: one damaged on disk, or
-        from before answers were flushed. Those frames get their prompts again, one by one as
-        they were given, so the answers are as before: after the prompts the tracker tracked
-        from, if it still has that, or all of them. The shot then waits to be tracked."""
+    @classmethod
+    def open(cls, folder: str | Path, *, moved_to: str | Path | None = None) -> ShotResults | None:
+        """The shot with its tracking results read without the model; None where they need
+        the model first (the footage, its colour settings or the shot's model changed since
+        they were made, or a prompt's answer was lost): ShotSession.open sorts that out.
+        `moved_to`: as for ShotSession.open."""
+        shot = Shot.open(folder, moved_to)
+        try:
+            results = shot.results()
+            if results is not None:
+                opened = cls(shot, results)
+                if next(opened._answers_lost(), None) is None:
+                    return opened
+        except BaseException:
+            shot.close()
+            raise
+        shot.close()
+        return None
+
+    # -- frames and objects --------------------------------------------------------------
+
+    def index(self, frame_number: int) -> int:
+        """The source index of a frame number; a clear error for one outside the shot."""
+        try:
+            if isinstance(frame_number, bool) or int(frame_number) != frame_number:
+                raise ValueError  # (frame 1001.5 is not frame 1001)
+            return self.numbers.index(int(frame_number))
+        except (ValueError, TypeError):
+            raise SessionError(f"Frame {frame_number} is not in the shot (frames {self.numbers[0]}-"
+                               f"{self.numbers[-1]}).") from None
+
+    @property
+    def objects(self) -> list[ObjectRecord]:
+        return list(self.shot.manifest.objects)
+
+    def object(self, name: str) -> ObjectRecord:
+        wanted = name.strip() if isinstance(name, str) else name  # (as add_object keeps names)
+        for o in self.shot.manifest.objects:
+            if o.name == wanted:
+                return o
+        known = ", ".join(o.name for o in self.shot.manifest.objects) or "none yet"
+        raise SessionError(f"No object {name!r} in the shot (objects: {known}).")
+
+    def _answers_lost(self) -> Iterator[tuple[ObjectRecord, int, list[PromptRecord], int]]:
+        """The prompted frames whose answer the tracker lacks (damaged on disk, or from
+        before answers were flushed): (object, frame index, the frame's prompts, how many of
+        them the answer the tracker still has took in)."""
         for record in self.shot.manifest.objects:
             known = record.id in self.tracker.object_ids
             answered = set(self.tracker.answered_frames(record.id)) if known else set()
@@ -110,22 +152,162 @@ class ShotSession:
                     continue
                 prompts = [p for p in record.prompts if p.frame == frame]
                 given = sum(p.tracked for p in prompts) if index in answered else 0
-                if index in waiting or given == len(prompts):
-                    continue
-                if not self.tracker.started_afresh:  # (else the tracker said why: other footage or model)
-                    log.warning("Object %r on frame %d lost its answer (damaged or deleted in %s); its prompts are "
-                                "given again: track the shot again.", record.name, frame, self.shot.session_dir)
-                try:
-                    self._replay(record, index, prompts, given=given)
-                except (OSError, ValueError) as e:  # (the shot still opens; tracking will say what is wrong)
-                    log.warning("Object %r, frame %d: the prompts could not be given again: %s",
-                                record.name, frame, e)
-                    continue
-                if not given:  # (all of them wait again to be tracked from)
-                    for p in prompts:
-                        p.tracked = False
-                self.shot.manifest.tracked = False
-                self.shot.save()
+                if index not in waiting and given != len(prompts):
+                    yield record, index, prompts, given
+
+    # -- results and export --------------------------------------------------------------
+
+    def _tracking_done(self, ids: list[int] | None = None) -> bool:
+        """Some object, every frame has a result and no correction waits to be tracked from."""
+        return bool(self.tracker.object_ids) and not self.tracker.has_pending() and self._every_frame_has_results(ids)
+
+    def _every_frame_has_results(self, ids: list[int] | None = None) -> bool:
+        ids = self.tracker.object_ids if ids is None else ids
+        return all(self.tracker.has_result(f, i) for i in ids for f in range(self.tracker.num_frames))
+
+    def logits(self, name: str, frame: int) -> np.ndarray | None:
+        record, index = self.object(name), self.index(frame)  # (a frame outside the shot is an error)
+        if record.id not in self.tracker.object_ids:
+            return None
+        return self.tracker.logits(index, record.id)
+
+    def object_score(self, name: str, frame: int) -> float | None:
+        record, index = self.object(name), self.index(frame)  # (a frame outside the shot is an error)
+        if record.id not in self.tracker.object_ids:
+            return None
+        return self.tracker.object_score(index, record.id)
+
+    def set_cleanup(self, name: str, settings: dict) -> Cleanup:
+        record = self.object(name)
+        try:
+            cleanup = Cleanup.from_dict({**self._kept_cleanup(record).to_dict(), **settings})
+        except (TypeError, ValueError) as e:
+            raise SessionError(f"Object {name!r}: {e}") from None
+        record.cleanup = {k: v for k, v in cleanup.to_dict().items() if v}
+        self.shot.save()
+        return cleanup
+
+    @staticmethod
+    def _kept_cleanup(record: ObjectRecord) -> Cleanup:
+        """The object's clean-up as the shot keeps it; values from before the limits were set
+        are brought within them, and the artist told."""
+        cleanup = Cleanup.from_dict(record.cleanup, clamp=True)
+        changed = {k: v for k, v in cleanup.to_dict().items() if k in record.cleanup and v != record.cleanup[k]}
+        if changed:
+            log.warning("Object %r: clean-up %s brought within the limits (kept from an earlier sam2roto).",
+                        record.name, ", ".join(f"{k} {record.cleanup[k]:g} -> {v:g}" for k, v in changed.items()))
+        return cleanup
+
+    def export(self, out: str | Path, fmt: str = "png16", *, shapes: bool = False,
+               shape_tolerance: float | None = None, force: bool = False,
+               progress: Progress | None = None) -> dict:
+        """Write every frame's mattes (each object's clean-up applied) and, with `shapes`,
+        the vector shapes. Runs from the results on disk: the model is not used. A frame
+        not tracked yet gets an empty matte; the answer's "complete" is false then, or
+        while a correction waits to be tracked from."""
+        from ..mattes.export import FORMATS, export, matte_files, write_shapes, writer_for
+        from ..mattes.writers import prepare_output_dir
+
+        if fmt not in FORMATS:
+            raise SessionError(f"Unknown matte format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+        if shape_tolerance is not None and not (math.isfinite(shape_tolerance) and shape_tolerance >= 0):
+            raise SessionError(f"The shape tolerance is pixels, 0 or more; got {shape_tolerance!r}.")
+        records = [o for o in self.objects if o.id in self.tracker.object_ids]
+        if not records:
+            raise SessionError("Nothing to export: no object has been prompted yet.")
+        out = Path(out)
+        objects = {o.id: o.name for o in records}
+        self.check_export_folder(out, fmt)
+        prepare_output_dir(out, force=force, ignore=(self.shot.folder,))
+        cleanup = {o.id: self._kept_cleanup(o) for o in records if o.cleanup}
+        frames = export(self.tracker, objects, writer_for(fmt, out, self.source), cleanup=cleanup,
+                        progress=progress)
+        shape_files = write_shapes(self.tracker, objects, out, key_tolerance=shape_tolerance,
+                                   cleanup=cleanup) if shapes else {}
+        # (an export before tracking is done is allowed: the host says what is missing)
+        complete = self._tracking_done(list(objects))
+        result = {"folder": str(out.resolve()), "format": fmt, "frames": frames,
+                  "mattes": {n: matte_files(fmt, out.resolve(), n) for n in objects.values()},
+                  "shapes": {n: str(p.resolve()) for n, p in shape_files.items()}, "complete": complete,
+                  # objects with no prompt the tracker can use (e.g. only on frames the footage lost)
+                  "left_out": [o.name for o in self.objects if o.id not in objects and o.prompts]}
+        self.shot.manifest.exports.append({k: result[k] for k in ("folder", "format", "frames")})
+        self.shot.save()
+        return result
+
+    def check_export_folder(self, out: str | Path, fmt: str = "png16") -> None:
+        """ExportRefused if an export to `out` would put files in the footage's own folder:
+        beside the plates, or over them (an export folder that holds the footage's, with an
+        object named as that folder). A new folder inside it is fine, as Blender keeps its
+        proxies. ValueError for what else the export would refuse once it writes (names
+        that become the same file names; FFV1 for non-square pixels). (Hosts check before
+        a long track, not only at the export after it.)"""
+        from ..mattes.export import check_export, matte_files
+
+        check_export(fmt, self.source, [o.name for o in self.objects])
+        out = Path(out)
+        shot = Path(os.path.realpath(self.shot.folder))
+        working = [shot / part for part in WORKING_FOLDERS]
+        for folder in [out, *(Path(matte_files(fmt, out, o.name)).parent for o in self.objects)]:
+            refuse_footage_folder(folder, self.shot.source_path, out)
+            real = Path(os.path.realpath(folder))
+            # (a new folder inside the shot's is fine, as Blender's shots keep their mattes)
+            if real == shot or any(real == w or w in real.parents for w in working):
+                raise ExportRefused(f"Exporting to {out} would mix mattes with the shot's own files in {shot}: "
+                                    "choose another folder (a new one inside it is fine), or rename the object "
+                                    "named as that folder.")
+
+    def info(self) -> dict:
+        return self.shot.info()
+
+    def object_info(self, record: ObjectRecord) -> dict:
+        return self.shot.object_info(record)
+
+    def close(self) -> None:
+        try:
+            self.tracker.close()
+        finally:
+            self.shot.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ShotSession(ShotResults):
+    """A shot open with its model: objects, prompts, undo and tracking besides the results."""
+
+    def __init__(self, shot: Shot, model):
+        super().__init__(shot, shot.tracker(model))
+        self.model = model
+        self._give_lost_prompts_again()
+        if shot.manifest.tracked and not self._every_frame_has_results():
+            shot.manifest.tracked = False  # results lost in a power cut: tracking fills them in again
+        self._undo: list[tuple[int, int, list[PromptRecord]]] = []  # (object id, frame number, prompts before)
+
+    def _give_lost_prompts_again(self) -> None:
+        """The tracker can lack a prompt's answer that the shot lists: one damaged on disk, or
+        from before answers were flushed. Those frames get their prompts again, one by one as
+        they were given, so the answers are as before: after the prompts the tracker tracked
+        from, if it still has that, or all of them. The shot then waits to be tracked."""
+        for record, index, prompts, given in list(self._answers_lost()):
+            if not self.tracker.started_afresh:  # (else the tracker said why: other footage or model)
+                log.warning("Object %r on frame %d lost its answer (damaged or deleted in %s); its prompts are "
+                            "given again: track the shot again.", record.name, self.numbers[index],
+                            self.shot.session_dir)
+            try:
+                self._replay(record, index, prompts, given=given)
+            except (OSError, ValueError) as e:  # (the shot still opens; tracking will say what is wrong)
+                log.warning("Object %r, frame %d: the prompts could not be given again: %s",
+                            record.name, self.numbers[index], e)
+                continue
+            if not given:  # (all of them wait again to be tracked from)
+                for p in prompts:
+                    p.tracked = False
+            self.shot.manifest.tracked = False
+            self.shot.save()
         if self.tracker.started_afresh and any(o.prompts for o in self.shot.manifest.objects):
             log.warning("The shot's prompts are given again on the footage as it is now: track the shot again.")
 
@@ -197,30 +379,6 @@ class ShotSession:
             prompted = [p.frame for o in self.objects for p in o.prompts if p.frame in self.numbers]
             frame = min(prompted, default=self.numbers[0])
         self.tracker.encode_ahead(min(bisect.bisect_left(self.numbers, int(frame)), len(self.numbers) - 1))
-
-    # -- frames and objects --------------------------------------------------------------
-
-    def index(self, frame_number: int) -> int:
-        """The source index of a frame number; a clear error for one outside the shot."""
-        try:
-            if isinstance(frame_number, bool) or int(frame_number) != frame_number:
-                raise ValueError  # (frame 1001.5 is not frame 1001)
-            return self.numbers.index(int(frame_number))
-        except (ValueError, TypeError):
-            raise SessionError(f"Frame {frame_number} is not in the shot (frames {self.numbers[0]}-"
-                               f"{self.numbers[-1]}).") from None
-
-    @property
-    def objects(self) -> list[ObjectRecord]:
-        return list(self.shot.manifest.objects)
-
-    def object(self, name: str) -> ObjectRecord:
-        wanted = name.strip() if isinstance(name, str) else name  # (as add_object keeps names)
-        for o in self.shot.manifest.objects:
-            if o.name == wanted:
-                return o
-        known = ", ".join(o.name for o in self.shot.manifest.objects) or "none yet"
-        raise SessionError(f"No object {name!r} in the shot (objects: {known}).")
 
     def add_object(self, name: str, colour: list[float] | None = None) -> ObjectRecord:
         name = _object_name(name)
@@ -595,127 +753,6 @@ class ShotSession:
                 f"or deleted in {self.shot.session_dir}){'; its prompts were given again' if prompted else ''}. "
                 "Track again to fill it in.") from None
 
-    def _tracking_done(self, ids: list[int] | None = None) -> bool:
-        """Some object, every frame has a result and no correction waits to be tracked from."""
-        return bool(self.tracker.object_ids) and not self.tracker.has_pending() and self._every_frame_has_results(ids)
-
-    def _every_frame_has_results(self, ids: list[int] | None = None) -> bool:
-        ids = self.tracker.object_ids if ids is None else ids
-        return all(self.tracker.has_result(f, i) for i in ids for f in range(self.tracker.num_frames))
-
-    # -- results and export --------------------------------------------------------------
-
-    def logits(self, name: str, frame: int) -> np.ndarray | None:
-        record, index = self.object(name), self.index(frame)  # (a frame outside the shot is an error)
-        if record.id not in self.tracker.object_ids:
-            return None
-        return self.tracker.logits(index, record.id)
-
-    def object_score(self, name: str, frame: int) -> float | None:
-        record, index = self.object(name), self.index(frame)  # (a frame outside the shot is an error)
-        if record.id not in self.tracker.object_ids:
-            return None
-        return self.tracker.object_score(index, record.id)
-
-    def set_cleanup(self, name: str, settings: dict) -> Cleanup:
-        record = self.object(name)
-        try:
-            cleanup = Cleanup.from_dict({**self._kept_cleanup(record).to_dict(), **settings})
-        except (TypeError, ValueError) as e:
-            raise SessionError(f"Object {name!r}: {e}") from None
-        record.cleanup = {k: v for k, v in cleanup.to_dict().items() if v}
-        self.shot.save()
-        return cleanup
-
-    @staticmethod
-    def _kept_cleanup(record: ObjectRecord) -> Cleanup:
-        """The object's clean-up as the shot keeps it; values from before the limits were set
-        are brought within them, and the artist told."""
-        cleanup = Cleanup.from_dict(record.cleanup, clamp=True)
-        changed = {k: v for k, v in cleanup.to_dict().items() if k in record.cleanup and v != record.cleanup[k]}
-        if changed:
-            log.warning("Object %r: clean-up %s brought within the limits (kept from an earlier sam2roto).",
-                        record.name, ", ".join(f"{k} {record.cleanup[k]:g} -> {v:g}" for k, v in changed.items()))
-        return cleanup
-
-    def export(self, out: str | Path, fmt: str = "png16", *, shapes: bool = False,
-               shape_tolerance: float | None = None, force: bool = False,
-               progress: Progress | None = None) -> dict:
-        """Write every frame's mattes (each object's clean-up applied) and, with `shapes`,
-        the vector shapes. Runs from the results on disk: the model is not used. A frame
-        not tracked yet gets an empty matte; the answer's "complete" is false then, or
-        while a correction waits to be tracked from."""
-        from ..mattes.export import FORMATS, export, matte_files, write_shapes, writer_for
-        from ..mattes.writers import prepare_output_dir
-
-        if fmt not in FORMATS:
-            raise SessionError(f"Unknown matte format {fmt!r}; choose one of {', '.join(FORMATS)}.")
-        if shape_tolerance is not None and not (math.isfinite(shape_tolerance) and shape_tolerance >= 0):
-            raise SessionError(f"The shape tolerance is pixels, 0 or more; got {shape_tolerance!r}.")
-        records = [o for o in self.objects if o.id in self.tracker.object_ids]
-        if not records:
-            raise SessionError("Nothing to export: no object has been prompted yet.")
-        out = Path(out)
-        objects = {o.id: o.name for o in records}
-        self.check_export_folder(out, fmt)
-        prepare_output_dir(out, force=force, ignore=(self.shot.folder,))
-        cleanup = {o.id: self._kept_cleanup(o) for o in records if o.cleanup}
-        frames = export(self.tracker, objects, writer_for(fmt, out, self.source), cleanup=cleanup,
-                        progress=progress)
-        shape_files = write_shapes(self.tracker, objects, out, key_tolerance=shape_tolerance,
-                                   cleanup=cleanup) if shapes else {}
-        # (an export before tracking is done is allowed: the host says what is missing)
-        complete = self._tracking_done(list(objects))
-        result = {"folder": str(out.resolve()), "format": fmt, "frames": frames,
-                  "mattes": {n: matte_files(fmt, out.resolve(), n) for n in objects.values()},
-                  "shapes": {n: str(p.resolve()) for n, p in shape_files.items()}, "complete": complete,
-                  # objects with no prompt the tracker can use (e.g. only on frames the footage lost)
-                  "left_out": [o.name for o in self.objects if o.id not in objects and o.prompts]}
-        self.shot.manifest.exports.append({k: result[k] for k in ("folder", "format", "frames")})
-        self.shot.save()
-        return result
-
-    def check_export_folder(self, out: str | Path, fmt: str = "png16") -> None:
-        """ExportRefused if an export to `out` would put files in the footage's own folder:
-        beside the plates, or over them (an export folder that holds the footage's, with an
-        object named as that folder). A new folder inside it is fine, as Blender keeps its
-        proxies. ValueError for what else the export would refuse once it writes (names
-        that become the same file names; FFV1 for non-square pixels). (Hosts check before
-        a long track, not only at the export after it.)"""
-        from ..mattes.export import check_export, matte_files
-
-        check_export(fmt, self.source, [o.name for o in self.objects])
-        out = Path(out)
-        shot = Path(os.path.realpath(self.shot.folder))
-        working = [shot / part for part in WORKING_FOLDERS]
-        for folder in [out, *(Path(matte_files(fmt, out, o.name)).parent for o in self.objects)]:
-            refuse_footage_folder(folder, self.shot.source_path, out)
-            real = Path(os.path.realpath(folder))
-            # (a new folder inside the shot's is fine, as Blender's shots keep their mattes)
-            if real == shot or any(real == w or w in real.parents for w in working):
-                raise ExportRefused(f"Exporting to {out} would mix mattes with the shot's own files in {shot}: "
-                                    "choose another folder (a new one inside it is fine), or rename the object "
-                                    "named as that folder.")
-
-    def info(self) -> dict:
-        return self.shot.info()
-
-    def object_info(self, record: ObjectRecord) -> dict:
-        return self.shot.object_info(record)
-
-    def close(self) -> None:
-        try:
-            self.tracker.close()
-        finally:
-            self.shot.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
 def read_mask_file(path: str | Path, frame: int) -> np.ndarray:
     """A mask prompt from an image file: its alpha if it has one, else its brightest channel,
     cut at half its peak (white, or any one value, on black)."""
@@ -763,4 +800,5 @@ def _colour(colour) -> list[float]:
     if len(rgb) != 3 or not all(0 <= c <= 1 for c in rgb):
         raise SessionError(f"An object's colour is three numbers from 0 to 1 (red, green, blue); got {colour!r}.")
     return rgb
+
 

@@ -267,6 +267,31 @@ class Shot:
         return VideoTracker(model, self.source, cache_dir=self.cache_dir, session_dir=self.session_dir,
                             colour_key=self.colour_key, footage_key=self.manifest.source_fingerprint, **kwargs)
 
+    def results(self):
+        """The tracking session's results read without the model (a SessionResults), where
+        the session was made on the footage as it is now and on the shot's model as recorded;
+        else None (opening the shot with its model makes the session right first)."""
+        from ..model.configs import get_config
+        from ..model.weights import OFFICIAL_WEIGHTS
+        from ..tracking.results import SessionResults, footage_record, model_key, recorded_footage, same_footage
+
+        m = self.manifest.model
+        name = m.get("name")
+        try:
+            cfg = get_config(name)
+        except (KeyError, TypeError, ValueError):
+            return None
+        # (the checkpoint's hash as recorded when the shot was last opened with it: the
+        # results were made with those weights, wherever the file is now)
+        weights_id = m.get("sha256") if m.get("checkpoint") else getattr(OFFICIAL_WEIGHTS.get(name), "sha256", "")
+        if not weights_id:
+            return None
+        now = footage_record(self.source, self.colour_key, self.manifest.source_fingerprint,
+                             model_key(cfg.name, m.get("image_size") or cfg.image_size, weights_id))
+        if not same_footage(recorded_footage(self.session_dir), now):
+            return None
+        return SessionResults(self.session_dir, self.source)
+
     def save(self) -> None:
         if self._lock is None:
             raise RuntimeError("A shot opened to look at (Shot.look) is not saved")

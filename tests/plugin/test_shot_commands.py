@@ -155,9 +155,9 @@ def test_objects_named_on_the_command_line_renamed_and_removed(clip, official_ch
 
 
 def test_a_shot_whose_own_checkpoint_moved_is_told_its_new_place(clip, official_checkpoint, tmp_path, capsys):
-    """A checkpoint file of the shot's own that moved: info still works (it loads no model),
-    the commands that need the model say how to give its new place, and relinking it keeps
-    the tracking (the same weights)."""
+    """A checkpoint file of the shot's own that moved: info and export still work (they load
+    no model), the commands that need the model say how to give its new place, and
+    relinking it keeps the tracking (the same weights)."""
     mine = tmp_path / "weights" / "mine.pt"
     mine.parent.mkdir()
     shutil.copy(official_checkpoint(NAME), mine)
@@ -172,6 +172,10 @@ def test_a_shot_whose_own_checkpoint_moved_is_told_its_new_place(clip, official_
     assert main(["shot", "info", str(shot)]) == 0
     info = capsys.readouterr().out
     assert "object  ball: prompts on frames 1001" in info and "tracked yes" in info
+    assert main(["shot", "export", str(shot), "--out", str(tmp_path / "mattes")]) == 0
+    assert len(list((tmp_path / "mattes").rglob("ball.*.png"))) == N
+    told = capsys.readouterr()
+    assert f"{N} frames of mattes for ball" in told.out and "Error" not in told.err, told
     assert main(["shot", "propagate", str(shot)] + dev) == 1
     told = capsys.readouterr().err
     assert f"The shot's checkpoint file {mine} is not there any more" in told, told

@@ -13,7 +13,7 @@ import pytest
 from sam2_core.mattes.cleanup import Cleanup
 from sam2_core.mattes.writers import ExportError
 from sam2_core.shot.manifest import ObjectRecord
-from sam2_core.shot.session import SessionError, ShotSession
+from sam2_core.shot.session import SessionError, ShotResults, ShotSession
 from tests.conftest import CPU_TEST_INPUT_SIZE
 from tests.sam2_core.tracking.conftest import write_png_clip
 
@@ -500,6 +500,68 @@ def test_export_applies_each_objects_cleanup_and_sparse_shape_keys(new_session, 
     # an export while a correction waits to be tracked from says so
     s.add_prompt("ball", FIRST + 2, points=[(20, 20)], labels=[0])
     assert plain["complete"] and not s.export(tmp_path / "early", "png16")["complete"]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def test_results_export_without_the_model_as_with_it(clip, official_checkpoint, tmp_path, monkeypatch):
+    """Exporting needs only the results on disk: no model is loaded (no weights needed, the
+    shot's own checkpoint may be gone), and the files are the ones the session writes."""
+    import sam2_core.model.loading as loading
+
+    checkpoint = Path(shutil.copy(official_checkpoint(NAME), tmp_path / "own.pt"))
+    s = ShotSession.create(tmp_path / "shot", clip, model_name=NAME, checkpoint=checkpoint, device="cpu",
+                           image_size=CPU_TEST_INPUT_SIZE)
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    s.add_prompt("square", FIRST + 1, box=(205, 15, 275, 85))
+    list(s.track())
+    s.add_prompt("ball", FIRST + 3, points=[(20, 20)], labels=[0])  # a correction not tracked from
+    s.set_cleanup("square", {"grow": 2})
+    with_model = s.export(tmp_path / "with model", "png16", shapes=True, shape_tolerance=0.5)
+    expected = {(name, f): (s.logits(name, f), s.object_score(name, f)) for name in ("ball", "square")
+                for f in range(FIRST, FIRST + N)}
+    s.close()
+    checkpoint.unlink()
+
+    def no_model(*_args, **_kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(loading, "load_model", no_model)
+    with ShotResults.open(tmp_path / "shot") as results:
+        for (name, f), (logits, score) in expected.items():
+            assert np.array_equal(results.logits(name, f), logits) and results.object_score(name, f) == score
+        without = results.export(tmp_path / "without model", "png16", shapes=True, shape_tolerance=0.5)
+    assert not without["complete"] and without["frames"] == N  # (the correction waits, as it did)
+    assert {k: v for k, v in without.items() if k not in ("folder", "mattes", "shapes")} == \
+        {k: v for k, v in with_model.items() if k not in ("folder", "mattes", "shapes")}
+    assert _files(tmp_path / "without model") == _files(tmp_path / "with model")
+    assert [e["folder"] for e in manifest(s)["exports"]][-1] == str((tmp_path / "without model").resolve())
+
+
+def test_results_that_need_the_model_first_are_not_read_without_it(new_session, tmp_path):
+    """Results made on other footage or another model, or a prompt whose answer was lost:
+    the shot opens with its model, which makes them right (ShotResults.open says None, and
+    lets go of the shot)."""
+    s = new_session()
+    s.add_prompt("ball", FIRST, points=[(60, 120)])
+    list(s.track())
+    s.close()
+    footage = tmp_path / "shot" / "tracking" / "footage.json"
+    record = footage.read_text()
+    for changed in (record.replace('"model": "sam2.1_hiera_tiny', '"model": "sam2.1_hiera_small'),
+                    record.replace('"frame_numbers": [1001', '"frame_numbers": [1000'), "{not json"):
+        footage.write_text(changed)
+        assert ShotResults.open(tmp_path / "shot") is None
+    footage.write_text(record)
+    answer = next((tmp_path / "shot").rglob("results/res-1-0000000.entry"))
+    kept = answer.read_bytes()
+    answer.unlink()  # (the prompted frame's answer lost)
+    assert ShotResults.open(tmp_path / "shot") is None
+    answer.write_bytes(kept)
+    with ShotResults.open(tmp_path / "shot") as results:  # (the shot was let go each time)
+        assert results.tracker.object_ids == [1] and results.logits("ball", FIRST) is not None
 
 
 def test_a_shot_whose_model_cannot_load_leaves_its_folder_as_it_was(clip, official_checkpoint, tmp_path):
