@@ -437,8 +437,11 @@ def cmd_track(args) -> int:
         if prompting.exists():
             raise UserError(f"The run in {out} stopped before it had given all its prompts: start it again, "
                             "with --force.")
-        session = _open(shot_dir, args.device, moved_to=args.source, hint="give its new place as SOURCE, with --resume",
-                        checkpoint_hint="--resume with --checkpoint FILE", checkpoint=args.checkpoint)
+        hint = "give its new place as SOURCE, with --resume"
+        session = _finished_run(shot_dir, args.source, hint) if args.checkpoint is None else None
+        if session is None:  # (to be tracked further: with the model)
+            session = _open(shot_dir, args.device, moved_to=args.source, hint=hint,
+                            checkpoint_hint="--resume with --checkpoint FILE", checkpoint=args.checkpoint)
         if not _same_footage(args.source, session.shot.source_path):
             print(f"sam2roto: note: --resume goes on with the run's own footage, {session.shot.source_path}; "
                   f"{args.source} is not used.", file=sys.stderr)
@@ -575,16 +578,26 @@ def _export(args, session) -> None:
               file=sys.stderr)
 
 
-def _open_results(folder: Path, *, hint: str):
+def _open_results(folder: Path, moved_to: str | None = None, *, hint: str):
     """The shot's results read without the model (a ShotResults), or None where they need
     the model first."""
     from sam2_core.shot.session import ShotResults
     from sam2_core.shot.shot import FootageMissing
 
     try:
-        return ShotResults.open(folder)
+        return ShotResults.open(folder, moved_to=moved_to)
     except FootageMissing as e:
         raise UserError(f"{e} Here: {hint}.") from None
+
+
+def _finished_run(folder: Path, source: str, hint: str):
+    """A `track` run that is tracked to the end, read without the model (exporting it again
+    needs none); None for one that still has tracking to do."""
+    results = _open_results(folder, source, hint=hint)
+    if results is not None and not (results.shot.manifest.tracked and results.tracking_done()):
+        results.close()
+        return None
+    return results
 
 
 def _open(folder: Path, device: str, moved_to: str | None = None, *, hint: str, checkpoint_hint: str,

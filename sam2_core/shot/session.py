@@ -157,7 +157,7 @@ class ShotResults:
 
     # -- results and export --------------------------------------------------------------
 
-    def _tracking_done(self, ids: list[int] | None = None) -> bool:
+    def tracking_done(self, ids: list[int] | None = None) -> bool:
         """Some object, every frame has a result and no correction waits to be tracked from."""
         return bool(self.tracker.object_ids) and not self.tracker.has_pending() and self._every_frame_has_results(ids)
 
@@ -225,7 +225,7 @@ class ShotResults:
         shape_files = write_shapes(self.tracker, objects, out, key_tolerance=shape_tolerance,
                                    cleanup=cleanup) if shapes else {}
         # (an export before tracking is done is allowed: the host says what is missing)
-        complete = self._tracking_done(list(objects))
+        complete = self.tracking_done(list(objects))
         result = {"folder": str(out.resolve()), "format": fmt, "frames": frames,
                   "mattes": {n: matte_files(fmt, out.resolve(), n) for n in objects.values()},
                   "shapes": {n: str(p.resolve()) for n, p in shape_files.items()}, "complete": complete,
@@ -507,7 +507,7 @@ class ShotSession(ShotResults):
             self.tracker.remove_object(obj_id)
         if logits is None and obj_id in self.tracker.object_ids:
             logits = self.tracker.logits(index, obj_id)  # a corrected frame is back as tracked
-        self.shot.manifest.tracked = self._tracking_done()  # (taking back an untracked click restores it)
+        self.shot.manifest.tracked = self.tracking_done()  # (taking back an untracked click restores it)
         self.shot.save()
         return record, frame, logits
 
@@ -728,7 +728,7 @@ class ShotSession(ShotResults):
         # (a cancel after the last frame is late)
         cancelled = cancel is not None and cancel.is_set() and done < total
         if whole_shot and not cancelled:
-            self.shot.manifest.tracked = self._tracking_done()
+            self.shot.manifest.tracked = self.tracking_done()
             self.shot.save()
 
     @contextlib.contextmanager

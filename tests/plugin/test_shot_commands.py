@@ -199,10 +199,16 @@ def test_a_shot_whose_own_checkpoint_moved_is_told_its_new_place(clip, official_
     assert main(["track", str(clip), "--point", "60,120", "--out", str(out), "--model", NAME, "--image-size",
                  str(CPU_TEST_INPUT_SIZE), "--checkpoint", str(moved)] + dev) == 0
     again = moved.rename(tmp_path / "weights" / "again.pt")
+    capsys.readouterr()
+    # a finished run is exported again without the model, wherever its checkpoint is
+    assert main(["track", "--resume", str(clip), "--out", str(out), "--format", "exr"] + dev) == 0
+    assert "tracking:" not in capsys.readouterr().err and len(list(out.rglob("object.*.exr"))) == N
+    # one with tracking to do (a frame's result lost) needs the model: it says how to give it
+    next(out.rglob("results/res-1-0000002.entry")).unlink()
     assert main(["track", "--resume", str(clip), "--out", str(out)] + dev) == 1
     assert "--resume with --checkpoint FILE" in capsys.readouterr().err
     assert main(["track", "--resume", str(clip), "--out", str(out), "--checkpoint", str(again)] + dev) == 0
-    assert "tracking:" not in capsys.readouterr().err  # (the same weights: nothing tracked again)
+    assert "tracking: 100%" in capsys.readouterr().err  # (the same weights: the lost frame tracked again)
 
 
 def test_shot_command_errors(clip, official_checkpoint, tmp_path, capsys):
