@@ -92,15 +92,9 @@ def _open_shot(context):
     _not_while_opening()
     SESSION.ensure_started(bpy.path.abspath(prefs.core_env))
     if not SESSION.is_open(shot):
-        # (the core encodes the frames nearest the artist's first in the background)
-        params = {"shot": folder, "device": prefs.device,
-                  "frame": footage.source_frame(shot.clip, context.scene.frame_current)}
-        try:  # where the clip is now, for a shot whose footage moved (the clip's file may be gone too)
-            params["source"] = footage.source_path(shot.clip)
-        except footage.FootageError:
-            pass
+        params = _shot_open_params(context.scene, prefs)
         try:
-            SESSION.shot = SESSION.call("shot/open", {**params, "download": False}, timeout=START_TIMEOUT)
+            SESSION.shot = SESSION.call("shot/open", params, timeout=START_TIMEOUT)
         except rpc.ServiceError as e:
             if e.code != rpc.WEIGHTS_MISSING:
                 raise
@@ -110,6 +104,19 @@ def _open_shot(context):
                             "panel shows how far, and can cancel). Try again once the shot is open.") from None
         SESSION.masks.clear()
     return shot
+
+
+def _shot_open_params(scene, prefs) -> dict:
+    """What `shot/open` is asked for the scene's shot (the weights not downloaded)."""
+    shot = scene.sam2roto
+    # (the core encodes the frames nearest the artist's first in the background)
+    params = {"shot": bpy.path.abspath(shot.folder), "device": prefs.device, "download": False,
+              "frame": footage.source_frame(shot.clip, scene.frame_current)}
+    try:  # where the clip is now, for a shot whose footage moved (the clip's file may be gone too)
+        params["source"] = footage.source_path(shot.clip)
+    except footage.FootageError:
+        pass
+    return params
 
 
 def _follow_the_shots_objects(shot, info: dict) -> None:
@@ -210,12 +217,7 @@ def open_with_blend(scene) -> bool:
         return False
     if SESSION.opening and SESSION.opening_downloads:
         return False  # (weights downloading for a shot of the closed file: this one opens at its next action)
-    params = {"shot": bpy.path.abspath(shot.folder), "device": prefs.device, "download": False,
-              "frame": footage.source_frame(shot.clip, scene.frame_current)}
-    try:  # (as _open_shot: where the clip is now, for footage that moved)
-        params["source"] = footage.source_path(shot.clip)
-    except footage.FootageError:
-        pass
+    params = _shot_open_params(scene, prefs)
     scene_name, clip_name, file = scene.name, shot.clip.name, FILES_OPENED[0]
 
     def ended() -> bool:
